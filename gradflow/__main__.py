@@ -1,0 +1,3 @@
+from gradflow.cli import main
+
+main()

@@ -1,0 +1,192 @@
+"""The network specification: one frozen, validated value that describes a run.
+
+Every CLI flag maps to exactly one field here. The spec imports nothing heavy, so the CLI can
+validate flags before NumPy is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class Choice(str, Enum):
+    """A str Enum whose members compare and print as their value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def parse(cls, value: Any, field: str) -> Any:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).strip().lower().replace("-", "_"))
+        except ValueError:
+            accepted = ", ".join(m.value for m in cls)
+            raise ValueError(f"{field}: unknown value {value!r} (accepted: {accepted})") from None
+
+
+class Skip(Choice):
+    NONE = "none"  # plain network: h_i = φ(N(h_{i-1} W_i + b_i))
+    POST = "post"  # original ResNet: h_out = φ(h_in + α·N(...)), activation after the add
+    PRE = "pre"  # pre-activation ResNet: h_out = h_in + α·u_k, nothing after the add
+
+    @property
+    def label(self) -> str:
+        return {"none": "plain", "post": "post", "pre": "pre"}[self.value]
+
+
+class Activation(Choice):
+    RELU = "relu"
+    LEAKY_RELU = "leaky_relu"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+    GELU = "gelu"
+    SILU = "silu"
+    SELU = "selu"
+    ELU = "elu"
+    SOFTPLUS = "softplus"
+    LINEAR = "linear"
+
+
+class Init(Choice):
+    HE = "he"  # N(0, gain²/fan_in), gain per activation (PyTorch's calculate_gain)
+    XAVIER = "xavier"  # N(0, 2/(fan_in + fan_out))
+    LECUN = "lecun"  # N(0, 1/fan_in)
+    ORTHOGONAL = "orthogonal"  # gain · Q, Q a random orthogonal matrix
+
+    @classmethod
+    def _missing_(cls, value: object) -> Init | None:
+        aliases = {"kaiming": cls.HE, "glorot": cls.XAVIER}
+        return aliases.get(str(value))
+
+
+class Norm(Choice):
+    NONE = "none"
+    BATCH = "batch"  # over the batch axis, training-mode statistics
+    LAYER = "layer"  # over the feature axis
+
+
+class Loss(Choice):
+    MSE = "mse"  # (1/2B) Σ‖y_b − t_b‖²
+    XENT = "xent"  # linear head n→C, mean softmax cross-entropy
+    LINEAR = "linear"  # (1/B) Σ⟨y_b, u_b⟩: upstream gradient independent of the forward pass
+
+
+class DType(Choice):
+    FLOAT64 = "float64"
+    FLOAT32 = "float32"
+
+
+_CHOICES: dict[str, type[Choice]] = {
+    "skip": Skip,
+    "activation": Activation,
+    "init": Init,
+    "norm": Norm,
+    "loss": Loss,
+    "dtype": DType,
+}
+
+
+def _nearest_multiples(depth: int, k: int) -> str:
+    below, above = (depth // k) * k, (depth // k + 1) * k
+    return f"{below} or {above}" if below > 0 else f"{above}"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A synthetic network and the single forward/backward pass to run on it."""
+
+    depth: int = 50  # number of dense layers L (the xent head is extra)
+    width: int = 256  # every layer is width → width
+    batch: int = 64  # rows of the input x ~ N(0, 1)
+    skip: Skip = Skip.NONE  # none | post | pre
+    block_size: int = 2  # dense layers per residual block (k); depth must be a multiple
+    residual_scale: float = 1.0  # α in h_in + α·branch
+    activation: Activation = Activation.SIGMOID  # the classic vanishing-gradient case
+    init: Init = Init.XAVIER
+    weight_var: float | None = None  # σ_w²: overrides the init scale, Var W = σ_w²/fan_in
+    bias_var: float = 0.0  # σ_b²: biases ~ N(0, σ_b²); zero by default
+    zero_init_residual: bool = False  # zero the last weight of every residual branch
+    norm: Norm = Norm.NONE
+    loss: Loss = Loss.MSE
+    classes: int = 10  # head width for loss=xent
+    dtype: DType = DType.FLOAT64  # float64 by default: gradients at depth reach 1e-30 and below
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Coerce strings to Enums once, at construction; the spec is never changed afterwards.
+        for name, enum in _CHOICES.items():
+            object.__setattr__(self, name, enum.parse(getattr(self, name), name))
+        for name in ("residual_scale", "bias_var"):
+            object.__setattr__(self, name, _finite(getattr(self, name), name))
+        if self.weight_var is not None:
+            object.__setattr__(self, "weight_var", _finite(self.weight_var, "weight_var"))
+        self._validate()
+
+    def _validate(self) -> None:
+        for name, low in (("depth", 1), ("width", 1), ("batch", 1), ("block_size", 1),
+                          ("classes", 2), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name}: expected an integer, got {value!r}")
+            if value < low:
+                raise ValueError(f"{name}: must be at least {low}, got {value}")
+        if not isinstance(self.zero_init_residual, bool):
+            raise ValueError(f"zero_init_residual: expected a bool, got {self.zero_init_residual!r}")
+        if self.weight_var is not None and self.weight_var <= 0:
+            raise ValueError(f"weight_var: must be positive, got {self.weight_var}")
+        if self.bias_var < 0:
+            raise ValueError(f"bias_var: must be non-negative, got {self.bias_var}")
+        if self.skip is not Skip.NONE and self.depth % self.block_size != 0:
+            raise ValueError(
+                f"depth: {self.depth} is not a multiple of block_size {self.block_size}; "
+                f"nearest valid depths: {_nearest_multiples(self.depth, self.block_size)}"
+            )
+        if self.zero_init_residual and self.skip is Skip.NONE:
+            raise ValueError("zero_init_residual: needs residual branches (skip post or pre)")
+        if self.norm is Norm.BATCH and self.batch < 2:
+            raise ValueError("norm: batch normalization needs batch ≥ 2 (one row has no variance)")
+        if self.norm is Norm.LAYER and self.width < 2:
+            raise ValueError("norm: layer normalization needs width ≥ 2 (one unit has no variance)")
+
+    @property
+    def residual(self) -> bool:
+        return self.skip is not Skip.NONE
+
+    @property
+    def blocks(self) -> int:
+        """Number of residual blocks (0 for a plain network)."""
+        return self.depth // self.block_size if self.residual else 0
+
+    @property
+    def label(self) -> str:
+        return self.skip.label
+
+    def replace(self, **changes: Any) -> NetworkSpec:
+        """A new validated spec with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values, in field order."""
+        return {
+            f.name: (v.value if isinstance(v, Enum) else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+
+
+def _finite(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: must be finite, got {value!r}")
+    return number

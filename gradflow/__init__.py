@@ -25,7 +25,16 @@ _EXPORTS = {
     "Thresholds": "gradflow.report",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "Network",
+    "NetworkSpec",
+    "Report",
+    "Thresholds",
+    "__version__",
+    "analyze",
+    "build",
+    "compare",
+]
 
 
 def __getattr__(name: str) -> Any:

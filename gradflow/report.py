@@ -74,13 +74,15 @@ class Magnitudes:
     def value(self) -> np.ndarray:
         """As float64: 0 where the true value underflows, inf where it overflows."""
         with np.errstate(over="ignore", under="ignore"):
-            return np.ldexp(self.mantissa, self.exponent)
+            value: np.ndarray = np.ldexp(self.mantissa, self.exponent)
+        return value
 
     @property
     def log10(self) -> np.ndarray:
         """Exact log10 of the magnitude: -inf for zero, nan for nan, +inf for inf."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log10(self.mantissa) + self.exponent * LOG10_2
+            log10: np.ndarray = np.log10(self.mantissa) + self.exponent * LOG10_2
+        return log10
 
     def status(self) -> list[Status]:
         value, m = self.value, self.mantissa
@@ -123,7 +125,8 @@ class Layers:
     def log10_grad_weight_ratio(self) -> np.ndarray:
         """log10(‖∂L/∂W‖ / ‖W‖): the relative size of one plain SGD step."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return self.grad_weight.log10 - np.log10(self.weight_norm)
+            ratio: np.ndarray = self.grad_weight.log10 - np.log10(self.weight_norm)
+        return ratio
 
 
 @dataclass(frozen=True)

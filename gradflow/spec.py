@@ -129,15 +129,23 @@ class NetworkSpec:
         self._validate()
 
     def _validate(self) -> None:
-        for name, low in (("depth", 1), ("width", 1), ("batch", 1), ("block_size", 1),
-                          ("classes", 2), ("seed", 0)):
+        for name, low in (
+            ("depth", 1),
+            ("width", 1),
+            ("batch", 1),
+            ("block_size", 1),
+            ("classes", 2),
+            ("seed", 0),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name}: expected an integer, got {value!r}")
             if value < low:
                 raise ValueError(f"{name}: must be at least {low}, got {value}")
         if not isinstance(self.zero_init_residual, bool):
-            raise ValueError(f"zero_init_residual: expected a bool, got {self.zero_init_residual!r}")
+            raise ValueError(
+                f"zero_init_residual: expected a bool, got {self.zero_init_residual!r}"
+            )
         if self.weight_var is not None and self.weight_var <= 0:
             raise ValueError(f"weight_var: must be positive, got {self.weight_var}")
         if self.bias_var < 0:

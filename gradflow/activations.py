@@ -1,0 +1,163 @@
+"""Activation functions: each forward writes φ(z) and, beside it, the local derivative φ'(z).
+
+Backward is then one multiply, ``dz = dh * d``; it never recomputes the forward. Functions write
+into caller-owned buffers (``out=``) so the hot loop allocates nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradflow.spec import Activation
+
+LEAKY_SLOPE = 0.01  # PyTorch's default negative slope
+ELU_ALPHA = 1.0
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+# forward(z, h, d): h ← φ(z), d ← φ'(z); z is scratch and may be overwritten afterwards.
+Forward = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+
+
+def _sigmoid_into(z: np.ndarray, out: np.ndarray) -> None:
+    """out ← 1 / (1 + e^{-z}); e^{-z} overflowing to inf correctly gives 0."""
+    np.negative(z, out=out)
+    np.exp(out, out=out)
+    out += 1
+    np.reciprocal(out, out=out)
+
+
+def _relu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    np.maximum(z, 0, out=h)
+    np.greater(z, 0, out=d, casting="unsafe")  # 1 where active, 0 elsewhere
+
+
+def _leaky_relu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    np.multiply(z, LEAKY_SLOPE, out=h)
+    np.maximum(z, h, out=h)  # max(z, s·z) = leaky_relu(z) for 0 < s < 1
+    np.greater(z, 0, out=d, casting="unsafe")
+    d *= 1 - LEAKY_SLOPE
+    d += LEAKY_SLOPE
+
+
+def _tanh(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    np.tanh(z, out=h)
+    np.multiply(h, h, out=d)
+    np.subtract(1, d, out=d)  # 1 − tanh²
+
+
+def _sigmoid(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    _sigmoid_into(z, h)
+    np.subtract(1, h, out=d)
+    d *= h  # σ(1 − σ)
+
+
+def _gelu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    from scipy.special import erf  # exact GELU needs erf; NumPy has none
+
+    np.multiply(z, _INV_SQRT2, out=d)
+    erf(d, out=d)
+    d += 1
+    d *= 0.5  # d = Φ(z)
+    np.multiply(z, d, out=h)  # h = z·Φ(z)
+    pdf = np.multiply(z, z)
+    pdf *= -0.5
+    np.exp(pdf, out=pdf)
+    pdf *= _INV_SQRT_2PI
+    pdf *= z
+    d += pdf  # φ' = Φ(z) + z·pdf(z)
+
+
+def _silu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    _sigmoid_into(z, d)  # d = σ(z)
+    np.multiply(z, d, out=h)  # h = z·σ(z)
+    # φ' = σ + z·σ(1 − σ) = σ + h·(1 − σ)
+    one_minus = np.subtract(1, d)
+    one_minus *= h
+    d += one_minus
+
+
+def _elu_into(z: np.ndarray, h: np.ndarray, d: np.ndarray, alpha: float, scale: float) -> None:
+    positive = z > 0
+    np.minimum(z, 0, out=d)
+    np.exp(d, out=d)  # e^{min(z,0)}
+    np.expm1(np.minimum(z, 0), out=h)
+    h *= alpha
+    np.copyto(h, z, where=positive)  # h = z (z>0) | α(e^z − 1)
+    d *= alpha
+    np.copyto(d, 1.0, where=positive)  # d = 1 (z>0) | α e^z
+    if scale != 1.0:
+        h *= scale
+        d *= scale
+
+
+def _elu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    _elu_into(z, h, d, ELU_ALPHA, 1.0)
+
+
+def _selu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    _elu_into(z, h, d, SELU_ALPHA, SELU_SCALE)
+
+
+def _softplus(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    # log(1 + e^z) = max(z, 0) + log1p(e^{−|z|}): never overflows
+    np.abs(z, out=h)
+    np.negative(h, out=h)
+    np.exp(h, out=h)
+    np.log1p(h, out=h)
+    h += np.maximum(z, 0)
+    _sigmoid_into(z, d)  # softplus' = σ
+
+
+def _linear(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    np.copyto(h, z)
+    d.fill(1)
+
+
+def _second_moment_gain(name: str) -> float:
+    """Gain g with g² · E[φ(z)²] = 1 for z ~ N(0, 1) (see ``activations`` tests)."""
+    return _MOMENT_GAINS[name]
+
+
+# Gains where PyTorch's calculate_gain has no entry: the gain that keeps the second moment of
+# the pre-activation at 1 through the layer, g = 1/sqrt(E[φ(z)²]), z ~ N(0, 1). For ReLU this
+# rule gives exactly PyTorch's sqrt(2); the constants are re-derived by quadrature in the tests.
+_MOMENT_GAINS = {
+    "gelu": 1.5335304411955353,
+    "silu": 1.6765324703310909,
+    "elu": 1.2451983007007064,
+    "softplus": 1.0418668355353016,
+}
+
+
+@dataclass(frozen=True)
+class ActivationOps:
+    forward: Forward
+    gain: float  # He/orthogonal init gain
+    identity: bool = False  # φ' ≡ 1: backward skips the multiply, no derivative is stored
+    relu_like: bool = False  # report the share of dead units
+    saturated_below: float | None = None  # φ' below this counts as saturated
+
+
+ACTIVATIONS: dict[Activation, ActivationOps] = {
+    Activation.RELU: ActivationOps(_relu, math.sqrt(2.0), relu_like=True),
+    Activation.LEAKY_RELU: ActivationOps(
+        _leaky_relu, math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2)), relu_like=True
+    ),
+    # saturated: |tanh z| > 0.99 ⇔ 1 − tanh² < 1 − 0.99²
+    Activation.TANH: ActivationOps(_tanh, 5.0 / 3.0, saturated_below=1 - 0.99**2),
+    # saturated: σ(z) < 0.01 or > 0.99 ⇔ σ(1 − σ) < 0.99·0.01
+    Activation.SIGMOID: ActivationOps(_sigmoid, 1.0, saturated_below=0.99 * 0.01),
+    Activation.GELU: ActivationOps(_gelu, _second_moment_gain("gelu")),
+    Activation.SILU: ActivationOps(_silu, _second_moment_gain("silu")),
+    Activation.SELU: ActivationOps(_selu, 0.75),  # PyTorch's choice for SELU
+    Activation.ELU: ActivationOps(_elu, _second_moment_gain("elu")),
+    Activation.SOFTPLUS: ActivationOps(_softplus, _second_moment_gain("softplus")),
+    Activation.LINEAR: ActivationOps(_linear, 1.0, identity=True),
+}

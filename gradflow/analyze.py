@@ -1,0 +1,87 @@
+"""Run one forward/backward pass and measure it: the engine's entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from gradflow.backward import backward
+from gradflow.build import Network, build
+from gradflow.forward import forward
+from gradflow.losses import LOSSES
+from gradflow.measure import activation_stats, report
+from gradflow.report import Report, Thresholds
+from gradflow.spec import NetworkSpec, Skip
+
+ProgressCallback = Callable[[int, int], None]  # (layers done, layers in all)
+
+
+def analyze(
+    spec: NetworkSpec,
+    *,
+    thresholds: Thresholds = Thresholds(),  # noqa: B008 (frozen, so a shared default is safe)
+    network: Network | None = None,
+    keep_gradients: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Report:
+    """One forward and backward pass of the network ``spec`` describes, measured per layer."""
+    return _run(spec, network or build(spec), thresholds, keep_gradients, progress, 0, 1)
+
+
+def compare(
+    spec: NetworkSpec,
+    variants: Sequence[Skip | str],
+    *,
+    thresholds: Thresholds = Thresholds(),  # noqa: B008
+    progress: ProgressCallback | None = None,
+) -> list[Report]:
+    """The same weights wired with each skip variant, one report per variant.
+
+    zero_init_residual zeroes branch ends only in the residual variants: a plain network has no
+    branches, and zeroing its layers would only cut the gradient off.
+    """
+    specs = [variant_spec(spec, v) for v in variants]
+    network = build(specs[0])
+    return [
+        _run(s, network, thresholds, False, progress, i, len(specs)) for i, s in enumerate(specs)
+    ]
+
+
+def variant_spec(spec: NetworkSpec, variant: Skip | str) -> NetworkSpec:
+    skip = Skip.parse(variant, "variants")
+    return spec.replace(
+        skip=skip, zero_init_residual=spec.zero_init_residual and skip is not Skip.NONE
+    )
+
+
+def _run(
+    spec: NetworkSpec,
+    network: Network,
+    thresholds: Thresholds,
+    keep_gradients: bool,
+    progress: ProgressCallback | None,
+    run_index: int,
+    runs: int,
+) -> Report:
+    weights, biases = network.weights_for(spec), network.biases_for(spec)
+    total = 2 * spec.depth * runs
+    offset = 2 * spec.depth * run_index
+    every = max(1, spec.depth // 100)
+    fwd_progress = bwd_progress = None
+    if progress is not None:
+        report_progress = progress
+
+        def fwd_progress(done: int) -> None:
+            report_progress(offset + done, total)
+
+        def bwd_progress(done: int) -> None:
+            report_progress(offset + spec.depth + done, total)
+
+    # Overflow, underflow and NaN are results to report, not warnings to print per element.
+    with np.errstate(all="ignore"):
+        tape = forward(spec, weights, biases, network.x, fwd_progress, every)
+        loss = LOSSES[spec.loss](tape.output, network.loss_data)
+        records = backward(spec, tape, weights, loss.dy, keep_gradients, bwd_progress, every)
+        stats = activation_stats(spec, tape)
+        return report(spec, network, loss, records, stats, thresholds)

@@ -1,0 +1,249 @@
+"""The backward pass: a loop over the layers in reverse, never recursion.
+
+Once the forward pass is fixed, backward is linear in the incoming gradient. So the gradient is
+kept rescaled by exact powers of two as it flows back, and its scale is carried as an integer
+binary exponent: every recorded magnitude is ``mantissa · 2**exponent``, exact even where float64
+would underflow to 0 or overflow to inf.
+
+At a residual addition ``h_out = h_in + α·branch(h_in)`` the gradient arriving at the add is
+handed back to h_in unchanged (the skip part) and, scaled by α, into the branch; the branch's
+own gradient at h_in is added to the skip part there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradflow.forward import Progress, Tape, is_block_end, is_block_start
+from gradflow.norms import NORM_AXIS, normalize_backward
+from gradflow.report import Magnitudes
+from gradflow.spec import NetworkSpec, Skip
+
+# Rescale when ‖g‖ leaves [2^-32, 2^32]: far from both ends of float32's and float64's range.
+_LOW_SQ, _HIGH_SQ = 2.0**-64, 2.0**64
+_CHUNK_BYTES = 32 << 20  # batch the weight-gradient products over this much memory
+
+
+def _sq(v: np.ndarray) -> float:
+    flat = v.reshape(-1)
+    return float(np.dot(flat, flat))
+
+
+def rescale(g: np.ndarray, exponent: int) -> tuple[float, int]:
+    """Keep ‖g‖ near 1 by an exact power of two, in place. Returns (‖g‖, new exponent)."""
+    sq = _sq(g)
+    if _LOW_SQ <= sq <= _HIGH_SQ:
+        return math.sqrt(sq), exponent
+    return exact_norm(g, exponent, inplace=True)
+
+
+def exact_norm(v: np.ndarray, exponent: int, inplace: bool = False) -> tuple[float, int]:
+    """‖v‖ as (mantissa, exponent), safe where v·v over- or underflows; nan/inf pass through."""
+    amax = float(np.max(np.abs(v))) if v.size else 0.0
+    if amax == 0.0 or not math.isfinite(amax):
+        return (amax if v.size else 0.0), exponent
+    shift = math.frexp(amax)[1]
+    scaled = np.ldexp(v, -shift, out=v if inplace else None)  # exact: a power of two
+    return math.sqrt(_sq(scaled)), exponent + shift
+
+
+@dataclass(frozen=True)
+class Records:
+    """Magnitudes measured by one backward pass (dense layers in forward order)."""
+
+    grad_weight: Magnitudes  # (L,)
+    grad_bias: Magnitudes  # (L,)
+    grad_input: Magnitudes  # (L,) total derivative w.r.t. each layer's input
+    block_add: Magnitudes  # (blocks,) gradient arriving at each addition (= skip part)
+    block_branch: Magnitudes  # (blocks,) part coming back through the branch
+    block_input: Magnitudes  # (blocks,) their sum at the block input
+    block_cosine: np.ndarray  # (blocks,)
+    weight_grads: list[np.ndarray] | None  # kept on request, true scale
+    bias_grads: list[np.ndarray] | None
+    input_grads: list[np.ndarray] | None
+
+
+class _WeightGradients:
+    """Collects each layer's ∂L/∂z and turns chunks of layers into ‖∂L/∂W‖, ‖∂L/∂b‖.
+
+    ∂L/∂W_l = (input of layer i)ᵀ @ ∂L/∂z_l. Doing this for a chunk of consecutive layers in one
+    batched matmul amortizes NumPy's per-call cost, which dominates at small width.
+    """
+
+    def __init__(self, spec: NetworkSpec, tape: Tape, keep: bool) -> None:
+        depth, batch, n = spec.depth, spec.batch, spec.width
+        itemsize = tape.dense_in.dtype.itemsize
+        self.chunk = max(1, min(depth, _CHUNK_BYTES // ((batch * n + n * n) * itemsize)))
+        self.dz = np.empty((self.chunk, batch, n), dtype=tape.dense_in.dtype)
+        self.dw = np.empty((self.chunk, n, n), dtype=tape.dense_in.dtype)
+        self.dense_in = tape.dense_in
+        self.weight = np.zeros((depth, 2))  # columns: mantissa, exponent
+        self.bias = np.zeros((depth, 2))
+        self.exponent = np.zeros(depth, dtype=np.int64)
+        self.kept_w: list[np.ndarray] | None = [] if keep else None
+        self.kept_b: list[np.ndarray] | None = [] if keep else None
+
+    def slot(self, layer: int, exponent: int) -> np.ndarray:
+        """The (B, n) buffer that layer's ∂L/∂z (scaled by 2**-exponent) is written into."""
+        self.exponent[layer] = exponent
+        slot: np.ndarray = self.dz[layer % self.chunk]
+        return slot
+
+    def flush_if_chunk_start(self, layer: int) -> None:
+        if layer % self.chunk:
+            return
+        stop = min(layer + self.chunk, len(self.exponent))
+        count = stop - layer
+        dz, dw = self.dz[:count], self.dw[:count]
+        np.matmul(self.dense_in[layer:stop].transpose(0, 2, 1), dz, out=dw)  # (K, n, n)
+        db = dz.sum(axis=1)  # (K, n)
+        sq_w = np.einsum("kij,kij->k", dw, dw)
+        sq_b = np.einsum("ki,ki->k", db, db)
+        for k in range(count):
+            row = layer + k
+            e = int(self.exponent[row])
+            self.weight[row] = _checked(sq_w[k], dw[k], e)
+            self.bias[row] = _checked(sq_b[k], db[k], e)
+        if self.kept_w is not None and self.kept_b is not None:
+            # Layers arrive in reverse; kept lists are reversed once at the end.
+            for k in reversed(range(count)):
+                e = int(self.exponent[layer + k])
+                self.kept_w.append(np.ldexp(dw[k], e))
+                self.kept_b.append(np.ldexp(db[k], e))
+
+
+def _checked(sq: float, v: np.ndarray, exponent: int) -> tuple[float, int]:
+    """Norm from a sum of squares, falling back to the exact path if the squares left range."""
+    sq = float(sq)
+    if 0.0 < sq < math.inf:
+        return math.sqrt(sq), exponent
+    return exact_norm(v, exponent)
+
+
+def _magnitudes(rows: np.ndarray) -> Magnitudes:
+    return Magnitudes(rows[:, 0].copy(), rows[:, 1].astype(np.int64))
+
+
+def backward(
+    spec: NetworkSpec,
+    tape: Tape,
+    weights: Sequence[np.ndarray],
+    dy: np.ndarray,
+    keep_gradients: bool = False,
+    progress: Progress | None = None,
+    progress_every: int = 1 << 30,
+) -> Records:
+    """Propagate ∂L/∂y (B, n) back through the network recorded on ``tape``."""
+    depth, alpha, pre_order = spec.depth, spec.residual_scale, spec.skip is Skip.PRE
+    axis = NORM_AXIS[spec.norm]
+    deriv, xhat, inv_std = tape.deriv, tape.xhat, tape.inv_std
+    grads = _WeightGradients(spec, tape, keep_gradients)
+
+    g, g_next = dy.copy(), np.empty_like(dy)  # (B, n): ∂L/∂(output of the current layer)
+    skip = np.empty_like(dy)  # the gradient handed back along the current block's skip path
+    _, e = rescale(g, 0)
+    skip_e = 0
+    grad_input = np.zeros((depth, 2))
+    blocks = spec.blocks
+    block_add, block_branch = np.zeros((blocks, 2)), np.zeros((blocks, 2))
+    cosine = np.full(blocks, np.nan)
+    kept_inputs: list[np.ndarray] | None = [] if keep_gradients else None
+
+    for i in reversed(range(depth)):
+        dz = grads.slot(i, e)
+        block_end = is_block_end(spec, i)
+        if pre_order:
+            if block_end:
+                np.copyto(skip, g)  # skip part: the incoming gradient, unchanged
+                skip_e = e
+            # u_l = q_l @ W + b, scaled by α at a block end
+            if block_end and alpha != 1.0:
+                np.multiply(g, alpha, out=dz)
+            else:
+                np.copyto(dz, g)
+            np.matmul(dz, weights[i].T, out=g_next)  # ∂L/∂q_l, (B, n) @ (n, n)
+            if deriv is not None:
+                g_next *= deriv[i]  # through φ
+            if axis is not None:
+                assert xhat is not None and inv_std is not None
+                normalize_backward(g_next, xhat[i], inv_std[i], axis, out=g_next)
+        else:
+            if block_end:
+                # gradient at the add, s = h_in + α·v: it goes to h_in unchanged
+                if deriv is None:
+                    np.copyto(skip, g)
+                else:
+                    np.multiply(g, deriv[i], out=skip)
+                skip_e = e
+                if alpha != 1.0:
+                    np.multiply(skip, alpha, out=dz)  # into the branch, scaled by α
+                else:
+                    np.copyto(dz, skip)
+            elif deriv is None:
+                np.copyto(dz, g)
+            else:
+                np.multiply(g, deriv[i], out=dz)  # through φ
+            if axis is not None:
+                assert xhat is not None and inv_std is not None
+                normalize_backward(dz, xhat[i], inv_std[i], axis, out=dz)
+            np.matmul(dz, weights[i].T, out=g_next)  # ∂L/∂h_l, (B, n) @ (n, n)
+
+        if is_block_start(spec, i):
+            b = i // spec.block_size
+            block_add[b], block_branch[b], cosine[b], e = _join(skip, skip_e, g_next, e)
+        grad_input[i] = rescale(g_next, e)
+        e = int(grad_input[i, 1])
+        if kept_inputs is not None:
+            kept_inputs.append(np.ldexp(g_next, e))
+        g, g_next = g_next, g
+        grads.flush_if_chunk_start(i)
+        if progress is not None and (depth - i) % progress_every == 0:
+            progress(depth - i)
+
+    def reversed_or_none(items: list[np.ndarray] | None) -> list[np.ndarray] | None:
+        return None if items is None else items[::-1]
+
+    return Records(
+        grad_weight=_magnitudes(grads.weight),
+        grad_bias=_magnitudes(grads.bias),
+        grad_input=_magnitudes(grad_input),
+        block_add=_magnitudes(block_add),
+        block_branch=_magnitudes(block_branch),
+        block_input=_magnitudes(grad_input[:: spec.block_size] if blocks else grad_input[:0]),
+        block_cosine=cosine,
+        weight_grads=reversed_or_none(grads.kept_w),
+        bias_grads=reversed_or_none(grads.kept_b),
+        input_grads=reversed_or_none(kept_inputs),
+    )
+
+
+def _join(
+    skip: np.ndarray, skip_e: int, branch: np.ndarray, branch_e: int
+) -> tuple[tuple[float, int], tuple[float, int], float, int]:
+    """branch ← skip + branch at a common scale, in place. Returns the two parts' norms, their
+    cosine and the exponent of the sum."""
+    sq_skip, sq_branch = _sq(skip), _sq(branch)
+    dot = float(np.dot(skip.reshape(-1), branch.reshape(-1)))
+    skip_norm = _finite_norm(sq_skip, skip, skip_e)
+    branch_norm = _finite_norm(sq_branch, branch, branch_e)
+    cosine = dot / math.sqrt(sq_skip * sq_branch) if sq_skip > 0 and sq_branch > 0 else math.nan
+    # Bring both to the larger exponent; the smaller part loses only what is below rounding.
+    if skip_e > branch_e:
+        np.ldexp(branch, branch_e - skip_e, out=branch)
+        branch += skip
+        return skip_norm, branch_norm, cosine, skip_e
+    if skip_e < branch_e:
+        branch += np.ldexp(skip, skip_e - branch_e)
+    else:
+        branch += skip
+    return skip_norm, branch_norm, cosine, branch_e
+
+
+def _finite_norm(sq: float, v: np.ndarray, exponent: int) -> tuple[float, int]:
+    if _LOW_SQ <= sq <= _HIGH_SQ:
+        return math.sqrt(sq), exponent
+    return exact_norm(v, exponent)

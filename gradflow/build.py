@@ -1,0 +1,105 @@
+"""Build a network's arrays from its spec: input, loss targets, weights and biases.
+
+All randomness flows from one ``numpy.random.Generator`` seeded by the spec. It is split into
+independent streams (input, loss data, weights, biases) so that, for example, the input does not
+change with the depth and the weights do not change with the loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradflow.initializers import draw_weights
+from gradflow.losses import LossData
+from gradflow.spec import Loss, NetworkSpec, Skip
+
+# What the arrays depend on; compare() reuses one Network for specs that agree on these.
+BUILD_FIELDS = (
+    "depth", "width", "batch", "activation", "init", "weight_var", "bias_var",
+    "loss", "classes", "dtype", "seed",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network's drawn arrays. Shared by every skip variant: only the wiring differs."""
+
+    x: np.ndarray  # (B, n) input, x ~ N(0, 1)
+    weights: np.ndarray  # (L, n, n); layer i computes z = a @ weights[i-1] + biases[i-1]
+    biases: np.ndarray  # (L, n)
+    loss_data: LossData
+    build_key: tuple[object, ...]
+
+    def weights_for(self, spec: NetworkSpec) -> list[np.ndarray]:
+        """Per-layer weights as ``spec`` sees them: residual branch ends zeroed if it asks."""
+        self.check_matches(spec)
+        layers = list(self.weights)
+        if spec.zero_init_residual and spec.skip is not Skip.NONE:
+            zero = np.zeros_like(self.weights[0])
+            for end in range(spec.block_size - 1, spec.depth, spec.block_size):
+                layers[end] = zero
+        return layers
+
+    def biases_for(self, spec: NetworkSpec) -> list[np.ndarray]:
+        """Per-layer biases; a zero-initialised branch end gets a zero bias too."""
+        layers = list(self.biases)
+        if spec.zero_init_residual and spec.skip is not Skip.NONE:
+            zero = np.zeros_like(self.biases[0])
+            for end in range(spec.block_size - 1, spec.depth, spec.block_size):
+                layers[end] = zero
+        return layers
+
+    def check_matches(self, spec: NetworkSpec) -> None:
+        if _build_key(spec) != self.build_key:
+            raise ValueError("network: was built from a spec with different sizes, init or seed")
+
+    def arrays(self, spec: NetworkSpec) -> dict[str, np.ndarray]:
+        """The run's arrays for ``np.savez``: x, target, W1..WL, b1..bL, W_head, b_head, labels."""
+        out: dict[str, np.ndarray] = {"x": self.x}
+        data = self.loss_data
+        if data.target is not None:
+            out["target"] = data.target
+        for i, (w, b) in enumerate(
+            zip(self.weights_for(spec), self.biases_for(spec), strict=True), start=1
+        ):
+            out[f"W{i}"] = w
+            out[f"b{i}"] = b
+        if data.labels is not None:
+            assert data.head_weight is not None and data.head_bias is not None
+            out["W_head"] = data.head_weight
+            out["b_head"] = data.head_bias
+            out["labels"] = data.labels
+        return out
+
+
+def _build_key(spec: NetworkSpec) -> tuple[object, ...]:
+    return tuple(getattr(spec, name) for name in BUILD_FIELDS)
+
+
+def build(spec: NetworkSpec) -> Network:
+    """Draw every array of the network described by ``spec``."""
+    dtype = np.dtype(spec.dtype.value)
+    n, batch = spec.width, spec.batch
+    data_rng, loss_rng, weight_rng, bias_rng = np.random.default_rng(spec.seed).spawn(4)
+
+    # Draws are float64 and then cast, so float32 runs see the same numbers, rounded.
+    x = data_rng.standard_normal((batch, n)).astype(dtype)
+    weights = np.empty((spec.depth, n, n), dtype=dtype)
+    draw_weights(spec, weight_rng, weights)
+    biases = np.zeros((spec.depth, n), dtype=dtype)
+    if spec.bias_var > 0:
+        biases[:] = math.sqrt(spec.bias_var) * bias_rng.standard_normal((spec.depth, n))
+
+    if spec.loss is Loss.XENT:
+        loss_data = LossData(
+            labels=loss_rng.integers(0, spec.classes, size=batch),
+            # the head is linear: LeCun scale, N(0, 1/n)
+            head_weight=(loss_rng.standard_normal((n, spec.classes)) / math.sqrt(n)).astype(dtype),
+            head_bias=np.zeros(spec.classes, dtype=dtype),
+        )
+    else:  # mse targets t ~ N(0, 1), or the linear loss's fixed u ~ N(0, 1)
+        loss_data = LossData(target=loss_rng.standard_normal((batch, n)).astype(dtype))
+    return Network(x, weights, biases, loss_data, _build_key(spec))

@@ -1,0 +1,162 @@
+"""The forward pass. It returns a Tape: everything backward needs, so backward never recomputes.
+
+Two layer orders share one loop shape:
+
+    post (plain, original ResNet)  h = φ(N(a @ W + b))        block end: φ(h_in + α·N(a @ W + b))
+    pre  (identity mapping)        u = φ(N(u_prev)) @ W + b   block end: h_in + α·(φ(N(u)) @ W + b)
+
+Every saved tensor lives in one preallocated (L, B, n) array written with ``out=``, so the hot
+loop allocates (almost) nothing and the statistics can later be computed for many layers at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradflow.activations import ACTIVATIONS
+from gradflow.norms import NORM_AXIS, inv_std_shape, normalize
+from gradflow.spec import NetworkSpec, Skip
+
+Progress = Callable[[int], None]  # called with the number of layers done so far
+
+
+@dataclass(frozen=True)
+class Tape:
+    """The forward cache. Index i is dense layer i + 1."""
+
+    dense_in: np.ndarray  # (L, B, n) input of each matmul: post h_{i}, pre φ(N(u_l))
+    act_out: np.ndarray  # (L, B, n) output of each layer's activation φ
+    deriv: np.ndarray | None  # (L, B, n) φ' at the same points; None when φ is linear
+    xhat: np.ndarray | None  # (L, B, n) normalized values; None without normalization
+    inv_std: np.ndarray | None  # (L, 1, n) batch norm or (L, B, 1) layer norm
+    output: np.ndarray  # (B, n) the network output y
+
+
+def is_block_start(spec: NetworkSpec, layer: int) -> bool:
+    return spec.residual and layer % spec.block_size == 0
+
+
+def is_block_end(spec: NetworkSpec, layer: int) -> bool:
+    return spec.residual and (layer + 1) % spec.block_size == 0
+
+
+def _allocate(spec: NetworkSpec, dtype: np.dtype, rows: int) -> np.ndarray:
+    return np.empty((rows, spec.batch, spec.width), dtype=dtype)
+
+
+def forward(
+    spec: NetworkSpec,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    x: np.ndarray,
+    progress: Progress | None = None,
+    progress_every: int = 1 << 30,
+) -> Tape:
+    """Run the network on x (B, n) and keep what backward needs."""
+    run = _forward_pre if spec.skip is Skip.PRE else _forward_post
+    return run(spec, weights, biases, x, progress, progress_every)
+
+
+def _norm_buffers(
+    spec: NetworkSpec, dtype: np.dtype
+) -> tuple[int | None, np.ndarray | None, np.ndarray | None]:
+    axis = NORM_AXIS[spec.norm]
+    if axis is None:
+        return None, None, None
+    xhat = _allocate(spec, dtype, spec.depth)
+    inv_std = np.empty((spec.depth, *inv_std_shape(axis, spec.batch, spec.width)), dtype=dtype)
+    return axis, xhat, inv_std
+
+
+def _forward_post(
+    spec: NetworkSpec,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    x: np.ndarray,
+    progress: Progress | None,
+    progress_every: int,
+) -> Tape:
+    act = ACTIVATIONS[spec.activation]
+    dtype, alpha = x.dtype, spec.residual_scale
+    h = _allocate(spec, dtype, spec.depth + 1)  # h[0] = x, h[i + 1] = output of layer i
+    h[0] = x
+    deriv = None if act.identity else _allocate(spec, dtype, spec.depth)
+    axis, xhat, inv_std = _norm_buffers(spec, dtype)
+    z = np.empty_like(x)  # (B, n) scratch, reused by every layer
+    s = np.empty_like(x)
+    block_in = x
+
+    for i in range(spec.depth):
+        if is_block_start(spec, i):
+            block_in = h[i]
+        np.matmul(h[i], weights[i], out=z)  # (B, n) @ (n, n)
+        z += biases[i]
+        pre = z
+        if axis is not None:
+            assert xhat is not None and inv_std is not None
+            normalize(z, axis, xhat[i], inv_std[i])
+            pre = xhat[i]
+        if is_block_end(spec, i):
+            # the addition: φ is applied after it, which is what blocks the clean path
+            if alpha != 1.0:
+                np.multiply(pre, alpha, out=s)
+                s += block_in
+            else:
+                np.add(pre, block_in, out=s)
+            pre = s
+        if deriv is None:
+            np.copyto(h[i + 1], pre)
+        else:
+            act.forward(pre, h[i + 1], deriv[i])
+        if progress is not None and (i + 1) % progress_every == 0:
+            progress(i + 1)
+
+    return Tape(h[:-1], h[1:], deriv, xhat, inv_std, h[-1])
+
+
+def _forward_pre(
+    spec: NetworkSpec,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    x: np.ndarray,
+    progress: Progress | None,
+    progress_every: int,
+) -> Tape:
+    act = ACTIVATIONS[spec.activation]
+    dtype, alpha = x.dtype, spec.residual_scale
+    q = _allocate(spec, dtype, spec.depth)  # q[i] = φ(N(u_l)), the input of matmul i
+    deriv = None if act.identity else _allocate(spec, dtype, spec.depth)
+    axis, xhat, inv_std = _norm_buffers(spec, dtype)
+    # The residual stream needs only three (B, n) buffers: the block input, the current value
+    # and the next one.
+    pool = [x.copy(), np.empty_like(x), np.empty_like(x)]
+    u, block_in = pool[0], pool[0]
+
+    for i in range(spec.depth):
+        if is_block_start(spec, i):
+            block_in = u
+        pre = u
+        if axis is not None:
+            assert xhat is not None and inv_std is not None
+            normalize(u, axis, xhat[i], inv_std[i])
+            pre = xhat[i]
+        if deriv is None:
+            np.copyto(q[i], pre)
+        else:
+            act.forward(pre, q[i], deriv[i])
+        nxt = next(b for b in pool if b is not u and b is not block_in)
+        np.matmul(q[i], weights[i], out=nxt)  # (B, n) @ (n, n)
+        nxt += biases[i]
+        if is_block_end(spec, i):
+            # the addition: nothing follows it, so the stream stays an identity path
+            if alpha != 1.0:
+                nxt *= alpha
+            nxt += block_in
+        u = nxt
+        if progress is not None and (i + 1) % progress_every == 0:
+            progress(i + 1)
+
+    return Tape(q, q, deriv, xhat, inv_std, u.copy())

@@ -1,0 +1,72 @@
+"""Weight initializers, keyed by ``Init``. Each draws a stack of (n_in, n_out) matrices.
+
+    he          W ~ N(0, gain²/fan_in), gain from the activation (PyTorch's calculate_gain)
+    xavier      W ~ N(0, 2/(fan_in + fan_out))
+    lecun       W ~ N(0, 1/fan_in)
+    orthogonal  W = gain · Q, Q Haar-random orthogonal (QR of a Gaussian, signs fixed)
+
+A raw weight variance σ_w² overrides the scale in the mean-field convention, Var W = σ_w²/fan_in
+(for orthogonal: gain = σ_w, which has the same per-entry variance).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from gradflow.activations import ACTIVATIONS
+from gradflow.spec import Init, NetworkSpec
+
+# draw(rng, count, n, scale) -> (count, n, n) float64
+Draw = Callable[[np.random.Generator, int, int, float], np.ndarray]
+
+
+def _gaussian(rng: np.random.Generator, count: int, n: int, std: float) -> np.ndarray:
+    w = rng.standard_normal((count, n, n))
+    w *= std
+    return w
+
+
+def _orthogonal(rng: np.random.Generator, count: int, n: int, gain: float) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((count, n, n)))  # batched QR
+    # Fix the signs so Q is Haar-distributed rather than biased by the QR convention.
+    q *= np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
+    q *= gain
+    return q
+
+
+def init_scale(spec: NetworkSpec) -> float:
+    """The std (Gaussian inits) or gain (orthogonal) used for every hidden weight matrix."""
+    fan_in = fan_out = spec.width
+    if spec.weight_var is not None:
+        if spec.init is Init.ORTHOGONAL:
+            return math.sqrt(spec.weight_var)
+        return math.sqrt(spec.weight_var / fan_in)
+    gain = ACTIVATIONS[spec.activation].gain
+    scales = {
+        Init.HE: gain / math.sqrt(fan_in),
+        Init.XAVIER: math.sqrt(2.0 / (fan_in + fan_out)),
+        Init.LECUN: 1.0 / math.sqrt(fan_in),
+        Init.ORTHOGONAL: gain,
+    }
+    return scales[spec.init]
+
+
+INITIALIZERS: dict[Init, Draw] = {
+    Init.HE: _gaussian,
+    Init.XAVIER: _gaussian,
+    Init.LECUN: _gaussian,
+    Init.ORTHOGONAL: _orthogonal,
+}
+
+
+def draw_weights(spec: NetworkSpec, rng: np.random.Generator, out: np.ndarray) -> None:
+    """Fill out (L, n, n) layer by layer chunk; the values do not depend on the chunk size."""
+    draw, scale = INITIALIZERS[spec.init], init_scale(spec)
+    n = spec.width
+    chunk = max(1, (8 << 20) // (8 * n * n))  # bound the float64 temporary to ~8 MiB
+    for start in range(0, spec.depth, chunk):
+        stop = min(start + chunk, spec.depth)
+        out[start:stop] = draw(rng, stop - start, n, scale)

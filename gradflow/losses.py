@@ -1,0 +1,76 @@
+"""Losses: each returns its value and ∂L/∂y, side by side.
+
+mse     L = (1/2B) Σ_b ‖y_b − t_b‖²            ∂L/∂y = (y − t)/B
+linear  L = (1/B)  Σ_b ⟨y_b, u_b⟩               ∂L/∂y = u/B   (independent of the forward pass)
+xent    logits = y W_head + b_head (C classes), L = mean_b CE(softmax(logits_b), label_b)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradflow.spec import Loss
+
+
+@dataclass(frozen=True)
+class LossData:
+    """The fixed arrays a loss compares against."""
+
+    target: np.ndarray | None = None  # (B, n): mse targets, or the linear loss's u
+    labels: np.ndarray | None = None  # (B,) int64 class labels for xent
+    head_weight: np.ndarray | None = None  # (n, C)
+    head_bias: np.ndarray | None = None  # (C,)
+
+
+@dataclass(frozen=True)
+class LossResult:
+    value: float
+    dy: np.ndarray  # ∂L/∂y, (B, n)
+    head_weight_grad: np.ndarray | None = None  # (n, C)
+    head_bias_grad: np.ndarray | None = None  # (C,)
+
+
+def _mse(y: np.ndarray, data: LossData) -> LossResult:
+    assert data.target is not None
+    batch = y.shape[0]
+    diff = y - data.target  # (B, n)
+    value = 0.5 * float(np.vdot(diff, diff)) / batch
+    diff /= batch
+    return LossResult(value, diff)
+
+
+def _linear(y: np.ndarray, data: LossData) -> LossResult:
+    assert data.target is not None
+    batch = y.shape[0]
+    value = float(np.vdot(y, data.target)) / batch
+    return LossResult(value, data.target / batch)
+
+
+def _xent(y: np.ndarray, data: LossData) -> LossResult:
+    assert data.labels is not None and data.head_weight is not None
+    assert data.head_bias is not None
+    batch = y.shape[0]
+    rows = np.arange(batch)
+    logits = y @ data.head_weight + data.head_bias  # (B, C)
+    shifted = logits - logits.max(axis=1, keepdims=True)  # stable log-sum-exp
+    log_z = np.log(np.exp(shifted).sum(axis=1))
+    value = float(np.mean(log_z - shifted[rows, data.labels]))
+    dlogits = np.exp(shifted - log_z[:, None])  # softmax, (B, C)
+    dlogits[rows, data.labels] -= 1
+    dlogits /= batch
+    return LossResult(
+        value,
+        dlogits @ data.head_weight.T,  # (B, n)
+        head_weight_grad=y.T @ dlogits,  # (n, C)
+        head_bias_grad=dlogits.sum(axis=0),  # (C,)
+    )
+
+
+LOSSES: dict[Loss, Callable[[np.ndarray, LossData], LossResult]] = {
+    Loss.MSE: _mse,
+    Loss.LINEAR: _linear,
+    Loss.XENT: _xent,
+}

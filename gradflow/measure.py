@@ -1,0 +1,175 @@
+"""Turn a pass's raw records into a Report: per-layer statistics, the split at each addition,
+and a summary with a verdict."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradflow.activations import ACTIVATIONS
+from gradflow.backward import Records
+from gradflow.build import Network
+from gradflow.forward import Tape
+from gradflow.losses import LossResult
+from gradflow.report import (
+    Blocks,
+    Gradients,
+    Layers,
+    Magnitudes,
+    Report,
+    Summary,
+    Thresholds,
+    Verdict,
+)
+from gradflow.spec import NetworkSpec
+
+_STATS_CHUNK_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class ActivationStats:
+    mean: np.ndarray  # (L,)
+    std: np.ndarray
+    dead: np.ndarray  # nan where the activation is not ReLU-like
+    saturated: np.ndarray  # nan where the activation does not saturate
+    finite: np.ndarray  # bool
+
+
+def activation_stats(spec: NetworkSpec, tape: Tape) -> ActivationStats:
+    """Statistics of every layer's activation output, many layers per NumPy call."""
+    act = ACTIVATIONS[spec.activation]
+    depth = spec.depth
+    mean, std = np.empty(depth), np.empty(depth)
+    dead, saturated = np.full(depth, np.nan), np.full(depth, np.nan)
+    per_layer = spec.batch * spec.width * tape.act_out.dtype.itemsize
+    chunk = max(1, _STATS_CHUNK_BYTES // per_layer)
+    for start in range(0, depth, chunk):
+        rows = slice(start, min(start + chunk, depth))
+        out = tape.act_out[rows]  # (K, B, n)
+        mean[rows] = out.mean(axis=(1, 2), dtype=np.float64)
+        std[rows] = out.std(axis=(1, 2), dtype=np.float64)
+        if tape.deriv is None:
+            continue
+        d = tape.deriv[rows]
+        if act.relu_like:
+            # a unit is dead when it is inactive (φ' at its small end) for every row of the batch
+            dead[rows] = 1.0 - (d > 0.5).any(axis=1).mean(axis=1)
+        if act.saturated_below is not None:
+            saturated[rows] = (d < act.saturated_below).mean(axis=(1, 2))
+    finite = np.isfinite(mean) & np.isfinite(std)
+    return ActivationStats(mean, std, dead, saturated, finite)
+
+
+def layer_names(spec: NetworkSpec) -> tuple[str, ...]:
+    if not spec.residual:
+        return tuple(f"fc{i}" for i in range(1, spec.depth + 1))
+    k = spec.block_size
+    return tuple(f"block{i // k + 1}.fc{i % k + 1}" for i in range(spec.depth))
+
+
+def weight_norms(network: Network, spec: NetworkSpec) -> np.ndarray:
+    """‖W_l‖_F as the variant sees the weights (zero-initialised branch ends are 0)."""
+    w = network.weights
+    sq = np.einsum("lij,lij->l", w, w, dtype=np.float64)
+    if spec.zero_init_residual and spec.residual:
+        sq[spec.block_size - 1 :: spec.block_size] = 0.0
+    norms: np.ndarray = np.sqrt(sq)
+    return norms
+
+
+def _norm(v: np.ndarray | None) -> float:
+    return math.nan if v is None else float(np.linalg.norm(v.astype(np.float64, copy=False)))
+
+
+def _append(m: Magnitudes, value: float) -> Magnitudes:
+    return Magnitudes(np.append(m.mantissa, value), np.append(m.exponent, 0))
+
+
+def _ratio(log10: np.ndarray, first: int, last: int) -> float:
+    with np.errstate(invalid="ignore"):
+        return float(log10[first] - log10[last])
+
+
+def decide(log10_ratio: float, finite: bool, thresholds: Thresholds) -> Verdict:
+    """Vanishing / exploding / healthy from log10(‖∂L/∂W_1‖ / ‖∂L/∂W_L‖)."""
+    if not finite:
+        return Verdict.NONFINITE
+    if math.isnan(log10_ratio):  # 0/0: no gradient reaches either end
+        return Verdict.VANISHING
+    if log10_ratio < math.log10(thresholds.vanish_below):
+        return Verdict.VANISHING
+    if log10_ratio > math.log10(thresholds.explode_above):
+        return Verdict.EXPLODING
+    return Verdict.HEALTHY
+
+
+def report(
+    spec: NetworkSpec,
+    network: Network,
+    loss: LossResult,
+    records: Records,
+    stats: ActivationStats,
+    thresholds: Thresholds,
+) -> Report:
+    names = layer_names(spec)
+    grad_w, grad_b, grad_in = records.grad_weight, records.grad_bias, records.grad_input
+    w_norm = weight_norms(network, spec)
+    mean, std, dead, sat, finite = stats.mean, stats.std, stats.dead, stats.saturated, stats.finite
+    if loss.head_weight_grad is not None:  # xent: the head is its own row
+        names = (*names, "head")
+        grad_w = _append(grad_w, _norm(loss.head_weight_grad))
+        grad_b = _append(grad_b, _norm(loss.head_bias_grad))
+        grad_in = _append(grad_in, _norm(loss.dy))
+        w_norm = np.append(w_norm, _norm(network.loss_data.head_weight))
+        mean, std, dead, sat = (np.append(a, np.nan) for a in (mean, std, dead, sat))
+        finite = np.append(finite, bool(np.isfinite(loss.dy).all()))
+    layers = Layers(names, grad_w, grad_b, grad_in, w_norm, mean, std, dead, sat, finite)
+
+    k = spec.block_size
+    starts = np.arange(0, spec.depth, k)[: spec.blocks]
+    blocks = Blocks(
+        name=tuple(f"block{j + 1}" for j in range(spec.blocks)),
+        first_layer=starts + 1,
+        last_layer=starts + k,
+        grad_add=records.block_add,
+        grad_skip=records.block_add,  # the skip hands the arriving gradient back unchanged
+        grad_branch=records.block_branch,
+        grad_input=records.block_input,
+        cosine=records.block_cosine,
+    )
+
+    last = spec.depth - 1
+    log_w, log_in = records.grad_weight.log10, records.grad_input.log10
+    bad = ~stats.finite
+    nonfinite_from = int(np.argmax(bad)) + 1 if bad.any() else None
+    all_finite = (
+        nonfinite_from is None
+        and math.isfinite(loss.value)
+        and bool(np.all(np.isfinite(records.grad_weight.mantissa)))
+        and bool(np.all(np.isfinite(records.grad_input.mantissa)))
+    )
+    weight_ratio = _ratio(log_w, 0, last)
+    summary = Summary(
+        loss=loss.value,
+        log10_grad_output=float(np.log10(_norm(loss.dy))) if _norm(loss.dy) > 0 else -math.inf,
+        log10_weight_ratio=weight_ratio,
+        log10_input_ratio=_ratio(log_in, 0, last),
+        verdict=decide(weight_ratio, all_finite, thresholds),
+        nonfinite_from=nonfinite_from,
+        thresholds=thresholds,
+    )
+
+    gradients = None
+    if records.weight_grads is not None:
+        assert records.bias_grads is not None and records.input_grads is not None
+        gradients = Gradients(
+            weights=tuple(records.weight_grads),
+            biases=tuple(records.bias_grads),
+            inputs=tuple(records.input_grads),
+            output=loss.dy,
+            head_weight=loss.head_weight_grad,
+            head_bias=loss.head_bias_grad,
+        )
+    return Report(spec, layers, blocks, summary, gradients)

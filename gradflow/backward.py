@@ -67,6 +67,12 @@ class Records:
     input_grads: list[np.ndarray] | None
 
 
+def chunk_layers(spec: NetworkSpec, itemsize: int) -> int:
+    """How many layers' weight gradients are formed by one batched matmul."""
+    per_layer = (spec.batch * spec.width + spec.width * spec.width) * itemsize
+    return max(1, min(spec.depth, _CHUNK_BYTES // per_layer))
+
+
 class _WeightGradients:
     """Collects each layer's ∂L/∂z and turns chunks of layers into ‖∂L/∂W‖, ‖∂L/∂b‖.
 
@@ -76,8 +82,7 @@ class _WeightGradients:
 
     def __init__(self, spec: NetworkSpec, tape: Tape, keep: bool) -> None:
         depth, batch, n = spec.depth, spec.batch, spec.width
-        itemsize = tape.dense_in.dtype.itemsize
-        self.chunk = max(1, min(depth, _CHUNK_BYTES // ((batch * n + n * n) * itemsize)))
+        self.chunk = chunk_layers(spec, tape.dense_in.dtype.itemsize)
         self.dz = np.empty((self.chunk, batch, n), dtype=tape.dense_in.dtype)
         self.dw = np.empty((self.chunk, n, n), dtype=tape.dense_in.dtype)
         self.dense_in = tape.dense_in

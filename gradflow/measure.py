@@ -37,14 +37,18 @@ class ActivationStats:
     finite: np.ndarray  # bool
 
 
+def stats_chunk_layers(spec: NetworkSpec) -> int:
+    """Layers whose statistics are computed per NumPy call (temporaries are float64)."""
+    return max(1, min(spec.depth, _STATS_CHUNK_BYTES // (spec.batch * spec.width * 8)))
+
+
 def activation_stats(spec: NetworkSpec, tape: Tape) -> ActivationStats:
     """Statistics of every layer's activation output, many layers per NumPy call."""
     act = ACTIVATIONS[spec.activation]
     depth = spec.depth
     mean, std = np.empty(depth), np.empty(depth)
     dead, saturated = np.full(depth, np.nan), np.full(depth, np.nan)
-    per_layer = spec.batch * spec.width * tape.act_out.dtype.itemsize
-    chunk = max(1, _STATS_CHUNK_BYTES // per_layer)
+    chunk = stats_chunk_layers(spec)
     for start in range(0, depth, chunk):
         rows = slice(start, min(start + chunk, depth))
         out = tape.act_out[rows]  # (K, B, n)

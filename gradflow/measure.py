@@ -63,6 +63,14 @@ def activation_stats(spec: NetworkSpec, tape: Tape) -> ActivationStats:
         if act.saturated_below is not None:
             saturated[rows] = (d < act.saturated_below).mean(axis=(1, 2))
     finite = np.isfinite(mean) & np.isfinite(std)
+    for i in np.flatnonzero(~finite):
+        # Squares (or sums) of large finite values overflow: recheck with scaled values.
+        out = tape.act_out[i]
+        finite[i] = bool(np.isfinite(out).all())
+        if finite[i]:
+            scale = float(np.max(np.abs(out)))
+            scaled = out / scale
+            mean[i], std[i] = scale * scaled.mean(), scale * scaled.std()
     return ActivationStats(mean, std, dead, saturated, finite)
 
 
@@ -91,16 +99,23 @@ def _append(m: Magnitudes, value: float) -> Magnitudes:
     return Magnitudes(np.append(m.mantissa, value), np.append(m.exponent, 0))
 
 
+def _first(mask: np.ndarray) -> int | None:
+    """1-based index of the first True, or None."""
+    return int(np.argmax(mask)) + 1 if mask.any() else None
+
+
 def _ratio(log10: np.ndarray, first: int, last: int) -> float:
     with np.errstate(invalid="ignore"):
         return float(log10[first] - log10[last])
 
 
-def decide(log10_ratio: float, finite: bool, thresholds: Thresholds) -> Verdict:
+def decide(
+    log10_ratio: float, finite: bool, reaches_both_ends: bool, thresholds: Thresholds
+) -> Verdict:
     """Vanishing / exploding / healthy from log10(‖∂L/∂W_1‖ / ‖∂L/∂W_L‖)."""
     if not finite:
         return Verdict.NONFINITE
-    if math.isnan(log10_ratio):  # 0/0: no gradient reaches either end
+    if not reaches_both_ends:  # an exactly zero gradient at either end: nothing to learn there
         return Verdict.VANISHING
     if log10_ratio < math.log10(thresholds.vanish_below):
         return Verdict.VANISHING
@@ -146,8 +161,20 @@ def report(
 
     last = spec.depth - 1
     log_w, log_in = records.grad_weight.log10, records.grad_input.log10
-    bad = ~stats.finite
-    nonfinite_from = int(np.argmax(bad)) + 1 if bad.any() else None
+    nonfinite_from = _first(~stats.finite)
+    zero_from = _first((stats.mean == 0) & (stats.std == 0))
+    warnings = []
+    if nonfinite_from is not None:
+        warnings.append(
+            f"forward pass overflows: activations are inf/NaN from layer {nonfinite_from}"
+        )
+    if zero_from is not None:
+        warnings.append(
+            f"forward signal is exactly zero from layer {zero_from} (underflow or dead units); "
+            "weight gradients after it are zero"
+        )
+    if not math.isfinite(loss.value):
+        warnings.append(f"loss is {loss.value}")
     all_finite = (
         nonfinite_from is None
         and math.isfinite(loss.value)
@@ -160,9 +187,16 @@ def report(
         log10_grad_output=float(np.log10(_norm(loss.dy))) if _norm(loss.dy) > 0 else -math.inf,
         log10_weight_ratio=weight_ratio,
         log10_input_ratio=_ratio(log_in, 0, last),
-        verdict=decide(weight_ratio, all_finite, thresholds),
+        verdict=decide(
+            weight_ratio,
+            all_finite,
+            bool(records.grad_weight.mantissa[[0, last]].all()),
+            thresholds,
+        ),
         nonfinite_from=nonfinite_from,
+        zero_from=zero_from,
         thresholds=thresholds,
+        warnings=tuple(warnings),
     )
 
     gradients = None

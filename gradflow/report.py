@@ -154,7 +154,9 @@ class Summary:
     log10_input_ratio: float  # log10(‖∂L/∂(input of layer 1)‖ / ‖∂L/∂(input of layer L)‖)
     verdict: Verdict
     nonfinite_from: int | None  # first layer (1-based) whose forward output is not finite
+    zero_from: int | None  # first layer (1-based) whose forward output is exactly zero
     thresholds: Thresholds
+    warnings: tuple[str, ...] = ()  # numerical trouble met on the way, one sentence each
 
 
 @dataclass(frozen=True)

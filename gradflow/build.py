@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -32,6 +33,13 @@ class Network:
     biases: np.ndarray  # (L, n)
     loss_data: LossData
     build_key: tuple[object, ...]
+
+    @cached_property
+    def weight_norms(self) -> np.ndarray:
+        """‖W_i‖_F of every layer as drawn, (L,) float64."""
+        flat = self.weights.reshape(len(self.weights), -1)
+        norms: np.ndarray = np.sqrt(np.vecdot(flat, flat).astype(np.float64))
+        return norms
 
     def weights_for(self, spec: NetworkSpec) -> list[np.ndarray]:
         """Per-layer weights as ``spec`` sees them: residual branch ends zeroed if it asks."""

@@ -50,12 +50,12 @@ def _allocate(spec: NetworkSpec, dtype: np.dtype, rows: int) -> np.ndarray:
 def forward(
     spec: NetworkSpec,
     weights: Sequence[np.ndarray],
-    biases: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray] | None,
     x: np.ndarray,
     progress: Progress | None = None,
     progress_every: int = 1 << 30,
 ) -> Tape:
-    """Run the network on x (B, n) and keep what backward needs."""
+    """Run the network on x (B, n) and keep what backward needs; biases None: all zero."""
     run = _forward_pre if spec.skip is Skip.PRE else _forward_post
     return run(spec, weights, biases, x, progress, progress_every)
 
@@ -74,7 +74,7 @@ def _norm_buffers(
 def _forward_post(
     spec: NetworkSpec,
     weights: Sequence[np.ndarray],
-    biases: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray] | None,
     x: np.ndarray,
     progress: Progress | None,
     progress_every: int,
@@ -93,7 +93,8 @@ def _forward_post(
         if is_block_start(spec, i):
             block_in = h[i]
         np.matmul(h[i], weights[i], out=z)  # (B, n) @ (n, n)
-        z += biases[i]
+        if biases is not None:
+            z += biases[i]
         pre = z
         if axis is not None:
             assert xhat is not None and inv_std is not None
@@ -120,7 +121,7 @@ def _forward_post(
 def _forward_pre(
     spec: NetworkSpec,
     weights: Sequence[np.ndarray],
-    biases: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray] | None,
     x: np.ndarray,
     progress: Progress | None,
     progress_every: int,
@@ -149,7 +150,8 @@ def _forward_pre(
             act.forward(pre, q[i], deriv[i])
         nxt = next(b for b in pool if b is not u and b is not block_in)
         np.matmul(q[i], weights[i], out=nxt)  # (B, n) @ (n, n)
-        nxt += biases[i]
+        if biases is not None:
+            nxt += biases[i]
         if is_block_end(spec, i):
             # the addition: nothing follows it, so the stream stays an identity path
             if alpha != 1.0:

@@ -52,8 +52,7 @@ def activation_stats(spec: NetworkSpec, tape: Tape) -> ActivationStats:
     for start in range(0, depth, chunk):
         rows = slice(start, min(start + chunk, depth))
         out = tape.act_out[rows]  # (K, B, n)
-        mean[rows] = out.mean(axis=(1, 2), dtype=np.float64)
-        std[rows] = out.std(axis=(1, 2), dtype=np.float64)
+        mean[rows], std[rows] = _mean_std(out)
         if tape.deriv is None:
             continue
         d = tape.deriv[rows]
@@ -74,6 +73,20 @@ def activation_stats(spec: NetworkSpec, tape: Tape) -> ActivationStats:
     return ActivationStats(mean, std, dead, saturated, finite)
 
 
+def _mean_std(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each (B, n) slab of out (K, B, n), in float64."""
+    if out.dtype != np.float64:
+        return out.mean(axis=(1, 2), dtype=np.float64), out.std(axis=(1, 2), dtype=np.float64)
+    count = out.shape[1] * out.shape[2]
+    flat = out.reshape(len(out), count)
+    # one BLAS pass each for Σx and Σx²; fine unless the mean dwarfs the spread
+    mean = flat @ np.full(count, 1.0 / count)
+    var = np.vecdot(flat, flat) / count - mean * mean
+    for k in np.flatnonzero(~(var > 1e-8 * mean * mean)):
+        var[k] = flat[k].var()  # two-pass where Σx² − (Σx)²/N cancels (or is 0 or NaN)
+    return mean, np.sqrt(var)
+
+
 def layer_names(spec: NetworkSpec) -> tuple[str, ...]:
     if not spec.residual:
         return tuple(f"fc{i}" for i in range(1, spec.depth + 1))
@@ -82,12 +95,10 @@ def layer_names(spec: NetworkSpec) -> tuple[str, ...]:
 
 
 def weight_norms(network: Network, spec: NetworkSpec) -> np.ndarray:
-    """‖W_l‖_F as the variant sees the weights (zero-initialised branch ends are 0)."""
-    w = network.weights
-    sq = np.einsum("lij,lij->l", w, w, dtype=np.float64)
+    """‖W_i‖_F as the variant sees the weights (zero-initialised branch ends are 0)."""
+    norms = network.weight_norms.copy()
     if spec.zero_init_residual and spec.residual:
-        sq[spec.block_size - 1 :: spec.block_size] = 0.0
-    norms: np.ndarray = np.sqrt(sq)
+        norms[spec.block_size - 1 :: spec.block_size] = 0.0
     return norms
 
 

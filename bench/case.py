@@ -1,0 +1,83 @@
+"""One benchmark case, run in a fresh process so its peak RSS is its own.
+
+    python -m bench.case '{"depth": 50, "width": 256, "batch": 64, "dtype": "float64"}'
+
+prints one JSON line: engine and floor times (best of ``repeat``), peak RSS growth of the pass
+and the memory estimate the CLI's guard uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from gradflow.analyze import analyze
+from gradflow.build import Network, build
+from gradflow.memory import estimate_bytes
+from gradflow.spec import NetworkSpec
+
+
+def rss_bytes(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak so far) of this process."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def matmul_floor(network: Network) -> float:
+    """Seconds for the bare products of one pass: a @ W forward (keeping every a, as backward
+    must), then a.T @ g and g @ W.T per layer backward; no activation, no statistics."""
+    w = network.weights
+    depth, (batch, n) = len(w), network.x.shape
+    g = np.random.default_rng(1).standard_normal((batch, n)).astype(w.dtype)
+    g /= np.linalg.norm(g)
+    start = time.perf_counter()
+    a = np.empty((depth + 1, batch, n), dtype=w.dtype)
+    a[0] = network.x
+    for i in range(depth):
+        np.matmul(a[i], w[i], out=a[i + 1])
+    dw, g_next = np.empty((n, n), dtype=w.dtype), np.empty_like(g)
+    for i in reversed(range(depth)):
+        np.matmul(a[i].T, g, out=dw)
+        np.matmul(g, w[i].T, out=g_next)
+        g, g_next = g_next, g
+    return time.perf_counter() - start
+
+
+def engine_time(spec: NetworkSpec, network: Network) -> float:
+    # A fresh Network object each time, so nothing cached by an earlier pass is reused.
+    fresh = dataclasses.replace(network)
+    start = time.perf_counter()
+    analyze(spec, network=fresh)
+    return time.perf_counter() - start
+
+
+def run(case: dict[str, Any]) -> dict[str, Any]:
+    repeat = int(case.pop("repeat", 3))
+    spec = NetworkSpec(**case)
+    baseline = rss_bytes("VmRSS")
+    network = build(spec)
+    report = analyze(spec, network=network)  # first pass: also the memory measurement
+    peak = rss_bytes("VmHWM") - baseline
+    engine = min(engine_time(spec, network) for _ in range(repeat))
+    with np.errstate(all="ignore"):  # the floor multiplies unnormalized values
+        floor = min(matmul_floor(network) for _ in range(repeat))
+    return {
+        "engine_s": engine,
+        "floor_s": floor,
+        "peak_rss": peak,
+        "estimate": estimate_bytes(spec),
+        "log10_first_grad": float(report.layers.grad_weight.log10[0]),
+        "status_first_grad": str(report.layers.grad_weight.status()[0]),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(json.loads(sys.argv[1]))))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.forward import Progress, Tape, is_block_end, is_block_start
+from gradflow.forward import Progress, Tape
 from gradflow.norms import NORM_AXIS, normalize_backward
 from gradflow.report import Magnitudes
 from gradflow.spec import NetworkSpec, Skip
@@ -29,8 +29,7 @@ _CHUNK_BYTES = 32 << 20  # batch the weight-gradient products over this much mem
 
 
 def _sq(v: np.ndarray) -> float:
-    flat = v.reshape(-1)
-    return float(np.dot(flat, flat))
+    return float(np.vdot(v, v))  # BLAS dot over the flattened (contiguous) array
 
 
 def rescale(g: np.ndarray, exponent: int) -> tuple[float, int]:
@@ -89,15 +88,15 @@ class _WeightGradients:
         self.ones = np.ones((1, batch), dtype=tape.dense_in.dtype)
         self.weight = np.zeros((depth, 2))  # columns: mantissa, exponent
         self.bias = np.zeros((depth, 2))
-        self.exponent = np.zeros(depth, dtype=np.int64)
+        self.exponent = [0] * depth
+        self.slots: list[np.ndarray] = list(self.dz)  # views made once, not per layer
         self.kept_w: list[np.ndarray] | None = [] if keep else None
         self.kept_b: list[np.ndarray] | None = [] if keep else None
 
     def slot(self, layer: int, exponent: int) -> np.ndarray:
         """The (B, n) buffer that layer's ∂L/∂z (scaled by 2**-exponent) is written into."""
         self.exponent[layer] = exponent
-        slot: np.ndarray = self.dz[layer % self.chunk]
-        return slot
+        return self.slots[layer % self.chunk]
 
     def flush_if_chunk_start(self, layer: int) -> None:
         if layer % self.chunk:
@@ -154,6 +153,9 @@ def backward(
     _, e = rescale(g, 0)
     skip_e = 0
     grad_input = np.zeros((depth, 2))
+    k = spec.block_size if spec.residual else 0
+    layer_deriv: list[np.ndarray | None] = [None] * depth if deriv is None else list(deriv)
+    layer_w_t = [w.T for w in weights]
     blocks = spec.blocks
     block_add, block_branch = np.zeros((blocks, 2)), np.zeros((blocks, 2))
     cosine = np.full(blocks, np.nan)
@@ -161,7 +163,8 @@ def backward(
 
     for i in reversed(range(depth)):
         dz = grads.slot(i, e)
-        block_end = is_block_end(spec, i)
+        block_end = k and (i + 1) % k == 0
+        d = layer_deriv[i]
         if pre_order:
             if block_end:
                 np.copyto(skip, g)  # skip part: the incoming gradient, unchanged
@@ -171,38 +174,38 @@ def backward(
                 np.multiply(g, alpha, out=dz)
             else:
                 np.copyto(dz, g)
-            np.matmul(dz, weights[i].T, out=g_next)  # ∂L/∂q_l, (B, n) @ (n, n)
-            if deriv is not None:
-                g_next *= deriv[i]  # through φ
+            np.matmul(dz, layer_w_t[i], out=g_next)  # ∂L/∂q_l, (B, n) @ (n, n)
+            if d is not None:
+                g_next *= d  # through φ
             if axis is not None:
                 assert xhat is not None and inv_std is not None
                 normalize_backward(g_next, xhat[i], inv_std[i], axis, out=g_next)
         else:
             if block_end:
                 # gradient at the add, s = h_in + α·v: it goes to h_in unchanged
-                if deriv is None:
+                if d is None:
                     np.copyto(skip, g)
                 else:
-                    np.multiply(g, deriv[i], out=skip)
+                    np.multiply(g, d, out=skip)
                 skip_e = e
                 if alpha != 1.0:
                     np.multiply(skip, alpha, out=dz)  # into the branch, scaled by α
                 else:
                     np.copyto(dz, skip)
-            elif deriv is None:
+            elif d is None:
                 np.copyto(dz, g)
             else:
-                np.multiply(g, deriv[i], out=dz)  # through φ
+                np.multiply(g, d, out=dz)  # through φ
             if axis is not None:
                 assert xhat is not None and inv_std is not None
                 normalize_backward(dz, xhat[i], inv_std[i], axis, out=dz)
-            np.matmul(dz, weights[i].T, out=g_next)  # ∂L/∂h_l, (B, n) @ (n, n)
+            np.matmul(dz, layer_w_t[i], out=g_next)  # ∂L/∂h_l, (B, n) @ (n, n)
 
-        if is_block_start(spec, i):
-            b = i // spec.block_size
+        if k and i % k == 0:  # block start: the skip part joins the branch part
+            b = i // k
             block_add[b], block_branch[b], cosine[b], e = _join(skip, skip_e, g_next, e)
-        grad_input[i] = rescale(g_next, e)
-        e = int(grad_input[i, 1])
+        norm, e = rescale(g_next, e)
+        grad_input[i] = norm, e
         if kept_inputs is not None:
             kept_inputs.append(np.ldexp(g_next, e))
         g, g_next = g_next, g

@@ -35,14 +35,6 @@ class Tape:
     output: np.ndarray  # (B, n) the network output y
 
 
-def is_block_start(spec: NetworkSpec, layer: int) -> bool:
-    return spec.residual and layer % spec.block_size == 0
-
-
-def is_block_end(spec: NetworkSpec, layer: int) -> bool:
-    return spec.residual and (layer + 1) % spec.block_size == 0
-
-
 def _allocate(spec: NetworkSpec, dtype: np.dtype, rows: int) -> np.ndarray:
     return np.empty((rows, spec.batch, spec.width), dtype=dtype)
 
@@ -89,10 +81,13 @@ def _forward_post(
     s = np.empty_like(x)
     block_in = x
 
+    k = spec.block_size if spec.residual else 0
+    outs = list(h)  # (B, n) views made once, not once per layer
+    derivs = list(deriv) if deriv is not None else []
     for i in range(spec.depth):
-        if is_block_start(spec, i):
-            block_in = h[i]
-        np.matmul(h[i], weights[i], out=z)  # (B, n) @ (n, n)
+        if k and i % k == 0:
+            block_in = outs[i]
+        np.matmul(outs[i], weights[i], out=z)  # (B, n) @ (n, n)
         if biases is not None:
             z += biases[i]
         pre = z
@@ -100,7 +95,7 @@ def _forward_post(
             assert xhat is not None and inv_std is not None
             normalize(z, axis, xhat[i], inv_std[i])
             pre = xhat[i]
-        if is_block_end(spec, i):
+        if k and (i + 1) % k == 0:
             # the addition: φ is applied after it, which is what blocks the clean path
             if alpha != 1.0:
                 np.multiply(pre, alpha, out=s)
@@ -109,9 +104,9 @@ def _forward_post(
                 np.add(pre, block_in, out=s)
             pre = s
         if deriv is None:
-            np.copyto(h[i + 1], pre)
+            np.copyto(outs[i + 1], pre)
         else:
-            act.forward(pre, h[i + 1], deriv[i])
+            act.forward(pre, outs[i + 1], derivs[i])
         if progress is not None and (i + 1) % progress_every == 0:
             progress(i + 1)
 
@@ -136,8 +131,11 @@ def _forward_pre(
     pool = [x.copy(), np.empty_like(x), np.empty_like(x)]
     u, block_in = pool[0], pool[0]
 
+    k = spec.block_size if spec.residual else 0
+    acts = list(q)  # (B, n) views made once, not once per layer
+    derivs = list(deriv) if deriv is not None else []
     for i in range(spec.depth):
-        if is_block_start(spec, i):
+        if k and i % k == 0:
             block_in = u
         pre = u
         if axis is not None:
@@ -145,14 +143,14 @@ def _forward_pre(
             normalize(u, axis, xhat[i], inv_std[i])
             pre = xhat[i]
         if deriv is None:
-            np.copyto(q[i], pre)
+            np.copyto(acts[i], pre)
         else:
-            act.forward(pre, q[i], deriv[i])
+            act.forward(pre, acts[i], derivs[i])
         nxt = next(b for b in pool if b is not u and b is not block_in)
-        np.matmul(q[i], weights[i], out=nxt)  # (B, n) @ (n, n)
+        np.matmul(acts[i], weights[i], out=nxt)  # (B, n) @ (n, n)
         if biases is not None:
             nxt += biases[i]
-        if is_block_end(spec, i):
+        if k and (i + 1) % k == 0:
             # the addition: nothing follows it, so the stream stays an identity path
             if alpha != 1.0:
                 nxt *= alpha

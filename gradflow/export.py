@@ -1,0 +1,233 @@
+"""Reports as JSON, CSV and markdown text, and atomic file writes.
+
+JSON is strict: a number that is not a finite float64 becomes null, next to its exact log10 (also
+null when there is none: zero, nan, inf) and a status saying which case it is. Same reports, same
+bytes: keys keep a fixed order and nothing depends on the time or the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from gradflow import __version__, chart, view
+from gradflow.report import Magnitudes, Report, Status
+from gradflow.spec import NetworkSpec
+
+SCHEMA_VERSION = 1
+
+
+def _number(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _magnitude(name: str, m: Magnitudes) -> list[dict[str, Any]]:
+    """``name``, ``log10_name`` and ``name_status`` for every entry of ``m``."""
+    value, log10, status = m.value.tolist(), m.log10.tolist(), m.status()
+    return [
+        {
+            name: v if s in (Status.OK, Status.ZERO) else None,
+            f"log10_{name}": _number(x),
+            f"{name}_status": str(s),
+        }
+        for v, x, s in zip(value, log10, status, strict=True)
+    ]
+
+
+def layer_records(report: Report) -> list[dict[str, Any]]:
+    """One flat record per layer (the xent head last): what JSON and CSV both hold."""
+    layers = report.layers
+    grad_to_weight = view.from_log10(layers.log10_grad_weight_ratio)
+    columns = zip(
+        _magnitude("grad_weight", layers.grad_weight),
+        _magnitude("grad_bias", layers.grad_bias),
+        _magnitude("grad_input", layers.grad_input),
+        _magnitude("grad_to_weight", grad_to_weight),
+        strict=True,
+    )
+    records = []
+    for i, parts in enumerate(columns):
+        record: dict[str, Any] = {"index": i + 1, "name": layers.name[i]}
+        for part in parts:
+            record.update(part)
+        record.update(
+            weight_norm=_number(float(layers.weight_norm[i])),
+            act_mean=_number(float(layers.act_mean[i])),
+            act_std=_number(float(layers.act_std[i])),
+            dead_fraction=_number(float(layers.dead_fraction[i])),
+            saturated_fraction=_number(float(layers.saturated_fraction[i])),
+            finite=bool(layers.finite[i]),
+        )
+        records.append(record)
+    return records
+
+
+def block_records(report: Report) -> list[dict[str, Any]]:
+    blocks = report.blocks
+    columns = zip(
+        _magnitude("grad_add", blocks.grad_add),
+        _magnitude("grad_skip", blocks.grad_skip),
+        _magnitude("grad_branch", blocks.grad_branch),
+        _magnitude("grad_input", blocks.grad_input),
+        strict=True,
+    )
+    records = []
+    for i, parts in enumerate(columns):
+        record: dict[str, Any] = {
+            "index": i + 1,
+            "name": blocks.name[i],
+            "first_layer": int(blocks.first_layer[i]),
+            "last_layer": int(blocks.last_layer[i]),
+        }
+        for part in parts:
+            record.update(part)
+        record["cosine"] = _number(float(blocks.cosine[i]))
+        records.append(record)
+    return records
+
+
+def summary_record(report: Report) -> dict[str, Any]:
+    s = report.summary
+    return {
+        "loss": _number(s.loss),
+        "log10_grad_output": _number(s.log10_grad_output),
+        "log10_weight_ratio": _number(s.log10_weight_ratio),
+        "log10_input_ratio": _number(s.log10_input_ratio),
+        "verdict": str(s.verdict),
+        "nonfinite_from": s.nonfinite_from,
+    }
+
+
+def config_record(command: str, spec: NetworkSpec, reports: Sequence[Report]) -> dict[str, Any]:
+    """The flags of the run: every spec field, the variants (compare) and the thresholds."""
+    config = spec.to_dict()
+    if command == "compare":
+        del config["skip"]
+        config["variants"] = [str(r.spec.skip) for r in reports]
+    thresholds = reports[0].summary.thresholds
+    config["vanish_below"] = thresholds.vanish_below
+    config["explode_above"] = thresholds.explode_above
+    return config
+
+
+def to_json(command: str, spec: NetworkSpec, reports: Sequence[Report]) -> str:
+    """The whole run as strict, versioned JSON (schema in README.md)."""
+    base = reports[0].summary.log10_weight_ratio
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "gradflow_version": __version__,
+        "command": command,
+        "config": config_record(command, spec, reports),
+        "runs": [
+            {
+                "label": r.label,
+                "spec": r.spec.to_dict(),
+                "summary": summary_record(r),
+                # log10(this run's first/last ratio ÷ the first run's): orders of magnitude gained
+                "decades_vs_first": _number(r.summary.log10_weight_ratio - base),
+                "layers": layer_records(r),
+                "blocks": block_records(r),
+            }
+            for r in reports
+        ],
+    }
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+
+
+def to_csv(reports: Sequence[Report]) -> str:
+    """One row per layer per variant; empty cells where JSON has null."""
+    buffer = io.StringIO()
+    writer: csv.DictWriter[str] | None = None
+    for r in reports:
+        for record in layer_records(r):
+            row = {"label": r.label, "skip": str(r.spec.skip), **record}
+            if writer is None:
+                writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
+                writer.writeheader()
+            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _markdown_table(grid: view.Grid) -> list[str]:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    lines = [f"**{grid.title}**", ""]
+    lines.append(line([c.header.replace("\n", " ") for c in grid.columns]))
+    lines.append("|" + "|".join("---:" if c.numeric else ":---" for c in grid.columns) + "|")
+    lines += [line([cell.text for cell in cells]) for cells in grid.rows]
+    if grid.caption:
+        lines += ["", f"_{grid.caption}_"]
+    return [*lines, ""]
+
+
+def to_markdown(
+    command: str,
+    reports: Sequence[Report],
+    *,
+    max_rows: int | None,
+    width: int,
+    unicode: bool,
+) -> str:
+    """Summary, per-layer and per-block tables and the chart, for a pull-request comment."""
+    rows = view.layer_rows(view.naming_report(reports), max_rows)
+    lines = [f"### {view.header_line(command, reports)}", "", view.shown_line(reports), ""]
+    lines += _markdown_table(view.summary_grid(reports))
+    if len(reports) > 1:
+        lines += [view.comparison_sentence(reports), ""]
+    lines += _markdown_table(view.layer_grid(reports, rows).fit(width))
+    blocks = view.block_grid(reports, max_rows)
+    if blocks is not None:
+        lines += _markdown_table(blocks)
+    lines += ["```text", *chart.layer_chart(reports, rows, width=width, unicode=unicode), "```", ""]
+    return "\n".join(lines)
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write via a temporary file in the same directory, then rename over ``path``.
+
+    A failed or interrupted run leaves the previous file (or none), never a half-written one.
+    """
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` of the run's arrays, written atomically (the name is kept as given)."""
+    write_atomic(path, lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,199 @@
+"""Every command-line option, declared once and shared by ``analyze`` and ``compare``.
+
+Defaults live in the command signatures and come from ``NetworkSpec()``, so each default has one
+source. This module imports only typer and the spec (no NumPy): ``gradflow --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gradflow.spec import Activation, Choice, DType, Init, Loss, Norm, Skip
+
+
+class Format(Choice):
+    TABLE = "table"  # rich tables and the bar chart, for people
+    JSON = "json"  # strict, versioned; for scripts
+    CSV = "csv"  # one row per layer per variant
+    MARKDOWN = "markdown"  # tables and chart for a pull-request comment
+
+
+# Verdict thresholds: the engine's Thresholds() defaults, spelled out here because the engine's
+# report module loads NumPy (tests check these agree).
+VANISH_BELOW = "1e-3"
+EXPLODE_ABOVE = "1e3"
+
+NETWORK = "Network"
+VERDICT = "Verdict and checks"
+OUTPUT = "Output"
+
+# Network: one option per NetworkSpec field.
+Depth = Annotated[
+    int, typer.Option(help="Dense layers L (the xent head is extra).", rich_help_panel=NETWORK)
+]
+Width = Annotated[
+    int,
+    typer.Option(help="Units per layer; every layer is width → width.", rich_help_panel=NETWORK),
+]
+Batch = Annotated[int, typer.Option(help="Rows of the input x ~ N(0, 1).", rich_help_panel=NETWORK)]
+SkipOpt = Annotated[
+    Skip,
+    typer.Option(
+        "--skip",
+        help="none: plain; post: original ResNet (activation after the add); "
+        "pre: pre-activation (nothing after the add).",
+        rich_help_panel=NETWORK,
+    ),
+]
+Variants = Annotated[
+    str,
+    typer.Option(
+        metavar="LIST",
+        help="Comma-separated skip variants to run on the same weights "
+        "(none = plain, post, pre); the first is the baseline.",
+        rich_help_panel=NETWORK,
+    ),
+]
+BlockSize = Annotated[
+    int,
+    typer.Option(
+        help="Dense layers per residual block; depth must be a multiple.", rich_help_panel=NETWORK
+    ),
+]
+ResidualScale = Annotated[
+    float, typer.Option(help="α in h_in + α·branch.", rich_help_panel=NETWORK)
+]
+ActivationOpt = Annotated[
+    Activation, typer.Option("--activation", help="Activation φ.", rich_help_panel=NETWORK)
+]
+InitOpt = Annotated[
+    Init,
+    typer.Option(
+        "--init",
+        help="Weight initialisation (he gain follows the activation).",
+        rich_help_panel=NETWORK,
+    ),
+]
+WeightVar = Annotated[
+    float | None,
+    typer.Option(
+        help="σ_w²: overrides the init scale, Var W = σ_w²/fan_in.", rich_help_panel=NETWORK
+    ),
+]
+BiasVar = Annotated[float, typer.Option(help="σ_b²: biases ~ N(0, σ_b²).", rich_help_panel=NETWORK)]
+ZeroInitResidual = Annotated[
+    bool,
+    typer.Option(
+        "--zero-init-residual",
+        help="Zero the last layer of every residual branch (residual variants only).",
+        rich_help_panel=NETWORK,
+    ),
+]
+NormOpt = Annotated[
+    Norm,
+    typer.Option("--norm", help="Normalisation before each activation.", rich_help_panel=NETWORK),
+]
+LossOpt = Annotated[
+    Loss,
+    typer.Option(
+        "--loss",
+        help="mse; xent (linear head + softmax cross-entropy); linear (fixed upstream gradient).",
+        rich_help_panel=NETWORK,
+    ),
+]
+Classes = Annotated[int, typer.Option(help="Head width for --loss xent.", rich_help_panel=NETWORK)]
+DTypeOpt = Annotated[
+    DType, typer.Option("--dtype", help="Floating-point type of the pass.", rich_help_panel=NETWORK)
+]
+Seed = Annotated[
+    int,
+    typer.Option(help="Seeds every random draw; same seed, same bits.", rich_help_panel=NETWORK),
+]
+
+# Verdict and checks.
+VanishBelow = Annotated[
+    float | None,
+    typer.Option(
+        help="Verdict 'vanishing' when the first/last-layer weight-gradient ratio is below this "
+        f"(default {VANISH_BELOW}).",
+        show_default=False,
+        rich_help_panel=VERDICT,
+    ),
+]
+ExplodeAbove = Annotated[
+    float | None,
+    typer.Option(
+        help="Verdict 'exploding' when the first/last-layer weight-gradient ratio is above this "
+        f"(default {EXPLODE_ABOVE}).",
+        show_default=False,
+        rich_help_panel=VERDICT,
+    ),
+]
+FailOn = Annotated[
+    str,
+    typer.Option(
+        metavar="LIST",
+        help="Exit 1 when the verdict is one of these (comma-separated: "
+        "vanishing, exploding, nonfinite).",
+        show_default=False,
+        rich_help_panel=VERDICT,
+    ),
+]
+
+# Output.
+FormatOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        help="What to write (default: from the --output suffix .json, .csv or .md, else table).",
+        show_default=False,
+        rich_help_panel=OUTPUT,
+    ),
+]
+Output = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="Write the report here (atomically) and only the summary to stdout.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+SaveArrays = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE.npz",
+        help="Save the run's arrays (x, target, W1…WL, b1…bL) for use in another framework.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+MaxRows = Annotated[
+    int,
+    typer.Option(help="Group layers into at most this many rows.", rich_help_panel=OUTPUT),
+]
+AllRows = Annotated[
+    bool,
+    typer.Option("--all-rows", help="One row per layer, however deep.", rich_help_panel=OUTPUT),
+]
+Unicode = Annotated[
+    bool,
+    typer.Option(
+        "--unicode",
+        help="Draw the chart with finer Unicode blocks (default: pure ASCII).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Only the summary lines.", rich_help_panel=OUTPUT)
+]
+MaxMemory = Annotated[
+    str | None,
+    typer.Option(
+        metavar="SIZE",
+        help="Refuse runs needing more than this, e.g. 512M or 2G (default: the free memory).",
+        show_default=False,
+        rich_help_panel=OUTPUT,
+    ),
+]

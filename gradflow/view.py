@@ -1,0 +1,421 @@
+"""What is shown: rows (single layers or buckets of layers), their values, and the words.
+
+Shared by the table, the chart and the markdown export, so all three show the same rows with the
+same numbers. A bucket shows the geometric mean of its layers' magnitudes (the mean of their
+log10, the natural average on a log scale) and the arithmetic mean of activation statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradflow.report import LOG10_2, Magnitudes, Report, Status, Verdict
+from gradflow.spec import Activation, Choice, Init, NetworkSpec, Norm
+
+DASH = "-"  # ASCII, so row labels survive any log
+
+
+class Tone(Choice):
+    """How a cell reads; the rich table turns tones into colours, markdown ignores them."""
+
+    PLAIN = "plain"
+    GOOD = "good"
+    BAD = "bad"
+    ODD = "odd"  # beyond float64's range: exact, but worth a second look
+    BROKEN = "broken"  # nan or inf
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    tone: Tone = Tone.PLAIN
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str  # "‖∂L/∂W‖", or "post\n‖∂L/∂W‖" in a compare
+    cells: list[Cell]
+    numeric: bool = True  # right-aligned
+    drop: int = 0  # 0: always shown; otherwise dropped on a narrow screen, highest first
+
+    @property
+    def width(self) -> int:
+        return max(len(text) for text in [*self.header.split("\n"), *(c.text for c in self.cells)])
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A table as plain data: what the rich table and the markdown export both draw."""
+
+    title: str
+    columns: list[Column]
+    caption: str = ""
+
+    @property
+    def rows(self) -> list[list[Cell]]:
+        return [list(cells) for cells in zip(*(c.cells for c in self.columns), strict=True)]
+
+    def fit(self, width: int, gap: int = 3) -> Grid:
+        """Drop optional columns, highest ``drop`` first, until the grid fits ``width``."""
+        columns = list(self.columns)
+        for level in sorted({c.drop for c in columns if c.drop}, reverse=True):
+            if sum(c.width for c in columns) + gap * (len(columns) - 1) <= width:
+                break
+            columns = [c for c in columns if c.drop != level]
+        return Grid(self.title, columns, self.caption)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One displayed row: a single layer (or block) or a bucket of consecutive ones."""
+
+    index: str  # "7", or "7-8" for a bucket
+    name: str  # "block4.fc1", or "block4.fc1-fc2" for a bucket
+    members: range  # 0-based positions in the report's Layers (or Blocks)
+
+
+def groups(count: int, max_rows: int | None) -> list[range]:
+    """Split ``count`` consecutive items into at most ``max_rows`` equal runs (None: one each)."""
+    size = 1 if max_rows is None or count <= max_rows else math.ceil(count / max_rows)
+    return [range(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def span_name(first: str, last: str) -> str:
+    """``block1.fc1``, ``block1.fc2`` → ``block1.fc1-fc2``; ``fc1``, ``fc3`` → ``fc1-fc3``."""
+    if first == last:
+        return first
+    prefix = first.rpartition(".")[0]
+    if prefix and last.startswith(prefix + "."):
+        return f"{first}{DASH}{last[len(prefix) + 1 :]}"
+    return f"{first}{DASH}{last}"
+
+
+def _rows(names: Sequence[str], positions: list[range]) -> list[Row]:
+    rows = []
+    for members in positions:
+        first, last = members[0], members[-1]
+        index = str(first + 1) if first == last else f"{first + 1}{DASH}{last + 1}"
+        rows.append(Row(index, span_name(names[first], names[last]), members))
+    return rows
+
+
+def layer_rows(report: Report, max_rows: int | None) -> list[Row]:
+    """Rows for the per-layer views; the xent head always keeps a row of its own."""
+    names = report.layers.name
+    dense = report.spec.depth
+    positions = groups(dense, max_rows)
+    if len(names) > dense:  # the head
+        positions.append(range(dense, len(names)))
+    rows = _rows(names, positions)
+    if len(names) > dense:
+        rows[-1] = Row("head", "head", rows[-1].members)
+    return rows
+
+
+def block_rows(report: Report, max_rows: int | None) -> list[Row]:
+    """Rows for the per-block split at the addition (empty for a plain network)."""
+    return _rows(report.blocks.name, groups(len(report.blocks), max_rows))
+
+
+def naming_report(reports: Sequence[Report]) -> Report:
+    """The report whose layer names label the rows: a residual one names blocks too."""
+    return next((r for r in reports if len(r.blocks)), reports[0])
+
+
+def from_log10(log10: np.ndarray) -> Magnitudes:
+    """Magnitudes from exact log10 values (-inf: zero, +inf: inf, nan: nan)."""
+    log2 = np.asarray(log10, dtype=np.float64) / LOG10_2
+    finite = np.isfinite(log2)
+    exponent = np.where(finite, np.floor(np.where(finite, log2, 0.0)), 0.0).astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        mantissa = np.where(finite, np.exp2(log2 - exponent), np.where(log2 > 0, np.inf, 0.0))
+    mantissa = np.where(np.isnan(log2), np.nan, mantissa)
+    return Magnitudes(mantissa, exponent)
+
+
+def per_row(m: Magnitudes, rows: Sequence[Row]) -> Magnitudes:
+    """One magnitude per row: the layer's own, or the geometric mean over a bucket."""
+    if all(len(row.members) == 1 for row in rows):
+        index = np.array([row.members[0] for row in rows], dtype=np.int64)
+        return Magnitudes(m.mantissa[index], m.exponent[index])
+    log10 = m.log10
+    with np.errstate(invalid="ignore"):  # a bucket holding both 0 and inf has no mean: nan
+        means = [float(np.mean(log10[row.members.start : row.members.stop])) for row in rows]
+    return from_log10(np.array(means))
+
+
+def mean_per_row(values: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
+    """Arithmetic mean per row, ignoring nan (nan when a row has no value)."""
+    out = np.full(len(rows), np.nan)
+    for i, row in enumerate(rows):
+        chunk = values[row.members.start : row.members.stop]
+        chunk = chunk[~np.isnan(chunk)]
+        if chunk.size:
+            out[i] = float(np.mean(chunk))
+    return out
+
+
+# ---- numbers as text ----------------------------------------------------------------------
+
+SPECIAL_TEXT = {Status.ZERO: "0", Status.NAN: "nan", Status.INF: "inf"}
+STATUS_TONE = {
+    Status.OK: Tone.PLAIN,
+    Status.ZERO: Tone.BAD,
+    Status.UNDERFLOW: Tone.ODD,
+    Status.OVERFLOW: Tone.ODD,
+    Status.NAN: Tone.BROKEN,
+    Status.INF: Tone.BROKEN,
+}
+VERDICT_TONE = {
+    Verdict.HEALTHY: Tone.GOOD,
+    Verdict.VANISHING: Tone.BAD,
+    Verdict.EXPLODING: Tone.BAD,
+    Verdict.NONFINITE: Tone.BROKEN,
+}
+
+
+def magnitude_text(log10: float, status: Status) -> str:
+    """``3.2e-31`` from an exact log10, also beyond float64's range (``1.5e-2000``)."""
+    if status in SPECIAL_TEXT:
+        return SPECIAL_TEXT[status]
+    exponent = math.floor(log10)
+    mantissa = 10 ** (log10 - exponent)
+    if round(mantissa, 1) >= 10.0:
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{mantissa:.1f}e{exponent:+03d}"
+
+
+def power_text(log10: float) -> str:
+    """A ratio as a power of ten: ``10^-31.1``."""
+    return "nan" if not math.isfinite(log10) else f"10^{log10:.1f}"
+
+
+def decades_text(log10: float) -> str:
+    """A difference of log10 values with its sign: ``+14.5``."""
+    return "nan" if not math.isfinite(log10) else f"{log10:+.1f}"
+
+
+def number_text(x: float, digits: int = 2) -> str:
+    return "nan" if math.isnan(x) else f"{x:.{digits}g}"
+
+
+def magnitude_cells(m: Magnitudes) -> list[Cell]:
+    return [
+        Cell(magnitude_text(x, s), STATUS_TONE[s])
+        for x, s in zip(m.log10.tolist(), m.status(), strict=True)
+    ]
+
+
+def decade_cells(values: np.ndarray) -> list[Cell]:
+    return [
+        Cell(decades_text(x), Tone.GOOD if x > 0 else Tone.BAD if x < 0 else Tone.PLAIN)
+        for x in values.tolist()
+    ]
+
+
+def number_cells(values: np.ndarray, digits: int = 2) -> list[Cell]:
+    return [Cell(number_text(x, digits)) for x in values.tolist()]
+
+
+def percent_cells(values: np.ndarray) -> list[Cell]:
+    return [Cell("" if math.isnan(x) else f"{100 * x:.0f}%") for x in values.tolist()]
+
+
+# ---- grids --------------------------------------------------------------------------------
+
+
+def _health_columns(report: Report, rows: Sequence[Row], prefix: str) -> list[Column]:
+    """grad:weight, activation std, and the dead or saturated share, for one variant.
+
+    On a narrow screen these go first (``drop=3``): the gradient columns are the point.
+    """
+    layers = report.layers
+    ratio = per_row(from_log10(layers.log10_grad_weight_ratio), rows)
+    std = mean_per_row(layers.act_std, rows)
+    columns = [
+        Column(prefix + "grad:weight", magnitude_cells(ratio), drop=3),
+        Column(prefix + "act std", number_cells(std), drop=3),
+    ]
+    for title, values in (("dead", layers.dead_fraction), ("saturated", layers.saturated_fraction)):
+        shares = mean_per_row(values, rows)
+        if not np.isnan(shares).all():
+            columns.append(Column(prefix + title, percent_cells(shares), drop=3))
+    return columns
+
+
+def layer_grid(reports: Sequence[Report], rows: Sequence[Row]) -> Grid:
+    """Per layer (or bucket): gradient norms and health per variant, then each variant against
+    the first, in decades (log10 of the ratio of their ‖∂L/∂W‖)."""
+    single = len(reports) == 1
+    title = "Gradient per layer, layer 1 at the input end"
+    size = max(len(row.members) for row in rows)
+    caption = ""
+    if size > 1:
+        caption = f"rows group up to {size} layers (geometric mean); --all-rows shows each layer"
+    columns = [
+        Column("#", [Cell(row.index) for row in rows]),
+        Column("layer", [Cell(row.name) for row in rows], numeric=False, drop=2),
+    ]
+    weight_log10 = []
+    for r in reports:
+        prefix = "" if single else f"{r.label}\n"
+        grad_w = per_row(r.layers.grad_weight, rows)
+        weight_log10.append(grad_w.log10)
+        columns.append(Column(prefix + "‖∂L/∂W‖", magnitude_cells(grad_w)))
+        grad_in = per_row(r.layers.grad_input, rows)
+        columns.append(Column(prefix + "‖∂L/∂in‖", magnitude_cells(grad_in), drop=1))
+        columns += _health_columns(r, rows, prefix)
+    base = reports[0].label
+    for r, log10 in zip(reports[1:], weight_log10[1:], strict=True):
+        with np.errstate(invalid="ignore"):  # inf - inf: no ratio
+            gain = log10 - weight_log10[0]
+        columns.append(Column(f"{r.label}÷{base}\ndecades", decade_cells(gain)))
+    return Grid(title, columns, caption)
+
+
+def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
+    """The split at each residual addition: skip part, branch part and their sum, per variant."""
+    residual = [r for r in reports if len(r.blocks)]
+    if not residual:
+        return None
+    rows = block_rows(residual[0], max_rows)
+    first, last = residual[0].blocks.first_layer, residual[0].blocks.last_layer
+    spans = [f"{first[row.members[0]]}{DASH}{last[row.members[-1]]}" for row in rows]
+    columns = [
+        Column("block", [Cell(row.name) for row in rows], numeric=False),
+        Column("layers", [Cell(span) for span in spans], drop=2),
+    ]
+    for r in residual:
+        prefix = "" if len(residual) == 1 else f"{r.label}\n"
+        blocks = r.blocks
+        for name, m in (
+            ("skip", blocks.grad_skip),
+            ("branch", blocks.grad_branch),
+            ("sum", blocks.grad_input),
+        ):
+            columns.append(Column(prefix + name, magnitude_cells(per_row(m, rows))))
+        cosine = [Cell(f"{x:+.2f}") for x in mean_per_row(blocks.cosine, rows).tolist()]
+        columns.append(Column(prefix + "cos", cosine, drop=1))
+    return Grid(
+        "Split at the addition, per block",
+        columns,
+        caption="skip: the gradient arriving at the add, handed back unchanged; "
+        "branch: the part that comes back through the block's layers; "
+        "sum: the gradient at the block input; cos: cosine between skip and branch parts",
+    )
+
+
+def summary_grid(reports: Sequence[Report]) -> Grid:
+    """Per variant: first/last-layer gradient ratios, the loss and the verdict."""
+    verdicts = []
+    for r in reports:
+        s = r.summary
+        text = str(s.verdict)
+        if s.nonfinite_from is not None:
+            text += f" (forward pass not finite from layer {s.nonfinite_from})"
+        verdicts.append(Cell(text, VERDICT_TONE[s.verdict]))
+    summaries = [r.summary for r in reports]
+    return Grid(
+        "Summary: first layer against last layer",
+        [
+            Column("variant", [Cell(r.label) for r in reports], numeric=False),
+            Column(
+                "‖∂L/∂W₁‖/‖∂L/∂W_L‖", [Cell(power_text(s.log10_weight_ratio)) for s in summaries]
+            ),
+            Column(
+                "‖∂L/∂in₁‖/‖∂L/∂in_L‖", [Cell(power_text(s.log10_input_ratio)) for s in summaries]
+            ),
+            Column("loss", number_cells(np.array([s.loss for s in summaries]), 4)),
+            Column("verdict", verdicts, numeric=False),
+        ],
+    )
+
+
+# ---- words ----------------------------------------------------------------------------------
+
+VARIANT_WORDS = {
+    "plain": "plain (no shortcuts)",
+    "post": "post (original ResNet: activation after the add)",
+    "pre": "pre (pre-activation: nothing after the add)",
+}
+
+
+def header_line(command: str, reports: Sequence[Report]) -> str:
+    """The configuration, so that a screenshot explains itself."""
+    spec = reports[0].spec
+    depth = f"depth {spec.depth}"
+    if any(r.spec.residual for r in reports):
+        depth += f" (blocks of {spec.block_size}, α={spec.residual_scale:g})"
+    parts = [f"gradflow {command}", depth, f"width {spec.width}", f"batch {spec.batch}"]
+    parts += [str(spec.activation), str(spec.init)]
+    if spec.weight_var is not None:
+        parts.append(f"σ_w²={spec.weight_var:g}")
+    if spec.bias_var:
+        parts.append(f"σ_b²={spec.bias_var:g}")
+    if any(r.spec.zero_init_residual for r in reports):
+        parts.append("zero-init residual")
+    parts += [f"norm {spec.norm}", f"loss {spec.loss}", str(spec.dtype), f"seed {spec.seed}"]
+    return " · ".join(parts)
+
+
+def shown_line(reports: Sequence[Report]) -> str:
+    """What the page shows, and for the default network why it is the one shown."""
+    line = "Showing " + ", ".join(VARIANT_WORDS[r.label] for r in reports) + "."
+    if is_classic(reports[0].spec):
+        line += (
+            " Sigmoid + Xavier is the classic vanishing-gradient case;"
+            " try --activation relu --init he for the next lesson."
+        )
+    return line
+
+
+def is_classic(spec: NetworkSpec) -> bool:
+    """The default picture: sigmoid + Xavier without normalization, the classic vanishing case."""
+    return (spec.activation, spec.init, spec.norm) == (Activation.SIGMOID, Init.XAVIER, Norm.NONE)
+
+
+def comparison_sentence(reports: Sequence[Report]) -> str:
+    """One sentence: by how many orders of magnitude each variant's first/last ratio differs."""
+    base = reports[0]
+    clauses = []
+    for r in reports[1:]:
+        diff = r.summary.log10_weight_ratio - base.summary.log10_weight_ratio
+        if not math.isfinite(diff):
+            clauses.append(f"not comparable with {r.label} (non-finite)")
+        elif round(abs(diff), 1) == 0:
+            clauses.append(f"about the same with {r.label}")
+        else:
+            direction = "larger" if diff > 0 else "smaller"
+            clauses.append(f"{abs(diff):.1f} orders of magnitude {direction} with {r.label}")
+    return (
+        f"Compared with {base.label}, the first layer's weight gradient (relative to the last "
+        f"layer's) is {_join(clauses)}."
+    )
+
+
+def _join(clauses: Sequence[str]) -> str:
+    if len(clauses) <= 2:
+        return " and ".join(clauses)
+    return ", ".join(clauses[:-1]) + ", and " + clauses[-1]
+
+
+def summary_lines(reports: Sequence[Report]) -> list[str]:
+    """Plain-text summary: one line per variant, then the comparison sentence."""
+    width = max(len(r.label) for r in reports)
+    lines = []
+    for r in reports:
+        s = r.summary
+        line = (
+            f"{r.label:<{width}}  first/last ‖∂L/∂W‖ {power_text(s.log10_weight_ratio):>9}"
+            f"  first/last ‖∂L/∂in‖ {power_text(s.log10_input_ratio):>9}  {s.verdict}"
+        )
+        if s.nonfinite_from is not None:
+            line += f" (forward pass not finite from layer {s.nonfinite_from})"
+        lines.append(line)
+    if len(reports) > 1:
+        lines.append(comparison_sentence(reports))
+    return lines

@@ -1,0 +1,180 @@
+"""The bar chart: log scaling, one scale across panels, decade labels, marks for special values;
+and the rows it draws (buckets of layers, geometric means, exact text beyond float range)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from gradflow import chart, view
+from gradflow.report import Magnitudes, Status
+
+WIDTH = 100
+
+
+def magnitudes(log10s: list[float]) -> Magnitudes:
+    """Exact magnitudes from log10 values, also far beyond float64's range."""
+    return view.from_log10(np.array(log10s))
+
+
+def bars(lines: list[str], labels: list[str]) -> dict[str, list[str]]:
+    """Each labelled row's panels, without the leading ``|``."""
+    out = {}
+    for line in lines:
+        label, _, rest = line.strip().partition(" ")
+        if label in labels:
+            out[label] = [cell.rstrip() for cell in rest.split("|")[1:]]
+    return out
+
+
+def bar_length(cell: str) -> int:
+    return len(cell.rstrip())
+
+
+def test_bar_length_is_linear_in_log10() -> None:
+    log10s = [-30.0, -20.0, -10.0, 0.0]
+    labels = ["1", "2", "3", "4"]
+    lines = chart.render(labels, [chart.Series("plain", magnitudes(log10s))], width=WIDTH)
+    lengths = [bar_length(bars(lines, labels)[label][0]) for label in labels]
+    field = WIDTH - len("1 ") - 2
+    # the scale runs from 1e-30 to 1e0 over the whole field: a bar per decade is field/30 cells
+    assert lengths[-1] == field
+    steps = np.diff(lengths)
+    assert np.all(np.abs(steps - field / 3) <= 1)
+
+
+def test_every_nonzero_magnitude_gets_a_cell() -> None:
+    lines = chart.render(["1", "2"], [chart.Series("x", magnitudes([-12.0, 0.0]))], width=60)
+    assert bar_length(bars(lines, ["1"])["1"][0]) >= 1
+
+
+def test_panels_share_one_scale() -> None:
+    small = chart.Series("plain", magnitudes([-30.0, -1.0]))
+    large = chart.Series("pre", magnitudes([-1.0, 0.0]))
+    lines = chart.render(["1", "2"], [small, large], width=WIDTH)
+    rows = bars(lines, ["1", "2"])
+    # the same magnitude (1e-1) draws the same bar in both panels
+    assert bar_length(rows["2"][0]) == bar_length(rows["1"][1])
+    # and a panel whose values span one decade does not stretch that decade over its field
+    field = (WIDTH - 2) // 2 - 2
+    one_decade = bar_length(rows["2"][1]) - bar_length(rows["1"][1])
+    assert 0 < one_decade <= field / 30 + 1
+
+
+def test_decade_labels_sit_under_ticks() -> None:
+    lines = chart.render(["1"], [chart.Series("x", magnitudes([-20.0, 0.0]))], width=WIDTH)
+    axis, names = lines[-3], lines[-2]
+    labels = {m.group(): m.start() for m in re.finditer(r"1e-?\d+", names)}
+    assert "1e0" in labels and "1e-20" in labels
+    for text, start in labels.items():
+        centre = start + len(text) // 2
+        # a '+' tick within half a label of the label's centre
+        assert "+" in axis[max(0, centre - len(text)) : centre + len(text)]
+    decades = [int(t[2:]) for t in labels]
+    steps = set(np.diff(sorted(decades)).tolist())
+    assert len(steps) <= 2  # evenly spaced (the last one may be clipped)
+
+
+def test_ascii_by_default_and_unicode_on_request() -> None:
+    series = [chart.Series("x", magnitudes([-5.3, -2.1, 0.0]))]
+    plain = chart.render(["1", "2", "3"], series, width=80)
+    assert all(line.isascii() for line in plain)
+    fine = chart.render(["1", "2", "3"], series, width=80, unicode=True)
+    text = "\n".join(fine)
+    assert "█" in text
+    assert any(ch in text for ch in chart.UNICODE.eighths)
+
+
+def test_lines_fit_the_width() -> None:
+    series = [chart.Series(name, magnitudes([-3.0, -1.0])) for name in ("plain", "post", "pre")]
+    for width in (60, 80, 100, 150):
+        lines = chart.render(["1-2", "3-4"], series, width=width)
+        assert max(len(line) for line in lines) <= width
+
+
+@pytest.mark.parametrize(
+    ("log10", "status", "mark"),
+    [
+        (-math.inf, Status.ZERO, "0"),
+        (math.nan, Status.NAN, "nan"),
+        (math.inf, Status.INF, "inf"),
+    ],
+)
+def test_special_values_are_marked_not_blank(log10: float, status: Status, mark: str) -> None:
+    values = magnitudes([-3.0, log10, 0.0])
+    assert values.status()[1] is status
+    lines = chart.render(["1", "2", "3"], [chart.Series("x", values)], width=60)
+    cell = bars(lines, ["2"])["2"][0]
+    assert cell.strip() == mark
+    assert chart.MEANING[status] in lines[-1]
+
+
+def test_beyond_float_range_is_drawn_from_the_exact_log10() -> None:
+    values = magnitudes([-2000.0, -400.0, 0.0, 400.0])
+    assert values.status() == [Status.UNDERFLOW, Status.UNDERFLOW, Status.OK, Status.OVERFLOW]
+    lines = chart.render(["1", "2", "3", "4"], [chart.Series("x", values)], width=WIDTH)
+    rows = bars(lines, ["1", "2", "3", "4"])
+    assert set(rows["1"][0].strip()) == {"."}
+    assert set(rows["4"][0].strip()) == {"="}
+    assert bar_length(rows["1"][0]) < bar_length(rows["2"][0]) < bar_length(rows["3"][0])
+    legend = lines[-1]
+    assert chart.MEANING[Status.UNDERFLOW] in legend
+    assert chart.MEANING[Status.OVERFLOW] in legend
+    assert "1e-2000" in lines[-2]
+
+
+def test_legend_lists_only_what_is_drawn() -> None:
+    lines = chart.render(["1"], [chart.Series("x", magnitudes([-1.0]))], width=60)
+    assert all(meaning not in lines[-1] for meaning in chart.MEANING.values())
+
+
+# ---- rows and numbers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("count", "max_rows"), [(50, 25), (51, 25), (7, 3), (3, 10), (100, 1)])
+def test_groups_cover_every_item_once_within_max_rows(count: int, max_rows: int) -> None:
+    runs = view.groups(count, max_rows)
+    assert len(runs) <= max_rows
+    assert [i for run in runs for i in run] == list(range(count))
+    assert len({len(run) for run in runs[:-1]}) <= 1
+
+
+def test_no_max_rows_means_one_row_each() -> None:
+    assert view.groups(5, None) == [range(i, i + 1) for i in range(5)]
+
+
+def test_bucket_is_the_geometric_mean() -> None:
+    m = magnitudes([-30.0, -10.0, -2.0, -4.0])
+    rows = [view.Row("1-2", "a", range(0, 2)), view.Row("3-4", "b", range(2, 4))]
+    np.testing.assert_allclose(view.per_row(m, rows).log10, [-20.0, -3.0])
+
+
+def test_bucket_with_a_nan_is_nan_and_with_a_zero_is_zero() -> None:
+    m = magnitudes([-3.0, math.nan, -3.0, -math.inf])
+    rows = [view.Row("1-2", "a", range(0, 2)), view.Row("3-4", "b", range(2, 4))]
+    assert view.per_row(m, rows).status() == [Status.NAN, Status.ZERO]
+
+
+def test_from_log10_round_trips_beyond_float_range() -> None:
+    log10s = [-2500.25, -320.0, -1.5, 0.0, 12.75, 900.5]
+    np.testing.assert_allclose(magnitudes(log10s).log10, log10s, rtol=0, atol=1e-9)
+    m = magnitudes([-1.5])
+    assert m.mantissa[0] * 2.0 ** float(m.exponent[0]) == pytest.approx(10**-1.5)
+
+
+@pytest.mark.parametrize(
+    ("log10", "text"),
+    [(-30.5, "3.2e-31"), (0.0, "1.0e+00"), (-2000.0, "1.0e-2000"), (2.99999, "1.0e+03")],
+)
+def test_magnitude_text_is_exact_beyond_float_range(log10: float, text: str) -> None:
+    assert view.magnitude_text(log10, Status.OK) == text
+
+
+def test_span_names() -> None:
+    assert view.span_name("block1.fc1", "block1.fc2") == "block1.fc1-fc2"
+    assert view.span_name("block1.fc2", "block2.fc1") == "block1.fc2-block2.fc1"
+    assert view.span_name("fc3", "fc4") == "fc3-fc4"
+    assert view.span_name("fc3", "fc3") == "fc3"

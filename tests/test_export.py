@@ -1,0 +1,174 @@
+"""JSON, CSV and markdown exports, parsed back and checked against the engine's reports; atomic
+writes and saved arrays."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradflow import export, view
+from gradflow.analyze import compare
+from gradflow.build import build
+from gradflow.report import Report
+from gradflow.spec import Loss, NetworkSpec, Skip
+
+SPEC = NetworkSpec(depth=6, width=6, batch=4, skip=Skip.POST, block_size=2)
+VARIANTS = (Skip.NONE, Skip.POST, Skip.PRE)
+
+
+@pytest.fixture(scope="module")
+def reports() -> list[Report]:
+    return compare(SPEC, VARIANTS)
+
+
+def strict_loads(text: str) -> object:
+    """json.loads that refuses NaN and Infinity tokens."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-strict JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def with_specials(report: Report) -> Report:
+    """The report with layer gradients replaced by every special case, in layer order:
+    zero, nan, inf, beyond float64 below, beyond float64 above, ordinary."""
+    log10 = np.array([-math.inf, math.nan, math.inf, -2000.0, 400.0, -3.0])
+    layers = dataclasses.replace(report.layers, grad_weight=view.from_log10(log10))
+    return dataclasses.replace(report, layers=layers)
+
+
+def test_json_holds_the_engine_numbers(reports: list[Report]) -> None:
+    document = strict_loads(export.to_json("compare", SPEC, reports))
+    assert isinstance(document, dict)
+    assert document["schema_version"] == export.SCHEMA_VERSION
+    assert document["config"]["variants"] == ["none", "post", "pre"]
+    assert document["config"]["depth"] == SPEC.depth
+    assert [run["label"] for run in document["runs"]] == ["plain", "post", "pre"]
+    for run, report in zip(document["runs"], reports, strict=True):
+        layers = report.layers
+        assert [row["index"] for row in run["layers"]] == list(range(1, len(layers) + 1))
+        assert [row["name"] for row in run["layers"]] == list(layers.name)
+        np.testing.assert_array_equal(
+            [row["grad_weight"] for row in run["layers"]], layers.grad_weight.value
+        )
+        np.testing.assert_array_equal(
+            [row["log10_grad_input"] for row in run["layers"]], layers.grad_input.log10
+        )
+        np.testing.assert_array_equal([row["act_std"] for row in run["layers"]], layers.act_std)
+        assert run["summary"]["verdict"] == str(report.summary.verdict)
+        assert run["summary"]["log10_weight_ratio"] == report.summary.log10_weight_ratio
+        assert run["spec"]["skip"] == str(report.spec.skip)
+        assert len(run["blocks"]) == len(report.blocks)
+        if len(report.blocks):
+            np.testing.assert_array_equal(
+                [b["grad_skip"] for b in run["blocks"]], report.blocks.grad_skip.value
+            )
+            np.testing.assert_array_equal(
+                [b["last_layer"] for b in run["blocks"]], report.blocks.last_layer
+            )
+    gains = [run["decades_vs_first"] for run in document["runs"]]
+    base = reports[0].summary.log10_weight_ratio
+    assert gains == [r.summary.log10_weight_ratio - base for r in reports]
+
+
+def test_json_is_strict_beyond_float_range(reports: list[Report]) -> None:
+    special = with_specials(reports[0])
+    document = strict_loads(export.to_json("analyze", special.spec, [special]))
+    assert isinstance(document, dict)
+    rows = document["runs"][0]["layers"]
+    got = [(r["grad_weight"], r["log10_grad_weight"], r["grad_weight_status"]) for r in rows]
+    assert got[0] == (0.0, None, "zero")
+    assert got[1] == (None, None, "nan")
+    assert got[2] == (None, None, "inf")
+    assert got[3][0] is None and got[3][2] == "underflow"
+    assert got[3][1] == pytest.approx(-2000.0)
+    assert got[4][0] is None and got[4][2] == "overflow"
+    assert got[4][1] == pytest.approx(400.0)
+    assert got[5][0] == pytest.approx(1e-3) and got[5][2] == "ok"
+
+
+def test_json_is_byte_identical_for_the_same_run(reports: list[Report]) -> None:
+    again = compare(SPEC, VARIANTS)
+    assert export.to_json("compare", SPEC, reports) == export.to_json("compare", SPEC, again)
+
+
+def test_csv_one_row_per_layer_per_variant(reports: list[Report]) -> None:
+    rows = list(csv.DictReader(io.StringIO(export.to_csv(reports))))
+    assert len(rows) == sum(len(r.layers) for r in reports)
+    for report in reports:
+        mine = [row for row in rows if row["label"] == report.label]
+        assert [row["name"] for row in mine] == list(report.layers.name)
+        np.testing.assert_array_equal(
+            [float(row["grad_weight"]) for row in mine], report.layers.grad_weight.value
+        )
+        assert {row["skip"] for row in mine} == {str(report.spec.skip)}
+        assert {row["finite"] for row in mine} == {"true"}
+
+
+def test_csv_leaves_non_finite_cells_empty(reports: list[Report]) -> None:
+    rows = list(csv.DictReader(io.StringIO(export.to_csv([with_specials(reports[0])]))))
+    assert [row["grad_weight_status"] for row in rows] == [
+        "zero", "nan", "inf", "underflow", "overflow", "ok"
+    ]  # fmt: skip
+    assert rows[1]["grad_weight"] == "" and rows[1]["log10_grad_weight"] == ""
+    assert float(rows[3]["log10_grad_weight"]) == pytest.approx(-2000.0)
+
+
+def test_markdown_has_tables_and_chart(reports: list[Report]) -> None:
+    text = export.to_markdown("compare", reports, max_rows=3, width=100, unicode=False)
+    assert text.count("```text") == 1
+    tables = [line for line in text.splitlines() if line.startswith("|")]
+    header = next(line for line in tables if "plain ‖∂L/∂W‖" in line)
+    assert "post÷plain decades" in header
+    layer_rows = [line for line in tables if line.startswith(("| 1-2 |", "| 3-4 |", "| 5-6 |"))]
+    assert len(layer_rows) == 3  # six layers in at most three rows
+    assert "Split at the addition" in text
+    assert view.comparison_sentence(reports) in text
+
+
+def test_write_atomic_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    export.write_text(target, "old\n")
+
+    def fail_halfway(file: object) -> None:
+        assert hasattr(file, "write")
+        file.write(b"half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        export.write_atomic(target, fail_halfway)
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    export.write_text(target, "new\n")
+    assert target.read_text() == "new\n"
+
+
+def test_written_files_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        export.write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_save_arrays_round_trip(tmp_path: Path) -> None:
+    spec = NetworkSpec(depth=3, width=4, batch=2, loss=Loss.XENT, classes=3)
+    network = build(spec)
+    target = tmp_path / "run.npz"
+    export.save_arrays(target, network.arrays(spec))
+    with np.load(target) as saved:
+        expected = network.arrays(spec)
+        assert set(saved.files) == set(expected)
+        for key, value in expected.items():
+            np.testing.assert_array_equal(saved[key], value)

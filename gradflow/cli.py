@@ -485,6 +485,9 @@ class _ProgressBar:
 def _emit(plan: Plan, reports: list[Report]) -> None:
     from rich.console import Console
 
+    for report in reports:  # numerical trouble met on the way: diagnostics, so stderr
+        for warning in report.summary.warnings:
+            typer.echo(f"gradflow: warning: {report.label}: {warning}", err=True)
     console = Console(highlight=False)
     if plan.output is None:
         if plan.format is Format.TABLE:

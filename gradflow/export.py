@@ -104,6 +104,8 @@ def summary_record(report: Report) -> dict[str, Any]:
         "log10_input_ratio": _number(s.log10_input_ratio),
         "verdict": str(s.verdict),
         "nonfinite_from": s.nonfinite_from,
+        "zero_from": s.zero_from,
+        "warnings": list(s.warnings),
     }
 
 

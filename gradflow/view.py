@@ -189,14 +189,21 @@ def magnitude_text(log10: float, status: Status) -> str:
     return f"{mantissa:.1f}e{exponent:+03d}"
 
 
+def _nonfinite_text(log10: float) -> str:
+    """An infinite log10 is a ratio with an exact zero at one end; say which."""
+    if math.isnan(log10):
+        return "nan"
+    return "inf" if log10 > 0 else "0"
+
+
 def power_text(log10: float) -> str:
     """A ratio as a power of ten: ``10^-31.1``."""
-    return "nan" if not math.isfinite(log10) else f"10^{log10:.1f}"
+    return _nonfinite_text(log10) if not math.isfinite(log10) else f"10^{log10:.1f}"
 
 
 def decades_text(log10: float) -> str:
     """A difference of log10 values with its sign: ``+14.5``."""
-    return "nan" if not math.isfinite(log10) else f"{log10:+.1f}"
+    return _nonfinite_text(log10) if not math.isfinite(log10) else f"{log10:+.1f}"
 
 
 def number_text(x: float, digits: int = 2) -> str:

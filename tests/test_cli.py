@@ -467,3 +467,17 @@ def test_no_progress_output_off_a_terminal() -> None:
     result = run("compare", *SMALL)
     assert result.exit_code == 0
     assert result.stderr == ""
+
+
+def test_numerical_trouble_is_reported_on_stderr_and_in_json() -> None:
+    flags = ["--depth", "400", "--width", "8", "--batch", "4", "--activation", "linear",
+             "--weight-var", "100"]  # fmt: skip
+    result = run("analyze", *flags, "--format", "json")
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)["runs"][0]["summary"]
+    assert summary["verdict"] == "nonfinite"
+    first_bad = summary["nonfinite_from"]
+    assert 100 < first_bad < 400
+    assert f"from layer {first_bad}" in result.stderr
+    assert summary["warnings"] and all(w in result.stderr for w in summary["warnings"])
+    assert "Traceback" not in result.stderr

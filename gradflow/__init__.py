@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from gradflow.analyze import analyze, compare
     from gradflow.build import Network, build
-    from gradflow.report import Report, Thresholds
-    from gradflow.spec import NetworkSpec
+    from gradflow.report import Report
+    from gradflow.spec import NetworkSpec, Thresholds
 
 _EXPORTS = {
     "NetworkSpec": "gradflow.spec",
@@ -22,7 +22,7 @@ _EXPORTS = {
     "analyze": "gradflow.analyze",
     "compare": "gradflow.analyze",
     "Report": "gradflow.report",
-    "Thresholds": "gradflow.report",
+    "Thresholds": "gradflow.spec",
 }
 
 __all__ = [

@@ -11,8 +11,8 @@ from gradflow.build import Network, build
 from gradflow.forward import forward
 from gradflow.losses import LOSSES
 from gradflow.measure import activation_stats, report
-from gradflow.report import Report, Thresholds
-from gradflow.spec import NetworkSpec, Skip
+from gradflow.report import Report
+from gradflow.spec import NetworkSpec, Skip, Thresholds
 
 ProgressCallback = Callable[[int, int], None]  # (layers done, layers in all)
 

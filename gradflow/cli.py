@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
     from gradflow.analyze import ProgressCallback
     from gradflow.build import Network
-    from gradflow.report import Report, Thresholds, Verdict
+    from gradflow.report import Report
+    from gradflow.spec import Thresholds, Verdict
 
 SPEC = NetworkSpec()  # every network default, from one place
 MAX_ROWS = 25  # rows per table/chart before layers are grouped; depth 50 gives pairs
@@ -334,7 +335,7 @@ def _variants(text: str) -> tuple[Skip, ...]:
 
 
 def _fail_on(text: str) -> frozenset[Verdict]:
-    from gradflow.report import Verdict
+    from gradflow.spec import Verdict
 
     if not text.strip():
         return frozenset()
@@ -343,7 +344,7 @@ def _fail_on(text: str) -> frozenset[Verdict]:
 
 
 def _thresholds(vanish_below: float | None, explode_above: float | None) -> Thresholds:
-    from gradflow.report import Thresholds
+    from gradflow.spec import Thresholds
 
     given = {"vanish_below": vanish_below, "explode_above": explode_above}
     try:
@@ -547,7 +548,7 @@ def _text(plan: Plan, reports: Sequence[Report], *, width: int) -> str:
 
 def _reason(report: Report) -> str:
     from gradflow import view
-    from gradflow.report import Verdict
+    from gradflow.spec import Verdict
 
     s = report.summary
     ratio = f"first/last ‖∂L/∂W‖ = {view.power_text(s.log10_weight_ratio)}"

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gradflow.spec import Activation, Choice, DType, Init, Loss, Norm, Skip
+from gradflow.spec import Activation, Choice, DType, Init, Loss, Norm, Skip, Thresholds
 
 
 class Format(Choice):
@@ -21,10 +21,7 @@ class Format(Choice):
     MARKDOWN = "markdown"  # tables and chart for a pull-request comment
 
 
-# Verdict thresholds: the engine's Thresholds() defaults, spelled out here because the engine's
-# report module loads NumPy (tests check these agree).
-VANISH_BELOW = "1e-3"
-EXPLODE_ABOVE = "1e3"
+THRESHOLDS = Thresholds()  # the verdict's defaults, from the engine's own declaration
 
 NETWORK = "Network"
 VERDICT = "Verdict and checks"
@@ -118,7 +115,7 @@ VanishBelow = Annotated[
     float | None,
     typer.Option(
         help="Verdict 'vanishing' when the first/last-layer weight-gradient ratio is below this "
-        f"(default {VANISH_BELOW}).",
+        f"(default {THRESHOLDS.vanish_below:g}).",
         show_default=False,
         rich_help_panel=VERDICT,
     ),
@@ -127,7 +124,7 @@ ExplodeAbove = Annotated[
     float | None,
     typer.Option(
         help="Verdict 'exploding' when the first/last-layer weight-gradient ratio is above this "
-        f"(default {EXPLODE_ABOVE}).",
+        f"(default {THRESHOLDS.explode_above:g}).",
         show_default=False,
         rich_help_panel=VERDICT,
     ),

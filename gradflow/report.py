@@ -12,16 +12,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradflow.spec import Choice, NetworkSpec
+from gradflow.spec import Choice, NetworkSpec, Thresholds, Verdict
+
+__all__ = [
+    "Blocks",
+    "Gradients",
+    "Layers",
+    "Magnitudes",
+    "Report",
+    "Status",
+    "Summary",
+    "Thresholds",
+    "Verdict",
+]
 
 LOG10_2 = math.log10(2.0)
-
-
-class Verdict(Choice):
-    VANISHING = "vanishing"
-    EXPLODING = "exploding"
-    HEALTHY = "healthy"
-    NONFINITE = "nonfinite"
 
 
 class Status(Choice):
@@ -33,25 +38,6 @@ class Status(Choice):
     OVERFLOW = "overflow"  # finite, above float64's largest value; see log10
     NAN = "nan"
     INF = "inf"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Verdict thresholds on the first/last-layer weight-gradient ratio."""
-
-    vanish_below: float = 1e-3  # three orders of magnitude lost: vanishing
-    explode_above: float = 1e3  # three orders gained: exploding
-
-    def __post_init__(self) -> None:
-        for name in ("vanish_below", "explode_above"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
-        if self.vanish_below >= self.explode_above:
-            raise ValueError(
-                f"vanish_below ({self.vanish_below:g}) must be below explode_above "
-                f"({self.explode_above:g})"
-            )
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""The network specification: one frozen, validated value that describes a run.
+"""The network specification: one frozen, validated value that describes a run, and the
+thresholds its verdict is judged by.
 
-Every CLI flag maps to exactly one field here. The spec imports nothing heavy, so the CLI can
+Every network flag maps to exactly one field here. The spec imports nothing heavy, so the CLI can
 validate flags before NumPy is loaded.
 """
 
@@ -198,3 +199,29 @@ def _finite(value: Any, name: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{name}: must be finite, got {value!r}")
     return number
+
+
+class Verdict(Choice):
+    VANISHING = "vanishing"
+    EXPLODING = "exploding"
+    HEALTHY = "healthy"
+    NONFINITE = "nonfinite"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Verdict thresholds on the first/last-layer weight-gradient ratio."""
+
+    vanish_below: float = 1e-3  # three orders of magnitude lost: vanishing
+    explode_above: float = 1e3  # three orders gained: exploding
+
+    def __post_init__(self) -> None:
+        for name in ("vanish_below", "explode_above"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+        if self.vanish_below >= self.explode_above:
+            raise ValueError(
+                f"vanish_below ({self.vanish_below:g}) must be below explode_above "
+                f"({self.explode_above:g})"
+            )

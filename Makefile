@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# an editable install leaves the sources uncompiled; compile once, as a wheel install does
+	$(BIN)/python -m compileall -q gradflow
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -10,7 +10,7 @@ from gradflow.backward import backward
 from gradflow.build import Network, build
 from gradflow.forward import forward
 from gradflow.losses import LOSSES
-from gradflow.measure import activation_stats, report
+from gradflow.measure import StatsCollector, report, stats_chunk_layers
 from gradflow.report import Report
 from gradflow.spec import NetworkSpec, Skip, Thresholds
 
@@ -67,23 +67,22 @@ def _run(
     weights, biases = network.weights_for(spec), network.biases_for(spec)
     # all-zero biases (the default) are skipped rather than added layer after layer
     nonzero_biases = biases if network.biases.any() else None
-    total = 2 * spec.depth * runs
-    offset = 2 * spec.depth * run_index
-    every = max(1, spec.depth // 100)
-    fwd_progress = bwd_progress = None
-    if progress is not None:
-        report_progress = progress
+    stats = StatsCollector(spec)
+    total, offset = 2 * spec.depth * runs, 2 * spec.depth * run_index
 
-        def fwd_progress(done: int) -> None:
-            report_progress(offset + done, total)
+    def observe(start: int, stop: int, out: np.ndarray, deriv: np.ndarray | None) -> None:
+        stats(start, stop, out, deriv)
+        if progress is not None:
+            progress(offset + stop, total)
 
-        def bwd_progress(done: int) -> None:
-            report_progress(offset + spec.depth + done, total)
+    def backward_progress(done: int) -> None:
+        if progress is not None:
+            progress(offset + spec.depth + done, total)
 
     # Overflow, underflow and NaN are results to report, not warnings to print per element.
     with np.errstate(all="ignore"):
-        tape = forward(spec, weights, nonzero_biases, network.x, fwd_progress, every)
+        tape = forward(spec, weights, nonzero_biases, network.x, observe, stats_chunk_layers(spec))
         loss = LOSSES[spec.loss](tape.output, network.loss_data)
-        records = backward(spec, tape, weights, loss.dy, keep_gradients, bwd_progress, every)
-        stats = activation_stats(spec, tape)
-        return report(spec, network, loss, records, stats, thresholds)
+        every = max(1, spec.depth // 100)
+        records = backward(spec, tape, weights, loss.dy, keep_gradients, backward_progress, every)
+        return report(spec, network, loss, records, stats.result(tape.act_out), thresholds)

@@ -13,19 +13,21 @@ own gradient at h_in is added to the skip part there.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.forward import Progress, Tape
+from gradflow.forward import Tape
 from gradflow.norms import NORM_AXIS, normalize_backward
 from gradflow.report import Magnitudes
 from gradflow.spec import NetworkSpec, Skip
 
 # Rescale when ‖g‖ leaves [2^-32, 2^32]: far from both ends of float32's and float64's range.
 _LOW_SQ, _HIGH_SQ = 2.0**-64, 2.0**64
-_CHUNK_BYTES = 32 << 20  # batch the weight-gradient products over this much memory
+_CHUNK_BYTES = 2 << 20  # batch weight-gradient products while they fit in cache
+
+Progress = Callable[[int], None]  # called with the number of layers done so far
 
 
 def _sq(v: np.ndarray) -> float:

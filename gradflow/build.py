@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -33,13 +32,7 @@ class Network:
     biases: np.ndarray  # (L, n)
     loss_data: LossData
     build_key: tuple[object, ...]
-
-    @cached_property
-    def weight_norms(self) -> np.ndarray:
-        """‖W_i‖_F of every layer as drawn, (L,) float64."""
-        flat = self.weights.reshape(len(self.weights), -1)
-        norms: np.ndarray = np.sqrt(np.vecdot(flat, flat).astype(np.float64))
-        return norms
+    weight_norms: np.ndarray  # (L,) ‖W_i‖_F as drawn; replace it together with the weights
 
     def weights_for(self, spec: NetworkSpec) -> list[np.ndarray]:
         """Per-layer weights as ``spec`` sees them: residual branch ends zeroed if it asks."""
@@ -96,7 +89,7 @@ def build(spec: NetworkSpec) -> Network:
     # Draws are float64 and then cast, so float32 runs see the same numbers, rounded.
     x = data_rng.standard_normal((batch, n)).astype(dtype)
     weights = np.empty((spec.depth, n, n), dtype=dtype)
-    draw_weights(spec, weight_rng, weights)
+    weight_norms = draw_weights(spec, weight_rng, weights)
     biases = np.zeros((spec.depth, n), dtype=dtype)
     if spec.bias_var > 0:
         biases[:] = math.sqrt(spec.bias_var) * bias_rng.standard_normal((spec.depth, n))
@@ -110,4 +103,4 @@ def build(spec: NetworkSpec) -> Network:
         )
     else:  # mse targets t ~ N(0, 1), or the linear loss's fixed u ~ N(0, 1)
         loss_data = LossData(target=loss_rng.standard_normal((batch, n)).astype(dtype))
-    return Network(x, weights, biases, loss_data, _build_key(spec))
+    return Network(x, weights, biases, loss_data, _build_key(spec), weight_norms)

@@ -20,7 +20,9 @@ from gradflow.activations import ACTIVATIONS
 from gradflow.norms import NORM_AXIS, inv_std_shape, normalize
 from gradflow.spec import NetworkSpec, Skip
 
-Progress = Callable[[int], None]  # called with the number of layers done so far
+# observe(start, stop, act_out, deriv): layers [start, stop) are done; their (K, B, n) activation
+# outputs and φ' (None for a linear φ) are handed over while they are still in cache.
+Observer = Callable[[int, int, np.ndarray, np.ndarray | None], None]
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,12 @@ def forward(
     weights: Sequence[np.ndarray],
     biases: Sequence[np.ndarray] | None,
     x: np.ndarray,
-    progress: Progress | None = None,
-    progress_every: int = 1 << 30,
+    observe: Observer | None = None,
+    observe_every: int = 1 << 30,
 ) -> Tape:
     """Run the network on x (B, n) and keep what backward needs; biases None: all zero."""
     run = _forward_pre if spec.skip is Skip.PRE else _forward_post
-    return run(spec, weights, biases, x, progress, progress_every)
+    return run(spec, weights, biases, x, observe, observe_every)
 
 
 def _norm_buffers(
@@ -68,8 +70,8 @@ def _forward_post(
     weights: Sequence[np.ndarray],
     biases: Sequence[np.ndarray] | None,
     x: np.ndarray,
-    progress: Progress | None,
-    progress_every: int,
+    observe: Observer | None,
+    observe_every: int,
 ) -> Tape:
     act = ACTIVATIONS[spec.activation]
     dtype, alpha = x.dtype, spec.residual_scale
@@ -107,8 +109,9 @@ def _forward_post(
             np.copyto(outs[i + 1], pre)
         else:
             act.forward(pre, outs[i + 1], derivs[i])
-        if progress is not None and (i + 1) % progress_every == 0:
-            progress(i + 1)
+        if observe is not None and ((i + 1) % observe_every == 0 or i + 1 == spec.depth):
+            start = i - i % observe_every
+            observe(start, i + 1, h[start + 1 : i + 2], _rows(deriv, start, i + 1))
 
     return Tape(h[:-1], h[1:], deriv, xhat, inv_std, h[-1])
 
@@ -118,8 +121,8 @@ def _forward_pre(
     weights: Sequence[np.ndarray],
     biases: Sequence[np.ndarray] | None,
     x: np.ndarray,
-    progress: Progress | None,
-    progress_every: int,
+    observe: Observer | None,
+    observe_every: int,
 ) -> Tape:
     act = ACTIVATIONS[spec.activation]
     dtype, alpha = x.dtype, spec.residual_scale
@@ -156,7 +159,12 @@ def _forward_pre(
                 nxt *= alpha
             nxt += block_in
         u = nxt
-        if progress is not None and (i + 1) % progress_every == 0:
-            progress(i + 1)
+        if observe is not None and ((i + 1) % observe_every == 0 or i + 1 == spec.depth):
+            start = i - i % observe_every
+            observe(start, i + 1, q[start : i + 1], _rows(deriv, start, i + 1))
 
     return Tape(q, q, deriv, xhat, inv_std, u.copy())
+
+
+def _rows(a: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    return None if a is None else a[start:stop]

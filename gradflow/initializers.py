@@ -62,11 +62,18 @@ INITIALIZERS: dict[Init, Draw] = {
 }
 
 
-def draw_weights(spec: NetworkSpec, rng: np.random.Generator, out: np.ndarray) -> None:
-    """Fill out (L, n, n) layer by layer chunk; the values do not depend on the chunk size."""
+def draw_weights(spec: NetworkSpec, rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+    """Fill out (L, n, n) chunk by chunk and return ‖W_i‖_F (L,), measured while in cache.
+
+    The values do not depend on the chunk size: the generator's stream is consumed in order.
+    """
     draw, scale = INITIALIZERS[spec.init], init_scale(spec)
     n = spec.width
+    norms = np.empty(spec.depth)
     chunk = max(1, (8 << 20) // (8 * n * n))  # bound the float64 temporary to ~8 MiB
     for start in range(0, spec.depth, chunk):
         stop = min(start + chunk, spec.depth)
         out[start:stop] = draw(rng, stop - start, n, scale)
+        flat = out[start:stop].reshape(stop - start, -1)
+        norms[start:stop] = np.sqrt(np.vecdot(flat, flat, dtype=np.float64))
+    return norms

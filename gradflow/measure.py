@@ -11,7 +11,6 @@ import numpy as np
 from gradflow.activations import ACTIVATIONS
 from gradflow.backward import Records
 from gradflow.build import Network
-from gradflow.forward import Tape
 from gradflow.losses import LossResult
 from gradflow.report import (
     Blocks,
@@ -25,7 +24,7 @@ from gradflow.report import (
 )
 from gradflow.spec import NetworkSpec
 
-_STATS_CHUNK_BYTES = 32 << 20
+_STATS_CHUNK_BYTES = 1 << 20  # measure activations in chunks that are still in cache
 
 
 @dataclass(frozen=True)
@@ -38,39 +37,47 @@ class ActivationStats:
 
 
 def stats_chunk_layers(spec: NetworkSpec) -> int:
-    """Layers whose statistics are computed per NumPy call (temporaries are float64)."""
+    """Layers measured per call: many at small width (amortizing NumPy's per-call cost), few
+    at large width (so the values are still in cache from the forward pass)."""
     return max(1, min(spec.depth, _STATS_CHUNK_BYTES // (spec.batch * spec.width * 8)))
 
 
-def activation_stats(spec: NetworkSpec, tape: Tape) -> ActivationStats:
-    """Statistics of every layer's activation output, many layers per NumPy call."""
-    act = ACTIVATIONS[spec.activation]
-    depth = spec.depth
-    mean, std = np.empty(depth), np.empty(depth)
-    dead, saturated = np.full(depth, np.nan), np.full(depth, np.nan)
-    chunk = stats_chunk_layers(spec)
-    for start in range(0, depth, chunk):
-        rows = slice(start, min(start + chunk, depth))
-        out = tape.act_out[rows]  # (K, B, n)
-        mean[rows], std[rows] = _mean_std(out)
-        if tape.deriv is None:
-            continue
-        d = tape.deriv[rows]
-        if act.relu_like:
+class StatsCollector:
+    """Statistics of each layer's activation output, fed chunk by chunk during forward."""
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        depth = spec.depth
+        self.act = ACTIVATIONS[spec.activation]
+        self.mean, self.std = np.empty(depth), np.empty(depth)
+        self.dead, self.saturated = np.full(depth, np.nan), np.full(depth, np.nan)
+
+    def __call__(self, start: int, stop: int, out: np.ndarray, deriv: np.ndarray | None) -> None:
+        """Measure layers [start, stop): out and deriv are their (K, B, n) outputs and φ'."""
+        rows = slice(start, stop)
+        self.mean[rows], self.std[rows] = _mean_std(out)
+        if deriv is None:
+            return
+        if self.act.relu_like:
             # a unit is dead when it is inactive (φ' at its small end) for every row of the batch
-            dead[rows] = 1.0 - (d > 0.5).any(axis=1).mean(axis=1)
-        if act.saturated_below is not None:
-            saturated[rows] = (d < act.saturated_below).mean(axis=(1, 2))
-    finite = np.isfinite(mean) & np.isfinite(std)
-    for i in np.flatnonzero(~finite):
-        # Squares (or sums) of large finite values overflow: recheck with scaled values.
-        out = tape.act_out[i]
-        finite[i] = bool(np.isfinite(out).all())
-        if finite[i]:
-            scale = float(np.max(np.abs(out)))
-            scaled = out / scale
-            mean[i], std[i] = scale * scaled.mean(), scale * scaled.std()
-    return ActivationStats(mean, std, dead, saturated, finite)
+            alive = np.count_nonzero((deriv > 0.5).any(axis=1), axis=1)
+            self.dead[rows] = 1.0 - alive / deriv.shape[2]
+        if self.act.saturated_below is not None:
+            flat = deriv.reshape(len(deriv), -1)
+            saturated = np.count_nonzero(flat < self.act.saturated_below, axis=1)
+            self.saturated[rows] = saturated / flat.shape[1]
+
+    def result(self, act_out: np.ndarray) -> ActivationStats:
+        mean, std = self.mean, self.std
+        finite = np.isfinite(mean) & np.isfinite(std)
+        for i in np.flatnonzero(~finite):
+            # Squares (or sums) of large finite values overflow: recheck with scaled values.
+            out = act_out[i]
+            finite[i] = bool(np.isfinite(out).all())
+            if finite[i]:
+                scale = float(np.max(np.abs(out)))
+                scaled = out / scale
+                mean[i], std[i] = scale * scaled.mean(), scale * scaled.std()
+        return ActivationStats(mean, std, self.dead, self.saturated, finite)
 
 
 def _mean_std(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +103,7 @@ def layer_names(spec: NetworkSpec) -> tuple[str, ...]:
 
 def weight_norms(network: Network, spec: NetworkSpec) -> np.ndarray:
     """‖W_i‖_F as the variant sees the weights (zero-initialised branch ends are 0)."""
-    norms = network.weight_norms.copy()
+    norms = network.weight_norms.copy()  # measured as the weights were drawn
     if spec.zero_init_residual and spec.residual:
         norms[spec.block_size - 1 :: spec.block_size] = 0.0
     return norms

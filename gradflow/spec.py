@@ -103,8 +103,8 @@ class NetworkSpec:
     """A synthetic network and the single forward/backward pass to run on it."""
 
     depth: int = 50  # number of dense layers L (the xent head is extra)
-    width: int = 256  # every layer is width → width
-    batch: int = 64  # rows of the input x ~ N(0, 1)
+    width: int = 128  # every layer is width → width; the picture does not change with width
+    batch: int = 32  # rows of the input x ~ N(0, 1)
     skip: Skip = Skip.NONE  # none | post | pre
     block_size: int = 2  # dense layers per residual block (k); depth must be a multiple
     residual_scale: float = 1.0  # α in h_in + α·branch

@@ -82,10 +82,8 @@ class StatsCollector:
 
 def _mean_std(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of each (B, n) slab of out (K, B, n), in float64."""
-    if out.dtype != np.float64:
-        return out.mean(axis=(1, 2), dtype=np.float64), out.std(axis=(1, 2), dtype=np.float64)
     count = out.shape[1] * out.shape[2]
-    flat = out.reshape(len(out), count)
+    flat = out.reshape(len(out), count).astype(np.float64, copy=False)  # float32: sum in float64
     # one BLAS pass each for Σx and Σx²; fine unless the mean dwarfs the spread
     mean = flat @ np.full(count, 1.0 / count)
     var = np.vecdot(flat, flat) / count - mean * mean

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from gradflow.spec import Thresholds, Verdict
 
 SPEC = NetworkSpec()  # every network default, from one place
+VERSION_LINE = f"gradflow {__version__}"
 MAX_ROWS = 25  # rows per table/chart before layers are grouped; depth 50 gives pairs
 PROGRESS_FROM = 5e9  # multiply-adds (depth · batch · width² · variants) worth a progress bar
 SUFFIX_FORMAT = {".json": Format.JSON, ".csv": Format.CSV, ".md": Format.MARKDOWN}
@@ -119,7 +120,7 @@ app = typer.Typer(
 
 def _show_version(value: bool) -> None:
     if value:
-        typer.echo(f"gradflow {__version__}")
+        typer.echo(VERSION_LINE)
         raise typer.Exit()
 
 
@@ -564,4 +565,7 @@ def _reason(report: Report) -> str:
 
 def main() -> None:
     """Entry point of the ``gradflow`` command (and ``python -m gradflow``)."""
+    if sys.argv[1:] == ["--version"]:  # answered before typer builds the two commands
+        typer.echo(VERSION_LINE)
+        return
     app(prog_name="gradflow")

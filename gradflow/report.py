@@ -71,22 +71,15 @@ class Magnitudes:
         return log10
 
     def status(self) -> list[Status]:
-        value, m = self.value, self.mantissa
-        out = []
-        for i in range(len(m)):
-            if np.isnan(m[i]):
-                out.append(Status.NAN)
-            elif np.isinf(m[i]):
-                out.append(Status.INF)
-            elif m[i] == 0:
-                out.append(Status.ZERO)
-            elif value[i] == 0:
-                out.append(Status.UNDERFLOW)
-            elif np.isinf(value[i]):
-                out.append(Status.OVERFLOW)
-            else:
-                out.append(Status.OK)
-        return out
+        """How each magnitude relates to float64's range."""
+        m, value = self.mantissa, self.value
+        codes = np.select(
+            [np.isnan(m), np.isinf(m), m == 0, value == 0, np.isinf(value)],
+            [1, 2, 3, 4, 5],
+            default=0,
+        )
+        order = (Status.OK, Status.NAN, Status.INF, Status.ZERO, Status.UNDERFLOW, Status.OVERFLOW)
+        return [order[c] for c in codes.tolist()]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 
 from gradflow.analyze import analyze, compare
 from gradflow.build import Network, build
-from gradflow.report import Report, Status, Verdict
+from gradflow.report import Magnitudes, Report, Status, Verdict
 from gradflow.spec import Activation, Init, Loss, NetworkSpec, Norm, Skip
 
 SMALL = dict(depth=6, width=5, batch=7, block_size=3, init="he", bias_var=0.1)
@@ -342,3 +342,16 @@ def test_spec_is_frozen_and_coerces_strings() -> None:
     assert spec.activation is Activation.RELU and spec.init is Init.HE and spec.blocks == 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.depth = 3  # type: ignore[misc]
+
+
+def test_magnitude_status_and_views() -> None:
+    m = Magnitudes(
+        np.array([1.5, 0.0, 1.0, 1.0, np.nan, np.inf]),
+        np.array([3, 0, -2000, 2000, 0, 0]),
+    )
+    assert m.status() == [
+        Status.OK, Status.ZERO, Status.UNDERFLOW, Status.OVERFLOW, Status.NAN, Status.INF,
+    ]  # fmt: skip
+    assert m.value[0] == 12.0 and m.value[2] == 0.0 and np.isinf(m.value[3])
+    np.testing.assert_allclose(m.log10[2:4], [-2000 * math.log10(2), 2000 * math.log10(2)])
+    assert m.log10[1] == -np.inf and np.isnan(m.log10[4])

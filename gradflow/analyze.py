@@ -34,6 +34,7 @@ def compare(
     variants: Sequence[Skip | str],
     *,
     thresholds: Thresholds = Thresholds(),  # noqa: B008
+    network: Network | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[Report]:
     """The same weights wired with each skip variant, one report per variant.
@@ -42,7 +43,7 @@ def compare(
     branches, and zeroing its layers would only cut the gradient off.
     """
     specs = [variant_spec(spec, v) for v in variants]
-    network = build(specs[0])
+    network = network or build(specs[0])
     return [
         _run(s, network, thresholds, False, progress, i, len(specs)) for i, s in enumerate(specs)
     ]

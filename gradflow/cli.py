@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from gradflow.analyze import ProgressCallback
-    from gradflow.build import Network
     from gradflow.report import Report
     from gradflow.spec import Thresholds, Verdict
 
@@ -436,16 +435,16 @@ def _execute(plan: Plan) -> list[Report]:
     from gradflow.build import build
 
     spec = plan.spec
-    network: Network | None = None
     with _ProgressBar(spec, len(plan.variants)) as progress:
+        network = build(spec)  # the same arrays for every variant
         if plan.command == "analyze":
-            network = build(spec)
             report = analyze(spec, thresholds=plan.thresholds, network=network, progress=progress)
             reports = [report]
         else:
-            reports = compare(spec, plan.variants, thresholds=plan.thresholds, progress=progress)
-            network = build(spec) if plan.save_arrays is not None else None
-    if plan.save_arrays is not None and network is not None:
+            reports = compare(
+                spec, plan.variants, thresholds=plan.thresholds, network=network, progress=progress
+            )
+    if plan.save_arrays is not None:
         from gradflow.export import save_arrays
 
         # compare: the first variant's arrays (with --zero-init-residual, residual variants

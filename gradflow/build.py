@@ -37,21 +37,11 @@ class Network:
     def weights_for(self, spec: NetworkSpec) -> list[np.ndarray]:
         """Per-layer weights as ``spec`` sees them: residual branch ends zeroed if it asks."""
         self.check_matches(spec)
-        layers = list(self.weights)
-        if spec.zero_init_residual and spec.skip is not Skip.NONE:
-            zero = np.zeros_like(self.weights[0])
-            for end in range(spec.block_size - 1, spec.depth, spec.block_size):
-                layers[end] = zero
-        return layers
+        return _zero_branch_ends(self.weights, spec)
 
     def biases_for(self, spec: NetworkSpec) -> list[np.ndarray]:
         """Per-layer biases; a zero-initialised branch end gets a zero bias too."""
-        layers = list(self.biases)
-        if spec.zero_init_residual and spec.skip is not Skip.NONE:
-            zero = np.zeros_like(self.biases[0])
-            for end in range(spec.block_size - 1, spec.depth, spec.block_size):
-                layers[end] = zero
-        return layers
+        return _zero_branch_ends(self.biases, spec)
 
     def check_matches(self, spec: NetworkSpec) -> None:
         if _build_key(spec) != self.build_key:
@@ -74,6 +64,17 @@ class Network:
             out["b_head"] = data.head_bias
             out["labels"] = data.labels
         return out
+
+
+def _zero_branch_ends(stack: np.ndarray, spec: NetworkSpec) -> list[np.ndarray]:
+    """The layers of ``stack`` as a list, with the last layer of every residual branch replaced
+    by zeros when ``spec`` asks for zero_init_residual (the drawn arrays stay untouched)."""
+    layers = list(stack)
+    if spec.zero_init_residual and spec.skip is not Skip.NONE:
+        zero = np.zeros_like(stack[0])
+        for end in range(spec.block_size - 1, spec.depth, spec.block_size):
+            layers[end] = zero
+    return layers
 
 
 def _build_key(spec: NetworkSpec) -> tuple[object, ...]:

@@ -128,6 +128,11 @@ def _checked(sq: float, v: np.ndarray, exponent: int) -> tuple[float, int]:
     sq = float(sq)
     if 0.0 < sq < math.inf:
         return math.sqrt(sq), exponent
+    if v.dtype != np.float64:  # float32 squares leave range early (|x| < 1e-19): sum in float64
+        flat = v.reshape(-1)
+        sq = float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+        if 0.0 < sq < math.inf:
+            return math.sqrt(sq), exponent
     return exact_norm(v, exponent)
 
 

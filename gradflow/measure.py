@@ -81,14 +81,17 @@ class StatsCollector:
 
 
 def _mean_std(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of each (B, n) slab of out (K, B, n), in float64."""
+    """Mean and standard deviation of each (B, n) slab of out (K, B, n), as float64."""
     count = out.shape[1] * out.shape[2]
-    flat = out.reshape(len(out), count).astype(np.float64, copy=False)  # float32: sum in float64
-    # one BLAS pass each for Σx and Σx²; fine unless the mean dwarfs the spread
-    mean = flat @ np.full(count, 1.0 / count)
-    var = np.vecdot(flat, flat) / count - mean * mean
-    for k in np.flatnonzero(~(var > 1e-8 * mean * mean)):
-        var[k] = flat[k].var()  # two-pass where Σx² − (Σx)²/N cancels (or is 0 or NaN)
+    flat = out.reshape(len(out), count)
+    # One BLAS pass each for Σx and Σx², in the run's dtype. E[x²] − E[x]² loses digits when
+    # the mean dwarfs the spread; there (and for 0 or NaN) the layer is redone in two passes.
+    mean = (flat @ np.full(count, 1.0 / count, dtype=flat.dtype)).astype(np.float64)
+    var = np.vecdot(flat, flat).astype(np.float64) / count - mean * mean
+    tolerance = 1e-8 if flat.dtype == np.float64 else 1e-1
+    for k in np.flatnonzero(~(var > tolerance * mean * mean)):
+        var[k] = flat[k].var(dtype=np.float64)
+        mean[k] = flat[k].mean(dtype=np.float64)
     return mean, np.sqrt(var)
 
 

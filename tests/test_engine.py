@@ -242,6 +242,8 @@ def test_float32_follows_float64() -> None:
     np.testing.assert_allclose(
         r32.layers.grad_weight.log10, r64.layers.grad_weight.log10, atol=1e-4
     )
+    np.testing.assert_allclose(r32.layers.act_mean, r64.layers.act_mean, rtol=1e-5)
+    np.testing.assert_allclose(r32.layers.act_std, r64.layers.act_std, rtol=1e-4)
 
 
 def test_compare_shares_weights_and_matches_separate_runs() -> None:

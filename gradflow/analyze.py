@@ -86,4 +86,4 @@ def _run(
         loss = LOSSES[spec.loss](tape.output, network.loss_data)
         every = max(1, spec.depth // 100)
         records = backward(spec, tape, weights, loss.dy, keep_gradients, backward_progress, every)
-        return report(spec, network, loss, records, stats.result(tape.act_out), thresholds)
+        return report(spec, network, loss, records, stats.result(), thresholds)

@@ -66,33 +66,38 @@ class StatsCollector:
             saturated = np.count_nonzero(flat < self.act.saturated_below, axis=1)
             self.saturated[rows] = saturated / flat.shape[1]
 
-    def result(self, act_out: np.ndarray) -> ActivationStats:
-        mean, std = self.mean, self.std
-        finite = np.isfinite(mean) & np.isfinite(std)
-        for i in np.flatnonzero(~finite):
-            # Squares (or sums) of large finite values overflow: recheck with scaled values.
-            out = act_out[i]
-            finite[i] = bool(np.isfinite(out).all())
-            if finite[i]:
-                scale = float(np.max(np.abs(out)))
-                scaled = out / scale
-                mean[i], std[i] = scale * scaled.mean(), scale * scaled.std()
-        return ActivationStats(mean, std, self.dead, self.saturated, finite)
+    def result(self) -> ActivationStats:
+        finite = np.isfinite(self.mean) & np.isfinite(self.std)
+        return ActivationStats(self.mean, self.std, self.dead, self.saturated, finite)
 
 
 def _mean_std(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of each (B, n) slab of out (K, B, n), as float64."""
     count = out.shape[1] * out.shape[2]
     flat = out.reshape(len(out), count)
-    # One BLAS pass each for Σx and Σx², in the run's dtype. E[x²] − E[x]² loses digits when
-    # the mean dwarfs the spread; there (and for 0 or NaN) the layer is redone in two passes.
+    # One BLAS pass each for Σx and Σx², in the run's dtype. That loses digits where the mean
+    # dwarfs the spread, or where the squares leave the float range (tiny or huge values,
+    # inf, NaN); those layers are redone exactly, one at a time.
     mean = (flat @ np.full(count, 1.0 / count, dtype=flat.dtype)).astype(np.float64)
-    var = np.vecdot(flat, flat).astype(np.float64) / count - mean * mean
-    tolerance = 1e-8 if flat.dtype == np.float64 else 1e-1
-    for k in np.flatnonzero(~(var > tolerance * mean * mean)):
-        var[k] = flat[k].var(dtype=np.float64)
-        mean[k] = flat[k].mean(dtype=np.float64)
-    return mean, np.sqrt(var)
+    mean_sq = np.vecdot(flat, flat).astype(np.float64) / count
+    var = mean_sq - mean * mean
+    tolerance, lo, hi = (1e-8, 1e-250, 1e250) if flat.dtype == np.float64 else (1e-1, 1e-30, 1e30)
+    fine = (var > tolerance * mean * mean) & (mean_sq > lo) & (mean_sq < hi)
+    std = np.sqrt(np.maximum(var, 0.0))
+    for k in np.flatnonzero(~fine):
+        mean[k], std[k] = _exact_mean_std(flat[k])
+    return mean, std
+
+
+def _exact_mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Two passes over the values scaled by a power of two near their largest magnitude, so
+    no square under- or overflows; inf and NaN come out as they are."""
+    peak = float(np.max(np.abs(values)))
+    if peak == 0.0 or not math.isfinite(peak):
+        return float(values.mean(dtype=np.float64)), (0.0 if peak == 0.0 else math.nan)
+    shift = math.frexp(peak)[1]
+    scaled = np.ldexp(values.astype(np.float64), -shift)  # exact: a power of two
+    return math.ldexp(float(scaled.mean()), shift), math.ldexp(float(scaled.std()), shift)
 
 
 def layer_names(spec: NetworkSpec) -> tuple[str, ...]:
@@ -191,6 +196,15 @@ def report(
         warnings.append(
             f"forward signal is exactly zero from layer {zero_from} (underflow or dead units); "
             "weight gradients after it are zero"
+        )
+    # activations below the smallest normal number are subnormal: they carry fewer
+    # significant digits (and slow the arithmetic down)
+    size = np.maximum(np.abs(stats.mean), stats.std)
+    subnormal_from = _first((size > 0) & (size < np.finfo(spec.dtype.value).tiny))
+    if subnormal_from is not None:
+        warnings.append(
+            f"activations are subnormal (below {spec.dtype.value}'s normal range, losing "
+            f"precision) from layer {subnormal_from}"
         )
     if not math.isfinite(loss.value):
         warnings.append(f"loss is {loss.value}")

@@ -357,3 +357,22 @@ def test_magnitude_status_and_views() -> None:
     assert m.value[0] == 12.0 and m.value[2] == 0.0 and np.isinf(m.value[3])
     np.testing.assert_allclose(m.log10[2:4], [-2000 * math.log10(2), 2000 * math.log10(2)])
     assert m.log10[1] == -np.inf and np.isnan(m.log10[4])
+
+
+def test_subnormal_activations_are_reported() -> None:
+    # ReLU with Xavier's scale halves the signal's second moment every layer: 2^-1000 by 2000
+    spec = NetworkSpec(depth=2000, width=32, batch=4, activation="relu", init="xavier")
+    network = build(spec)
+    report = analyze(spec, network=network)
+    # the statistics stay exact where the squares underflow: recompute layer 1500 by hand
+    h = network.x
+    for w in network.weights[:1500]:
+        h = np.maximum(h @ w, 0.0)
+    peak = np.abs(h).max()
+    assert 0 < peak < 1e-200
+    assert report.layers.act_std[1499] == pytest.approx(peak * (h / peak).std(), rel=1e-12)
+    assert report.layers.act_mean[1499] == pytest.approx(h.mean(), rel=1e-12)
+    size = np.maximum(np.abs(report.layers.act_mean), report.layers.act_std)
+    first = int(np.argmax((size > 0) & (size < np.finfo(np.float64).tiny))) + 1
+    assert 1500 < first < 2000
+    assert any("subnormal" in w and f"layer {first}" in w for w in report.summary.warnings)

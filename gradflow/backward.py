@@ -90,31 +90,29 @@ class _WeightGradients:
         self.ones = np.ones((1, batch), dtype=tape.dense_in.dtype)
         self.weight = np.zeros((depth, 2))  # columns: mantissa, exponent
         self.bias = np.zeros((depth, 2))
+        # slots[i % chunk] receives layer i's ∂L/∂z, scaled by 2**-exponent[i]
         self.exponent = [0] * depth
         self.slots: list[np.ndarray] = list(self.dz)  # views made once, not per layer
         self.kept_w: list[np.ndarray] | None = [] if keep else None
         self.kept_b: list[np.ndarray] | None = [] if keep else None
 
-    def slot(self, layer: int, exponent: int) -> np.ndarray:
-        """The (B, n) buffer that layer's ∂L/∂z (scaled by 2**-exponent) is written into."""
-        self.exponent[layer] = exponent
-        return self.slots[layer % self.chunk]
-
-    def flush_if_chunk_start(self, layer: int) -> None:
-        if layer % self.chunk:
-            return
+    def flush(self, layer: int) -> None:
+        """Norms for the chunk that starts at ``layer``, whose ∂L/∂z are all in their slots."""
         stop = min(layer + self.chunk, len(self.exponent))
         count = stop - layer
         dz, dw = self.dz[:count], self.dw[:count]
         np.matmul(self.dense_in[layer:stop].transpose(0, 2, 1), dz, out=dw)  # (K, n, n)
         db = np.matmul(self.ones, dz)[:, 0, :]  # (K, n): the batch sum, as one BLAS call
-        sq_w = np.vecdot(dw.reshape(count, -1), dw.reshape(count, -1))
-        sq_b = np.vecdot(db, db)
-        for k in range(count):
-            row = layer + k
-            e = int(self.exponent[row])
-            self.weight[row] = _checked(sq_w[k], dw[k], e)
-            self.bias[row] = _checked(sq_b[k], db[k], e)
+        exponents = self.exponent[layer:stop]
+        for records, sq, grads in (
+            (self.weight, np.vecdot(dw.reshape(count, -1), dw.reshape(count, -1)), dw),
+            (self.bias, np.vecdot(db, db), db),
+        ):
+            rows = records[layer:stop]
+            rows[:, 0] = np.sqrt(sq)
+            rows[:, 1] = exponents
+            for bad in np.flatnonzero(~((sq > 0) & (sq < np.inf))):  # squares left range
+                rows[bad] = _checked(float(sq[bad]), grads[bad], exponents[bad])
         if self.kept_w is not None and self.kept_b is not None:
             # Layers arrive in reverse; kept lists are reversed once at the end.
             for k in reversed(range(count)):
@@ -125,7 +123,6 @@ class _WeightGradients:
 
 def _checked(sq: float, v: np.ndarray, exponent: int) -> tuple[float, int]:
     """Norm from a sum of squares, falling back to the exact path if the squares left range."""
-    sq = float(sq)
     if 0.0 < sq < math.inf:
         return math.sqrt(sq), exponent
     if v.dtype != np.float64:  # float32 squares leave range early (|x| < 1e-19): sum in float64
@@ -159,7 +156,8 @@ def backward(
     skip = np.empty_like(dy)  # the gradient handed back along the current block's skip path
     _, e = rescale(g, 0)
     skip_e = 0
-    grad_input = np.zeros((depth, 2))
+    input_norm, input_exp = [0.0] * depth, [0] * depth  # ‖∂L/∂(input of layer i)‖
+    chunk, slots, dz_exp = grads.chunk, grads.slots, grads.exponent
     k = spec.block_size if spec.residual else 0
     layer_deriv: list[np.ndarray | None] = [None] * depth if deriv is None else list(deriv)
     layer_w_t = [w.T for w in weights]
@@ -169,7 +167,8 @@ def backward(
     kept_inputs: list[np.ndarray] | None = [] if keep_gradients else None
 
     for i in reversed(range(depth)):
-        dz = grads.slot(i, e)
+        dz = slots[i % chunk]
+        dz_exp[i] = e
         block_end = k and (i + 1) % k == 0
         d = layer_deriv[i]
         if pre_order:
@@ -211,14 +210,21 @@ def backward(
         if k and i % k == 0:  # block start: the skip part joins the branch part
             b = i // k
             block_add[b], block_branch[b], cosine[b], e = _join(skip, skip_e, g_next, e)
-        norm, e = rescale(g_next, e)
-        grad_input[i] = norm, e
+        sq = float(np.vdot(g_next, g_next))
+        if _LOW_SQ <= sq <= _HIGH_SQ:  # rescale() inlined: this runs once per layer
+            input_norm[i] = math.sqrt(sq)
+        else:
+            input_norm[i], e = exact_norm(g_next, e, inplace=True)
+        input_exp[i] = e
         if kept_inputs is not None:
             kept_inputs.append(np.ldexp(g_next, e))
         g, g_next = g_next, g
-        grads.flush_if_chunk_start(i)
+        if i % chunk == 0:
+            grads.flush(i)
         if progress is not None and (depth - i) % progress_every == 0:
             progress(depth - i)
+
+    grad_input = Magnitudes(np.array(input_norm), np.array(input_exp, dtype=np.int64))
 
     def reversed_or_none(items: list[np.ndarray] | None) -> list[np.ndarray] | None:
         return None if items is None else items[::-1]
@@ -226,10 +232,13 @@ def backward(
     return Records(
         grad_weight=_magnitudes(grads.weight),
         grad_bias=_magnitudes(grads.bias),
-        grad_input=_magnitudes(grad_input),
+        grad_input=grad_input,
         block_add=_magnitudes(block_add),
         block_branch=_magnitudes(block_branch),
-        block_input=_magnitudes(grad_input[:: spec.block_size] if blocks else grad_input[:0]),
+        block_input=Magnitudes(
+            grad_input.mantissa[:: spec.block_size][:blocks],
+            grad_input.exponent[:: spec.block_size][:blocks],
+        ),
         block_cosine=cosine,
         weight_grads=reversed_or_none(grads.kept_w),
         bias_grads=reversed_or_none(grads.kept_b),

@@ -77,7 +77,7 @@ def chunk_layers(spec: NetworkSpec, itemsize: int) -> int:
 class _WeightGradients:
     """Collects each layer's ∂L/∂z and turns chunks of layers into ‖∂L/∂W‖, ‖∂L/∂b‖.
 
-    ∂L/∂W_l = (input of layer i)ᵀ @ ∂L/∂z_l. Doing this for a chunk of consecutive layers in one
+    ∂L/∂W_i = (input of layer i)ᵀ @ ∂L/∂z_i. Doing this for a chunk of consecutive layers in one
     batched matmul amortizes NumPy's per-call cost, which dominates at small width.
     """
 
@@ -175,12 +175,12 @@ def backward(
             if block_end:
                 np.copyto(skip, g)  # skip part: the incoming gradient, unchanged
                 skip_e = e
-            # u_l = q_l @ W + b, scaled by α at a block end
+            # u_i = q_i @ W + b, scaled by α at a block end
             if block_end and alpha != 1.0:
                 np.multiply(g, alpha, out=dz)
             else:
                 np.copyto(dz, g)
-            np.matmul(dz, layer_w_t[i], out=g_next)  # ∂L/∂q_l, (B, n) @ (n, n)
+            np.matmul(dz, layer_w_t[i], out=g_next)  # ∂L/∂q_i, (B, n) @ (n, n)
             if d is not None:
                 g_next *= d  # through φ
             if axis is not None:
@@ -205,7 +205,7 @@ def backward(
             if axis is not None:
                 assert xhat is not None and inv_std is not None
                 normalize_backward(dz, xhat[i], inv_std[i], axis, out=dz)
-            np.matmul(dz, layer_w_t[i], out=g_next)  # ∂L/∂h_l, (B, n) @ (n, n)
+            np.matmul(dz, layer_w_t[i], out=g_next)  # ∂L/∂h_i, (B, n) @ (n, n)
 
         if k and i % k == 0:  # block start: the skip part joins the branch part
             b = i // k

@@ -29,7 +29,7 @@ Observer = Callable[[int, int, np.ndarray, np.ndarray | None], None]
 class Tape:
     """The forward cache. Index i is dense layer i + 1."""
 
-    dense_in: np.ndarray  # (L, B, n) input of each matmul: post h_{i}, pre φ(N(u_l))
+    dense_in: np.ndarray  # (L, B, n) input of each matmul: post h_i, pre φ(N(u_i))
     act_out: np.ndarray  # (L, B, n) output of each layer's activation φ
     deriv: np.ndarray | None  # (L, B, n) φ' at the same points; None when φ is linear
     xhat: np.ndarray | None  # (L, B, n) normalized values; None without normalization
@@ -126,7 +126,7 @@ def _forward_pre(
 ) -> Tape:
     act = ACTIVATIONS[spec.activation]
     dtype, alpha = x.dtype, spec.residual_scale
-    q = _allocate(spec, dtype, spec.depth)  # q[i] = φ(N(u_l)), the input of matmul i
+    q = _allocate(spec, dtype, spec.depth)  # q[i] = φ(N(u_i)), the input of matmul i
     deriv = None if act.identity else _allocate(spec, dtype, spec.depth)
     axis, xhat, inv_std = _norm_buffers(spec, dtype)
     # The residual stream needs only three (B, n) buffers: the block input, the current value

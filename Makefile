@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint typecheck format bench clean
 
+# An editable install leaves the sources uncompiled: compile once, as a wheel install does.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# an editable install leaves the sources uncompiled; compile once, as a wheel install does
 	$(BIN)/python -m compileall -q gradflow
 	touch $(STAMP)
 

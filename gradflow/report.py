@@ -1,7 +1,7 @@
 """What one pass returns: plain data (floats, small arrays, nested frozen dataclasses).
 
 Magnitudes are carried as ``mantissa · 2**exponent`` because a deep network's gradient easily
-leaves float64's range (a 3000-layer sigmoid net's first-layer gradient is near 1e-2000); the
+leaves float64's range (a 3000-layer sigmoid net's first-layer gradient is near 1e-1884); the
 ``log10`` view is exact where the float ``value`` would underflow to 0 or overflow to inf.
 """
 

@@ -120,11 +120,6 @@ def _linear(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
     d.fill(1)
 
 
-def _second_moment_gain(name: str) -> float:
-    """Gain g with g² · E[φ(z)²] = 1 for z ~ N(0, 1) (see ``activations`` tests)."""
-    return _MOMENT_GAINS[name]
-
-
 # Gains where PyTorch's calculate_gain has no entry: the gain that keeps the second moment of
 # the pre-activation at 1 through the layer, g = 1/sqrt(E[φ(z)²]), z ~ N(0, 1). For ReLU this
 # rule gives exactly PyTorch's sqrt(2); the constants are re-derived by quadrature in the tests.
@@ -154,10 +149,10 @@ ACTIVATIONS: dict[Activation, ActivationOps] = {
     Activation.TANH: ActivationOps(_tanh, 5.0 / 3.0, saturated_below=1 - 0.99**2),
     # saturated: σ(z) < 0.01 or > 0.99 ⇔ σ(1 − σ) < 0.99·0.01
     Activation.SIGMOID: ActivationOps(_sigmoid, 1.0, saturated_below=0.99 * 0.01),
-    Activation.GELU: ActivationOps(_gelu, _second_moment_gain("gelu")),
-    Activation.SILU: ActivationOps(_silu, _second_moment_gain("silu")),
+    Activation.GELU: ActivationOps(_gelu, _MOMENT_GAINS["gelu"]),
+    Activation.SILU: ActivationOps(_silu, _MOMENT_GAINS["silu"]),
     Activation.SELU: ActivationOps(_selu, 0.75),  # PyTorch's choice for SELU
-    Activation.ELU: ActivationOps(_elu, _second_moment_gain("elu")),
-    Activation.SOFTPLUS: ActivationOps(_softplus, _second_moment_gain("softplus")),
+    Activation.ELU: ActivationOps(_elu, _MOMENT_GAINS["elu"]),
+    Activation.SOFTPLUS: ActivationOps(_softplus, _MOMENT_GAINS["softplus"]),
     Activation.LINEAR: ActivationOps(_linear, 1.0, identity=True),
 }

@@ -252,9 +252,9 @@ def _join(
     """branch ← skip + branch at a common scale, in place. Returns the two parts' norms, their
     cosine and the exponent of the sum."""
     sq_skip, sq_branch = _sq(skip), _sq(branch)
-    dot = float(np.dot(skip.reshape(-1), branch.reshape(-1)))
-    skip_norm = _finite_norm(sq_skip, skip, skip_e)
-    branch_norm = _finite_norm(sq_branch, branch, branch_e)
+    dot = float(np.vdot(skip, branch))
+    skip_norm = _checked(sq_skip, skip, skip_e)
+    branch_norm = _checked(sq_branch, branch, branch_e)
     cosine = dot / math.sqrt(sq_skip * sq_branch) if sq_skip > 0 and sq_branch > 0 else math.nan
     # Bring both to the larger exponent; the smaller part loses only what is below rounding.
     if skip_e > branch_e:
@@ -266,9 +266,3 @@ def _join(
     else:
         branch += skip
     return skip_norm, branch_norm, cosine, branch_e
-
-
-def _finite_norm(sq: float, v: np.ndarray, exponent: int) -> tuple[float, int]:
-    if _LOW_SQ <= sq <= _HIGH_SQ:
-        return math.sqrt(sq), exponent
-    return exact_norm(v, exponent)

@@ -403,8 +403,7 @@ def _guard_memory(plan: Plan) -> None:
     from gradflow.analyze import variant_spec
     from gradflow.memory import available_bytes, estimate_bytes
 
-    n = len(plan.variants)
-    need = max(estimate_bytes(variant_spec(plan.spec, v), variants=n) for v in plan.variants)
+    need = max(estimate_bytes(variant_spec(plan.spec, v)) for v in plan.variants)
     limit = plan.max_memory if plan.max_memory is not None else available_bytes()
     if need <= limit:
         return

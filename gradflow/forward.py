@@ -6,7 +6,8 @@ Two layer orders share one loop shape:
     pre  (identity mapping)        u = φ(N(u_prev)) @ W + b   block end: h_in + α·(φ(N(u)) @ W + b)
 
 Every saved tensor lives in one preallocated (L, B, n) array written with ``out=``, so the hot
-loop allocates (almost) nothing and the statistics can later be computed for many layers at once.
+loop allocates (almost) nothing, and chunks of layers are handed to an observer (statistics,
+progress) while their values are still in cache.
 """
 
 from __future__ import annotations

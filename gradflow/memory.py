@@ -52,13 +52,12 @@ def work_bytes(spec: NetworkSpec) -> int:
     return grads + stats
 
 
-def estimate_bytes(spec: NetworkSpec, variants: int = 1, keep_gradients: bool = False) -> int:
+def estimate_bytes(spec: NetworkSpec, keep_gradients: bool = False) -> int:
     """Bytes a run holds at its peak: weights once, one variant's cache, working buffers.
 
-    For a comparison, pass the spec of its largest variant (post keeps one more activation
-    than pre) and the number of variants.
+    Variants of a comparison share the weights and run one after another: take the largest
+    estimate over their specs (post keeps one more activation than pre).
     """
-    del variants  # variants run one after another and share the weights
     total = weights_bytes(spec) + cache_bytes(spec) + work_bytes(spec)
     if keep_gradients:
         n = spec.width

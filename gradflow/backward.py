@@ -21,35 +21,11 @@ import numpy as np
 from gradflow.forward import Tape
 from gradflow.norms import NORM_AXIS, normalize_backward
 from gradflow.report import Magnitudes
+from gradflow.scaling import HIGH_SQ, LOW_SQ, checked_norm, exact_norm, rescale, sum_sq
 from gradflow.spec import NetworkSpec, Skip
-
-# Rescale when ‖g‖ leaves [2^-32, 2^32]: far from both ends of float32's and float64's range.
-_LOW_SQ, _HIGH_SQ = 2.0**-64, 2.0**64
-_CHUNK_BYTES = 2 << 20  # batch weight-gradient products while they fit in cache
+from gradflow.weight_grads import WeightGradients
 
 Progress = Callable[[int], None]  # called with the number of layers done so far
-
-
-def _sq(v: np.ndarray) -> float:
-    return float(np.vdot(v, v))  # BLAS dot over the flattened (contiguous) array
-
-
-def rescale(g: np.ndarray, exponent: int) -> tuple[float, int]:
-    """Keep ‖g‖ near 1 by an exact power of two, in place. Returns (‖g‖, new exponent)."""
-    sq = _sq(g)
-    if _LOW_SQ <= sq <= _HIGH_SQ:
-        return math.sqrt(sq), exponent
-    return exact_norm(g, exponent, inplace=True)
-
-
-def exact_norm(v: np.ndarray, exponent: int, inplace: bool = False) -> tuple[float, int]:
-    """‖v‖ as (mantissa, exponent), safe where v·v over- or underflows; nan/inf pass through."""
-    amax = float(np.max(np.abs(v))) if v.size else 0.0
-    if amax == 0.0 or not math.isfinite(amax):
-        return (amax if v.size else 0.0), exponent
-    shift = math.frexp(amax)[1]
-    scaled = np.ldexp(v, -shift, out=v if inplace else None)  # exact: a power of two
-    return math.sqrt(_sq(scaled)), exponent + shift
 
 
 @dataclass(frozen=True)
@@ -66,71 +42,6 @@ class Records:
     weight_grads: list[np.ndarray] | None  # kept on request, true scale
     bias_grads: list[np.ndarray] | None
     input_grads: list[np.ndarray] | None
-
-
-def chunk_layers(spec: NetworkSpec, itemsize: int) -> int:
-    """How many layers' weight gradients are formed by one batched matmul."""
-    per_layer = (spec.batch * spec.width + spec.width * spec.width) * itemsize
-    return max(1, min(spec.depth, _CHUNK_BYTES // per_layer))
-
-
-class _WeightGradients:
-    """Collects each layer's ∂L/∂z and turns chunks of layers into ‖∂L/∂W‖, ‖∂L/∂b‖.
-
-    ∂L/∂W_i = (input of layer i)ᵀ @ ∂L/∂z_i. Doing this for a chunk of consecutive layers in one
-    batched matmul amortizes NumPy's per-call cost, which dominates at small width.
-    """
-
-    def __init__(self, spec: NetworkSpec, tape: Tape, keep: bool) -> None:
-        depth, batch, n = spec.depth, spec.batch, spec.width
-        self.chunk = chunk_layers(spec, tape.dense_in.dtype.itemsize)
-        self.dz = np.empty((self.chunk, batch, n), dtype=tape.dense_in.dtype)
-        self.dw = np.empty((self.chunk, n, n), dtype=tape.dense_in.dtype)
-        self.dense_in = tape.dense_in
-        self.ones = np.ones((1, batch), dtype=tape.dense_in.dtype)
-        self.weight = np.zeros((depth, 2))  # columns: mantissa, exponent
-        self.bias = np.zeros((depth, 2))
-        # slots[i % chunk] receives layer i's ∂L/∂z, scaled by 2**-exponent[i]
-        self.exponent = [0] * depth
-        self.slots: list[np.ndarray] = list(self.dz)  # views made once, not per layer
-        self.kept_w: list[np.ndarray] | None = [] if keep else None
-        self.kept_b: list[np.ndarray] | None = [] if keep else None
-
-    def flush(self, layer: int) -> None:
-        """Norms for the chunk that starts at ``layer``, whose ∂L/∂z are all in their slots."""
-        stop = min(layer + self.chunk, len(self.exponent))
-        count = stop - layer
-        dz, dw = self.dz[:count], self.dw[:count]
-        np.matmul(self.dense_in[layer:stop].transpose(0, 2, 1), dz, out=dw)  # (K, n, n)
-        db = np.matmul(self.ones, dz)[:, 0, :]  # (K, n): the batch sum, as one BLAS call
-        exponents = self.exponent[layer:stop]
-        for records, sq, grads in (
-            (self.weight, np.vecdot(dw.reshape(count, -1), dw.reshape(count, -1)), dw),
-            (self.bias, np.vecdot(db, db), db),
-        ):
-            rows = records[layer:stop]
-            rows[:, 0] = np.sqrt(sq)
-            rows[:, 1] = exponents
-            for bad in np.flatnonzero(~((sq > 0) & (sq < np.inf))):  # squares left range
-                rows[bad] = _checked(float(sq[bad]), grads[bad], exponents[bad])
-        if self.kept_w is not None and self.kept_b is not None:
-            # Layers arrive in reverse; kept lists are reversed once at the end.
-            for k in reversed(range(count)):
-                e = int(self.exponent[layer + k])
-                self.kept_w.append(np.ldexp(dw[k], e))
-                self.kept_b.append(np.ldexp(db[k], e))
-
-
-def _checked(sq: float, v: np.ndarray, exponent: int) -> tuple[float, int]:
-    """Norm from a sum of squares, falling back to the exact path if the squares left range."""
-    if 0.0 < sq < math.inf:
-        return math.sqrt(sq), exponent
-    if v.dtype != np.float64:  # float32 squares leave range early (|x| < 1e-19): sum in float64
-        flat = v.reshape(-1)
-        sq = float(np.einsum("i,i->", flat, flat, dtype=np.float64))
-        if 0.0 < sq < math.inf:
-            return math.sqrt(sq), exponent
-    return exact_norm(v, exponent)
 
 
 def _magnitudes(rows: np.ndarray) -> Magnitudes:
@@ -150,7 +61,7 @@ def backward(
     depth, alpha, pre_order = spec.depth, spec.residual_scale, spec.skip is Skip.PRE
     axis = NORM_AXIS[spec.norm]
     deriv, xhat, inv_std = tape.deriv, tape.xhat, tape.inv_std
-    grads = _WeightGradients(spec, tape, keep_gradients)
+    grads = WeightGradients(spec, tape.dense_in, keep_gradients)
 
     g, g_next = dy.copy(), np.empty_like(dy)  # (B, n): ∂L/∂(output of the current layer)
     skip = np.empty_like(dy)  # the gradient handed back along the current block's skip path
@@ -211,7 +122,7 @@ def backward(
             b = i // k
             block_add[b], block_branch[b], cosine[b], e = _join(skip, skip_e, g_next, e)
         sq = float(np.vdot(g_next, g_next))
-        if _LOW_SQ <= sq <= _HIGH_SQ:  # rescale() inlined: this runs once per layer
+        if LOW_SQ <= sq <= HIGH_SQ:  # rescale() inlined: this runs once per layer
             input_norm[i] = math.sqrt(sq)
         else:
             input_norm[i], e = exact_norm(g_next, e, inplace=True)
@@ -251,10 +162,10 @@ def _join(
 ) -> tuple[tuple[float, int], tuple[float, int], float, int]:
     """branch ← skip + branch at a common scale, in place. Returns the two parts' norms, their
     cosine and the exponent of the sum."""
-    sq_skip, sq_branch = _sq(skip), _sq(branch)
+    sq_skip, sq_branch = sum_sq(skip), sum_sq(branch)
     dot = float(np.vdot(skip, branch))
-    skip_norm = _checked(sq_skip, skip, skip_e)
-    branch_norm = _checked(sq_branch, branch, branch_e)
+    skip_norm = checked_norm(sq_skip, skip, skip_e)
+    branch_norm = checked_norm(sq_branch, branch, branch_e)
     cosine = dot / math.sqrt(sq_skip * sq_branch) if sq_skip > 0 and sq_branch > 0 else math.nan
     # Bring both to the larger exponent; the smaller part loses only what is below rounding.
     if skip_e > branch_e:

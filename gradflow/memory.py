@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 
 from gradflow.activations import ACTIVATIONS
-from gradflow.backward import chunk_layers
 from gradflow.measure import stats_chunk_layers
 from gradflow.spec import Loss, NetworkSpec, Norm, Skip
+from gradflow.weight_grads import buffer_bytes
 
 
 def _itemsize(spec: NetworkSpec) -> int:
@@ -44,10 +44,10 @@ def cache_bytes(spec: NetworkSpec) -> int:
     return (saved * layer + extra + 8 * layer) * size + 200 * depth  # + per-layer records
 
 
-def work_bytes(spec: NetworkSpec) -> int:
-    """Chunked working buffers: batched weight gradients (K·(B·n + n²)) and statistics."""
+def work_bytes(spec: NetworkSpec, keep_gradients: bool = False) -> int:
+    """Chunked working buffers: the weight-gradient norms' and the statistics'."""
     n, batch, size = spec.width, spec.batch, _itemsize(spec)
-    grads = chunk_layers(spec, size) * (batch * n + n * n) * size
+    grads = buffer_bytes(spec, size, keep_gradients)
     stats = 2 * stats_chunk_layers(spec) * batch * n * 8  # float64 temporaries of std and masks
     return grads + stats
 
@@ -58,7 +58,7 @@ def estimate_bytes(spec: NetworkSpec, keep_gradients: bool = False) -> int:
     Variants of a comparison share the weights and run one after another: take the largest
     estimate over their specs (post keeps one more activation than pre).
     """
-    total = weights_bytes(spec) + cache_bytes(spec) + work_bytes(spec)
+    total = weights_bytes(spec) + cache_bytes(spec) + work_bytes(spec, keep_gradients)
     if keep_gradients:
         n = spec.width
         total += spec.depth * (n * n + n + spec.batch * n) * _itemsize(spec)

@@ -158,24 +158,25 @@ def _reference_gradients(ref: dict[str, Any]) -> list[np.ndarray]:
 
 
 def _compare(report: Report, ref: dict[str, Any]) -> list[str]:
-    """Every disagreement between the engine's report and the torch reference."""
+    """Every disagreement between the engine's report and the torch reference; the gradient
+    tensors themselves only where the report kept them."""
     spec, grads = report.spec, report.gradients
-    assert grads is not None, "analyze(..., keep_gradients=True) returned no gradients"
     tensors = _reference_gradients(ref)
     scale = max(float(np.max(np.abs(t))) for t in tensors)  # the run's largest gradient entry
     norm_scale = max(float(np.linalg.norm(t)) for t in tensors)  # and largest gradient norm
     problems: list[str | None] = []
 
     problems.append(_mismatch("loss", report.summary.loss, ref["loss"], max(1.0, abs(ref["loss"]))))
-    for family in ("weights", "biases", "inputs"):
+    for family in ("weights", "biases", "inputs") if grads is not None else ():
         ours = getattr(grads, family)
         if len(ours) != spec.depth:
             problems.append(f"gradients.{family}: {len(ours)} layers, expected {spec.depth}")
             continue
         for i, (g, r) in enumerate(zip(ours, ref[family], strict=True)):
             problems.append(_mismatch(f"gradients.{family}[{i}] (layer {i + 1})", g, r, scale))
-    problems.append(_mismatch("gradients.output (dL/dy)", grads.output, ref["output"], scale))
-    if spec.loss is Loss.XENT:
+    if grads is not None:
+        problems.append(_mismatch("gradients.output (dL/dy)", grads.output, ref["output"], scale))
+    if grads is not None and spec.loss is Loss.XENT:
         for name in ("head_weight", "head_bias"):
             problems.append(_mismatch(f"gradients.{name}", getattr(grads, name), ref[name], scale))
 
@@ -258,6 +259,12 @@ def test_engine_matches_torch(spec: NetworkSpec) -> None:
     ref = reference_pass(spec, arrays)
     problems = _compare(report, ref)
     assert not problems, f"{len(problems)} mismatches vs torch:\n" + "\n".join(problems)
+    # Without kept gradients the weight-gradient norms come from B×B Gram matrices (width 6 >
+    # batch 5); they are held to the same tolerance.
+    problems = _compare(analyze(spec), ref)
+    assert not problems, f"{len(problems)} mismatches vs torch (norms only):\n" + "\n".join(
+        problems
+    )
 
 
 def test_zero_init_residual_gives_the_same_input_gradient_at_every_block() -> None:

@@ -1,0 +1,49 @@
+"""Norms of values kept at a scale of their own: ``‖v‖ = mantissa · 2**exponent``.
+
+Backward keeps its gradient near norm 1 by exact powers of two and carries the exponent, so a
+magnitude far outside float64's range is still recorded exactly. These helpers take such norms
+without letting a sum of squares under- or overflow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Rescale when ‖g‖ leaves [2^-32, 2^32]: far from both ends of float32's and float64's range.
+LOW_SQ, HIGH_SQ = 2.0**-64, 2.0**64
+
+
+def sum_sq(v: np.ndarray) -> float:
+    return float(np.vdot(v, v))  # BLAS dot over the flattened (contiguous) array
+
+
+def rescale(g: np.ndarray, exponent: int) -> tuple[float, int]:
+    """Keep ‖g‖ near 1 by an exact power of two, in place. Returns (‖g‖, new exponent)."""
+    sq = sum_sq(g)
+    if LOW_SQ <= sq <= HIGH_SQ:
+        return math.sqrt(sq), exponent
+    return exact_norm(g, exponent, inplace=True)
+
+
+def exact_norm(v: np.ndarray, exponent: int, inplace: bool = False) -> tuple[float, int]:
+    """‖v‖ as (mantissa, exponent), safe where v·v over- or underflows; nan/inf pass through."""
+    amax = float(np.max(np.abs(v))) if v.size else 0.0
+    if amax == 0.0 or not math.isfinite(amax):
+        return (amax if v.size else 0.0), exponent
+    shift = math.frexp(amax)[1]
+    scaled = np.ldexp(v, -shift, out=v if inplace else None)  # exact: a power of two
+    return math.sqrt(sum_sq(scaled)), exponent + shift
+
+
+def checked_norm(sq: float, v: np.ndarray, exponent: int) -> tuple[float, int]:
+    """Norm from a sum of squares, falling back to the exact path if the squares left range."""
+    if 0.0 < sq < math.inf:
+        return math.sqrt(sq), exponent
+    if v.dtype != np.float64:  # float32 squares leave range early (|x| < 1e-19): sum in float64
+        flat = v.reshape(-1)
+        sq = float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+        if 0.0 < sq < math.inf:
+            return math.sqrt(sq), exponent
+    return exact_norm(v, exponent)

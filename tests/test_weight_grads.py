@@ -1,0 +1,113 @@
+"""‖∂L/∂W‖ from B×B Gram matrices against the explicit product, including the cases where the
+Gram sum cancels and must be redone."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gradflow.analyze import analyze
+from gradflow.spec import NetworkSpec
+from gradflow.weight_grads import WeightGradients, uses_gram
+
+
+def _norms(a: np.ndarray, g: np.ndarray, keep: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Weight-gradient norms of layers with inputs a (L, B, n) and ∂L/∂z g (L, B, n), in true
+    scale, plus which layers the Gram path redid; exponents are 0 (g is given at scale)."""
+    depth, batch, n = a.shape
+    spec = NetworkSpec(depth=depth, width=n, batch=batch)
+    grads = WeightGradients(spec, a, keep=keep)
+    redo = np.zeros(depth, dtype=bool)
+    with np.errstate(all="ignore"):  # as in a pass: out-of-range sums are handled, not warned
+        for start in range(0, depth, grads.chunk):
+            stop = min(start + grads.chunk, depth)
+            grads.dz[: stop - start] = g[start:stop]
+            if grads.gram:
+                redo[start:stop] = grads._gram_sq(a[start:stop], g[start:stop])[1]
+            grads.flush(start)
+    return grads.weight[:, 0] * 2.0 ** grads.weight[:, 1], grads.bias[:, 0], bool(redo.any())
+
+
+def _reference(a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """‖aᵀg‖_F per layer in float64, from the explicit product (scaled, so that its squares
+    stay in range)."""
+    norms = []
+    for x, y in zip(a.astype(np.float64), g.astype(np.float64), strict=True):
+        dw = x.T @ y
+        peak = float(np.max(np.abs(dw)))
+        norms.append(peak * float(np.linalg.norm(dw / peak)) if peak > 0 else 0.0)
+    return np.array(norms)
+
+
+def test_gram_path_is_taken_only_when_it_saves_work() -> None:
+    assert uses_gram(NetworkSpec(width=128, batch=32), keep=False)
+    assert not uses_gram(NetworkSpec(width=128, batch=32), keep=True)  # kept: formed anyway
+    assert not uses_gram(NetworkSpec(width=16, batch=16), keep=False)
+
+
+def test_gram_norms_match_the_explicit_product_on_random_layers() -> None:
+    rng = np.random.default_rng(3)
+    a, g = rng.standard_normal((2, 40, 8, 32))
+    gram, bias, redone = _norms(a, g, keep=False)
+    explicit, bias_explicit, _ = _norms(a, g, keep=True)
+    assert not redone  # well-conditioned: the Gram sums are used as they are
+    np.testing.assert_allclose(gram, _reference(a, g), rtol=1e-13)
+    np.testing.assert_allclose(explicit, _reference(a, g), rtol=1e-13)
+    np.testing.assert_array_equal(bias, bias_explicit)
+
+
+def test_cancelling_gram_sum_is_redone_explicitly() -> None:
+    # Inputs with a large common mean, gradients with zero column sums (as batch norm makes
+    # them): the mean cancels exactly in aᵀg, but A·Aᵀ is dominated by it, so ⟨AAᵀ, GGᵀ⟩ is a
+    # small difference of large terms. The engine must notice and take the explicit product.
+    rng = np.random.default_rng(4)
+    a = 1e6 + rng.standard_normal((3, 8, 32))
+    g = rng.standard_normal((3, 8, 32))
+    g -= g.mean(axis=1, keepdims=True)
+    gram, _, redone = _norms(a, g, keep=False)
+    assert redone
+    np.testing.assert_allclose(gram, _reference(a, g), rtol=1e-10)
+    # the unguarded Gram sum is visibly wrong here: the check is not idle
+    p, q = a @ a.transpose(0, 2, 1), g @ g.transpose(0, 2, 1)
+    naive = np.sqrt(np.abs(np.einsum("kij,kij->k", p, q)))
+    assert np.max(np.abs(naive / _reference(a, g) - 1)) > 1e-6
+
+
+def test_float32_layers_get_float64_grams() -> None:
+    rng = np.random.default_rng(5)
+    a, g = rng.standard_normal((2, 10, 8, 48)).astype(np.float32)
+    gram, _, _ = _norms(a, g, keep=False)
+    # exact to float64 rounding for the float32 values, which the float32 product is not
+    np.testing.assert_allclose(gram, _reference(a, g), rtol=1e-12)
+
+
+@pytest.mark.parametrize("value", [0.0, 1e-200, 1e200])
+def test_gram_sums_out_of_range_fall_back(value: float) -> None:
+    rng = np.random.default_rng(6)
+    a = value * rng.standard_normal((2, 4, 16))
+    g = rng.standard_normal((2, 4, 16))
+    gram, _, redone = _norms(a, g, keep=False)
+    assert redone
+    want = _reference(a, g)
+    np.testing.assert_allclose(gram, want, rtol=1e-12)
+    assert np.all(np.isfinite(gram)) and (value == 0.0) == (gram.max() == 0.0)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"activation": "relu", "init": "he", "skip": "post"},
+        {"norm": "batch", "skip": "pre"},
+        {"norm": "layer", "activation": "tanh", "dtype": "float32"},
+        {"loss": "xent", "bias_var": 0.1, "activation": "gelu"},
+    ],
+)
+def test_report_norms_do_not_depend_on_keeping_gradients(changes: dict[str, object]) -> None:
+    spec = NetworkSpec(depth=12, width=24, batch=6, block_size=3, **changes)  # type: ignore[arg-type]
+    norms = analyze(spec).layers.grad_weight
+    kept = analyze(spec, keep_gradients=True).layers.grad_weight
+    rtol = 1e-12 if spec.dtype.value == "float64" else 1e-5  # float32: the explicit one rounds
+    np.testing.assert_allclose(norms.log10, kept.log10, rtol=0, atol=rtol / math.log(10))

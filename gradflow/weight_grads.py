@@ -9,9 +9,11 @@ for less work than the n×n product:
 
 The Frobenius sum can cancel (off-diagonal Gram entries have either sign), so each layer checks
 it: where ⟨|A Aᵀ|, |G Gᵀ|⟩ exceeds ⟨A Aᵀ, G Gᵀ⟩ by more than 2^12, or either leaves the float
-range, that layer's norm is taken from the explicit product instead. float32 runs form the Gram
-matrices in float64. Kept gradients (--save-arrays) are formed explicitly, as is every layer of a
-network whose batch is not smaller than its width.
+range, that layer's norm is taken from the explicit product instead.
+
+The explicit product is used throughout when the gradients are kept, when the batch is not
+smaller than the width, and in float32: there a float32 Gram sum would keep too few digits, and
+Grams formed in float64 cost as much as the float32 product they replace.
 
 Layers are processed in chunks: one batched matmul per chunk amortizes NumPy's per-call cost,
 which dominates at small width.
@@ -30,17 +32,13 @@ _GRAM_RANGE = (2.0**-900, 2.0**900)  # the Gram sum and its bound must lie well 
 
 
 def uses_gram(spec: NetworkSpec, keep: bool) -> bool:
-    return not keep and spec.batch < spec.width
+    return not keep and spec.batch < spec.width and spec.dtype.value == "float64"
 
 
 def _layer_bytes(spec: NetworkSpec, itemsize: int, gram: bool) -> int:
     batch, n = spec.batch, spec.width
-    if gram:  # ∂L/∂z, two B×B float64 Grams, float64 copies of A and G for float32 runs
-        return (
-            batch * n * itemsize
-            + 2 * batch * batch * 8
-            + (2 * batch * n * 8 if itemsize < 8 else 0)
-        )
+    if gram:  # ∂L/∂z and two B×B Grams
+        return (batch * n + 2 * batch * batch) * itemsize
     return (batch * n + n * n) * itemsize  # ∂L/∂z and ∂L/∂W
 
 
@@ -72,9 +70,8 @@ class WeightGradients:
         self.weight = np.zeros((depth, 2))  # columns: mantissa, exponent
         self.bias = np.zeros((depth, 2))
         if self.gram:
-            self.grams = np.empty((2, self.chunk, batch, batch))  # A Aᵀ and G Gᵀ, float64
+            self.grams = np.empty((2, self.chunk, batch, batch), dtype=dtype)  # A Aᵀ and G Gᵀ
             self.dw = np.empty((1, n, n), dtype=dtype)  # for a layer that must be redone
-            self.wide = np.empty((2, self.chunk, batch, n)) if dtype != np.float64 else None
         else:
             self.dw = np.empty((self.chunk, n, n), dtype=dtype)
         self.kept_w: list[np.ndarray] | None = [] if keep else None
@@ -112,10 +109,6 @@ class WeightGradients:
     def _gram_sq(self, a: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """⟨A Aᵀ, G Gᵀ⟩ for each layer of the chunk, and which layers must be redone."""
         count = len(a)
-        if self.wide is not None:  # float32: the Grams in float64
-            np.copyto(self.wide[0, :count], a)
-            np.copyto(self.wide[1, :count], dz)
-            a, dz = self.wide[0, :count], self.wide[1, :count]
         p, q = self.grams[0, :count], self.grams[1, :count]
         np.matmul(a, a.transpose(0, 2, 1), out=p)  # one operand twice: NumPy calls syrk
         np.matmul(dz, dz.transpose(0, 2, 1), out=q)

@@ -318,6 +318,30 @@ def test_statistics_of_activations() -> None:
 
 
 @pytest.mark.parametrize(
+    ("dtype", "offset", "spread", "rtol"),
+    [
+        ("float64", 0.0, 1.0, 1e-12),  # the one-pass sums hold
+        ("float64", 1e6, 1e-3, 1e-9),  # mean² / var = 1e18: redone from centered values
+        ("float32", 0.5, 0.01, 1e-4),  # a saturating sigmoid's outputs, in float32
+        ("float64", 0.0, 1e-200, 1e-12),  # squares underflow: redone exactly
+        ("float64", 0.0, 1e200, 1e-12),  # squares overflow
+    ],
+)
+def test_mean_std_of_layer_slabs(dtype: str, offset: float, spread: float, rtol: float) -> None:
+    from gradflow.measure import _mean_std
+
+    rng = np.random.default_rng(9)
+    out = (offset + spread * rng.standard_normal((5, 16, 24))).astype(dtype)
+    with np.errstate(all="ignore"):  # as in a pass
+        mean, std = _mean_std(out)
+    wide = out.astype(np.float64).reshape(5, -1)
+    shift = math.frexp(spread)[1]  # scaled by a power of two (exact), so squares stay in range
+    want_std = np.ldexp(np.ldexp(wide, -shift).std(axis=1), shift)
+    np.testing.assert_allclose(mean, wide.mean(axis=1), rtol=1e-12 if dtype == "float64" else 1e-6)
+    np.testing.assert_allclose(std, want_std, rtol=rtol)
+
+
+@pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"depth": 0}, "depth"),

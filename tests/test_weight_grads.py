@@ -17,7 +17,7 @@ def _norms(a: np.ndarray, g: np.ndarray, keep: bool) -> tuple[np.ndarray, np.nda
     """Weight-gradient norms of layers with inputs a (L, B, n) and ∂L/∂z g (L, B, n), in true
     scale, plus which layers the Gram path redid; exponents are 0 (g is given at scale)."""
     depth, batch, n = a.shape
-    spec = NetworkSpec(depth=depth, width=n, batch=batch)
+    spec = NetworkSpec(depth=depth, width=n, batch=batch, dtype=a.dtype.name)
     grads = WeightGradients(spec, a, keep=keep)
     redo = np.zeros(depth, dtype=bool)
     with np.errstate(all="ignore"):  # as in a pass: out-of-range sums are handled, not warned
@@ -75,12 +75,13 @@ def test_cancelling_gram_sum_is_redone_explicitly() -> None:
     assert np.max(np.abs(naive / _reference(a, g) - 1)) > 1e-6
 
 
-def test_float32_layers_get_float64_grams() -> None:
+def test_float32_layers_take_the_explicit_product() -> None:
+    assert not uses_gram(NetworkSpec(width=128, batch=32, dtype="float32"), keep=False)
     rng = np.random.default_rng(5)
     a, g = rng.standard_normal((2, 10, 8, 48)).astype(np.float32)
-    gram, _, _ = _norms(a, g, keep=False)
-    # exact to float64 rounding for the float32 values, which the float32 product is not
-    np.testing.assert_allclose(gram, _reference(a, g), rtol=1e-12)
+    norms, _, redone = _norms(a, g, keep=False)
+    assert not redone
+    np.testing.assert_allclose(norms, _reference(a, g), rtol=1e-6)
 
 
 @pytest.mark.parametrize("value", [0.0, 1e-200, 1e200])

@@ -517,11 +517,12 @@ def _print_page(console: Console, plan: Plan, reports: Sequence[Report]) -> None
     if plan.quiet:
         _print_summary(console, reports)
         return
-    width = console.width
-    for part in table.page(
-        plan.command, reports, max_rows=plan.max_rows, width=width, unicode=plan.unicode
-    ):
-        console.print(part)
+    from rich.console import Group
+
+    parts = table.page(
+        plan.command, reports, max_rows=plan.max_rows, width=console.width, unicode=plan.unicode
+    )
+    console.print(Group(*parts))  # one print call: rich's per-call setup once
 
 
 def _text(plan: Plan, reports: Sequence[Report], *, width: int) -> str:

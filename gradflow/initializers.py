@@ -19,22 +19,20 @@ import numpy as np
 from gradflow.activations import ACTIVATIONS
 from gradflow.spec import Init, NetworkSpec
 
-# draw(rng, count, n, scale) -> (count, n, n) float64
-Draw = Callable[[np.random.Generator, int, int, float], np.ndarray]
+# draw(rng, out, scale): fill out, a float64 (count, n, n) stack
+Draw = Callable[[np.random.Generator, np.ndarray, float], None]
 
 
-def _gaussian(rng: np.random.Generator, count: int, n: int, std: float) -> np.ndarray:
-    w = rng.standard_normal((count, n, n))
-    w *= std
-    return w
+def _gaussian(rng: np.random.Generator, out: np.ndarray, std: float) -> None:
+    rng.standard_normal(out=out)
+    out *= std
 
 
-def _orthogonal(rng: np.random.Generator, count: int, n: int, gain: float) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((count, n, n)))  # batched QR
+def _orthogonal(rng: np.random.Generator, out: np.ndarray, gain: float) -> None:
+    q, r = np.linalg.qr(rng.standard_normal(out.shape))  # batched QR
     # Fix the signs so Q is Haar-distributed rather than biased by the QR convention.
     q *= np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
-    q *= gain
-    return q
+    np.multiply(q, gain, out=out)
 
 
 def init_scale(spec: NetworkSpec) -> float:
@@ -71,9 +69,15 @@ def draw_weights(spec: NetworkSpec, rng: np.random.Generator, out: np.ndarray) -
     n = spec.width
     norms = np.empty(spec.depth)
     chunk = max(1, (8 << 20) // (8 * n * n))  # bound the float64 temporary to ~8 MiB
+    # float64 stacks are drawn in place; float32 ones are drawn in float64, then rounded
+    scratch = None if out.dtype == np.float64 else np.empty((min(chunk, spec.depth), n, n))
     for start in range(0, spec.depth, chunk):
         stop = min(start + chunk, spec.depth)
-        out[start:stop] = draw(rng, stop - start, n, scale)
+        if scratch is None:
+            draw(rng, out[start:stop], scale)
+        else:
+            draw(rng, scratch[: stop - start], scale)
+            out[start:stop] = scratch[: stop - start]
         flat = out[start:stop].reshape(stop - start, -1)
         norms[start:stop] = np.sqrt(np.vecdot(flat, flat, dtype=np.float64))
     return norms

@@ -6,16 +6,19 @@ Returns renderables; only the CLI prints them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.segment import Segment
-from rich.table import Table
 from rich.text import Text
 
 from gradflow import chart, view
 from gradflow.report import Report
-from gradflow.view import Column, Grid, Tone
+from gradflow.view import Grid, Tone
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 TONE_STYLE = {
     Tone.PLAIN: "",
@@ -45,6 +48,8 @@ def rich_table(grid: Grid, width: int) -> RenderableType:
 
 def measured_table(grid: Grid) -> Table:
     """rich.Table's own layout: it measures every cell, then shrinks and wraps to fit."""
+    from rich.table import Table  # imported only when needed: it costs ~10 ms
+
     table = Table(title=grid.title, caption=grid.caption or None, **_SETTINGS)  # type: ignore[arg-type]
     for column in grid.columns:
         table.add_column(column.header, justify="right" if column.numeric else "left")
@@ -67,46 +72,43 @@ class LaidOutTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         columns = self.grid.columns
-        widths = [c.width + 2 for c in columns]  # padding: one space each side
-        table_width = sum(widths) + len(widths) - 1  # one space between columns
-        annotation = options.update(width=table_width, highlight=False, height=None)
+        sizes = [c.width for c in columns]
+        align = [str.rjust if c.numeric else str.ljust for c in columns]
+        widths = [size + 2 for size in sizes]  # padding: one space each side
+        around = options.update(width=sum(widths) + len(widths) - 1, highlight=False, height=None)
         if self.grid.title:
             title = console.render_str(self.grid.title, style="bold", highlight=False)
-            yield from console.render(title, annotation.update(justify="left"))
-        header = console.get_style("table.header")
-        height = max(len(c.header.split("\n")) for c in columns)
-        for line in range(height):
-            for j, column in enumerate(columns):
-                parts = column.header.split("\n")
-                blank = height - len(parts)  # headers are aligned to the bottom
+            yield from console.render(title, around.update(justify="left"))
+
+        header, space = console.get_style("table.header"), Segment(" ")
+        headers = [c.header.split("\n") for c in columns]
+        height = max(len(lines) for lines in headers)
+        for row in range(height):
+            for j, lines in enumerate(headers):
                 if j:
-                    yield Segment(" ")
-                if line < blank:
-                    yield Segment(" " * (column.width + 2), header)
-                    continue
-                yield from (
-                    Segment(" ", header),
-                    Segment(_justify(parts[line - blank], column), header),
-                )
-                yield Segment(" ", header)
+                    yield space
+                blank = height - len(lines)  # headers sit at the bottom
+                if row < blank:
+                    yield Segment(" " * widths[j], header)
+                else:
+                    text = align[j](lines[row - blank], sizes[j])
+                    yield from (Segment(" ", header), Segment(text, header), Segment(" ", header))
             yield Segment.line()
-        safe = box.SIMPLE_HEAD.substitute(options, safe=console.safe_box)
-        yield Segment(safe.get_row(widths, "head", edge=False))
+        rule = box.SIMPLE_HEAD.substitute(options, safe=console.safe_box)
+        yield Segment(rule.get_row(widths, "head", edge=False))
         yield Segment.line()
+
         styles = {tone: console.get_style(style) for tone, style in TONE_STYLE.items()}
         for cells in self.grid.rows:
-            for j, (cell, column) in enumerate(zip(cells, columns, strict=True)):
-                yield Segment("  " if j else " ")
-                yield Segment(_justify(cell.text, column), styles[cell.tone])
-                yield Segment(" ")
-            yield Segment.line()
+            yield space
+            for j, cell in enumerate(cells):
+                if j:
+                    yield Segment("   ")  # padding, separator, padding
+                yield Segment(align[j](cell.text, sizes[j]), styles[cell.tone])
+            yield from (space, Segment.line())
         if self.grid.caption:
             caption = console.render_str(self.grid.caption, style="dim", highlight=False)
-            yield from console.render(caption, annotation.update(justify="left"))
-
-
-def _justify(text: str, column: Column) -> str:
-    return text.rjust(column.width) if column.numeric else text.ljust(column.width)
+            yield from console.render(caption, around.update(justify="left"))
 
 
 def page(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,9 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 # forward(z, h, d): h ← φ(z), d ← φ'(z); z is scratch and may be overwritten afterwards.
 Forward = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+# value(z, h): h ← φ(z); slope(h, d): d ← φ' from h = φ(z) alone, for arrays of any shape
+Value = Callable[[np.ndarray, np.ndarray], None]
+Slope = Callable[[np.ndarray, np.ndarray], None]
 
 
 def _sigmoid_into(z: np.ndarray, out: np.ndarray) -> None:
@@ -33,29 +37,49 @@ def _sigmoid_into(z: np.ndarray, out: np.ndarray) -> None:
     np.reciprocal(out, out=out)
 
 
-def _relu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+# Where φ' is a function of φ(z) alone, the forward pass computes φ layer by layer and φ' for a
+# chunk of layers in one call: at small width that halves the calls per layer.
+
+
+def _relu_value(z: np.ndarray, h: np.ndarray) -> None:
     np.maximum(z, 0, out=h)
-    np.greater(z, 0, out=d, casting="unsafe")  # 1 where active, 0 elsewhere
 
 
-def _leaky_relu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+def _relu_slope(h: np.ndarray, d: np.ndarray) -> None:
+    np.greater(h, 0, out=d, casting="unsafe")  # 1 where active (h > 0 ⇔ z > 0), 0 elsewhere
+
+
+def _leaky_relu_value(z: np.ndarray, h: np.ndarray) -> None:
     np.multiply(z, LEAKY_SLOPE, out=h)
     np.maximum(z, h, out=h)  # max(z, s·z) = leaky_relu(z) for 0 < s < 1
-    np.greater(z, 0, out=d, casting="unsafe")
+
+
+def _leaky_relu_slope(h: np.ndarray, d: np.ndarray) -> None:
+    np.greater(h, 0, out=d, casting="unsafe")  # h > 0 ⇔ z > 0
     d *= 1 - LEAKY_SLOPE
     d += LEAKY_SLOPE
 
 
-def _tanh(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+def _tanh_value(z: np.ndarray, h: np.ndarray) -> None:
     np.tanh(z, out=h)
+
+
+def _tanh_slope(h: np.ndarray, d: np.ndarray) -> None:
     np.multiply(h, h, out=d)
     np.subtract(1, d, out=d)  # 1 − tanh²
 
 
-def _sigmoid(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
-    _sigmoid_into(z, h)
+def _sigmoid_slope(h: np.ndarray, d: np.ndarray) -> None:
     np.subtract(1, h, out=d)
     d *= h  # σ(1 − σ)
+
+
+def _composed(value: Value, slope: Slope) -> Forward:
+    def forward(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+        value(z, h)
+        slope(h, d)
+
+    return forward
 
 
 def _gelu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
@@ -138,17 +162,32 @@ class ActivationOps:
     identity: bool = False  # φ' ≡ 1: backward skips the multiply, no derivative is stored
     relu_like: bool = False  # report the share of dead units
     saturated_below: float | None = None  # φ' below this counts as saturated
+    split: tuple[Value, Slope] | None = None  # φ and φ'(from φ) apart, where φ' allows it
+
+    @classmethod
+    def of_output(cls, value: Value, slope: Slope, gain: float, **flags: Any) -> ActivationOps:
+        """An activation whose derivative is a function of its output."""
+        return cls(_composed(value, slope), gain, split=(value, slope), **flags)
 
 
 ACTIVATIONS: dict[Activation, ActivationOps] = {
-    Activation.RELU: ActivationOps(_relu, math.sqrt(2.0), relu_like=True),
-    Activation.LEAKY_RELU: ActivationOps(
-        _leaky_relu, math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2)), relu_like=True
+    Activation.RELU: ActivationOps.of_output(
+        _relu_value, _relu_slope, math.sqrt(2.0), relu_like=True
+    ),
+    Activation.LEAKY_RELU: ActivationOps.of_output(
+        _leaky_relu_value,
+        _leaky_relu_slope,
+        math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2)),
+        relu_like=True,
     ),
     # saturated: |tanh z| > 0.99 ⇔ 1 − tanh² < 1 − 0.99²
-    Activation.TANH: ActivationOps(_tanh, 5.0 / 3.0, saturated_below=1 - 0.99**2),
+    Activation.TANH: ActivationOps.of_output(
+        _tanh_value, _tanh_slope, 5.0 / 3.0, saturated_below=1 - 0.99**2
+    ),
     # saturated: σ(z) < 0.01 or > 0.99 ⇔ σ(1 − σ) < 0.99·0.01
-    Activation.SIGMOID: ActivationOps(_sigmoid, 1.0, saturated_below=0.99 * 0.01),
+    Activation.SIGMOID: ActivationOps.of_output(
+        _sigmoid_into, _sigmoid_slope, 1.0, saturated_below=0.99 * 0.01
+    ),
     Activation.GELU: ActivationOps(_gelu, _MOMENT_GAINS["gelu"]),
     Activation.SILU: ActivationOps(_silu, _MOMENT_GAINS["silu"]),
     Activation.SELU: ActivationOps(_selu, 0.75),  # PyTorch's choice for SELU

@@ -6,8 +6,9 @@ Two layer orders share one loop shape:
     pre  (identity mapping)        u = φ(N(u_prev)) @ W + b   block end: h_in + α·(φ(N(u)) @ W + b)
 
 Every saved tensor lives in one preallocated (L, B, n) array written with ``out=``, so the hot
-loop allocates (almost) nothing, and chunks of layers are handed to an observer (statistics,
-progress) while their values are still in cache.
+loop allocates (almost) nothing. Layers are finished in chunks while their values are still in
+cache: φ' of a chunk in one call where it follows from φ alone (sigmoid, tanh, ReLU), then the
+chunk goes to an observer (statistics, progress).
 """
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ def forward(
     biases: Sequence[np.ndarray] | None,
     x: np.ndarray,
     observe: Observer | None = None,
-    observe_every: int = 1 << 30,
+    chunk: int = 1 << 30,
 ) -> Tape:
-    """Run the network on x (B, n) and keep what backward needs; biases None: all zero."""
+    """Run the network on x (B, n) and keep what backward needs; biases None: all zero.
+
+    ``chunk`` layers at a time get their φ' (where it follows from φ) and go to ``observe``."""
     run = _forward_pre if spec.skip is Skip.PRE else _forward_post
-    return run(spec, weights, biases, x, observe, observe_every)
+    return run(spec, weights, biases, x, observe, chunk)
 
 
 def _norm_buffers(
@@ -72,7 +75,7 @@ def _forward_post(
     biases: Sequence[np.ndarray] | None,
     x: np.ndarray,
     observe: Observer | None,
-    observe_every: int,
+    chunk: int,
 ) -> Tape:
     act = ACTIVATIONS[spec.activation]
     dtype, alpha = x.dtype, spec.residual_scale
@@ -87,6 +90,7 @@ def _forward_post(
     k = spec.block_size if spec.residual else 0
     outs = list(h)  # (B, n) views made once, not once per layer
     derivs = list(deriv) if deriv is not None else []
+    value, slope = act.split or (None, None)
     for i in range(spec.depth):
         if k and i % k == 0:
             block_in = outs[i]
@@ -108,11 +112,16 @@ def _forward_post(
             pre = s
         if deriv is None:
             np.copyto(outs[i + 1], pre)
+        elif value is not None:
+            value(pre, outs[i + 1])  # φ' below, for the whole chunk
         else:
             act.forward(pre, outs[i + 1], derivs[i])
-        if observe is not None and ((i + 1) % observe_every == 0 or i + 1 == spec.depth):
-            start = i - i % observe_every
-            observe(start, i + 1, h[start + 1 : i + 2], _rows(deriv, start, i + 1))
+        if (i + 1) % chunk == 0 or i + 1 == spec.depth:
+            start = i - i % chunk
+            if slope is not None and deriv is not None:
+                slope(h[start + 1 : i + 2], deriv[start : i + 1])
+            if observe is not None:
+                observe(start, i + 1, h[start + 1 : i + 2], _rows(deriv, start, i + 1))
 
     return Tape(h[:-1], h[1:], deriv, xhat, inv_std, h[-1])
 
@@ -123,7 +132,7 @@ def _forward_pre(
     biases: Sequence[np.ndarray] | None,
     x: np.ndarray,
     observe: Observer | None,
-    observe_every: int,
+    chunk: int,
 ) -> Tape:
     act = ACTIVATIONS[spec.activation]
     dtype, alpha = x.dtype, spec.residual_scale
@@ -138,6 +147,7 @@ def _forward_pre(
     k = spec.block_size if spec.residual else 0
     acts = list(q)  # (B, n) views made once, not once per layer
     derivs = list(deriv) if deriv is not None else []
+    value, slope = act.split or (None, None)
     for i in range(spec.depth):
         if k and i % k == 0:
             block_in = u
@@ -148,6 +158,8 @@ def _forward_pre(
             pre = xhat[i]
         if deriv is None:
             np.copyto(acts[i], pre)
+        elif value is not None:
+            value(pre, acts[i])  # φ' below, for the whole chunk
         else:
             act.forward(pre, acts[i], derivs[i])
         nxt = next(b for b in pool if b is not u and b is not block_in)
@@ -160,9 +172,12 @@ def _forward_pre(
                 nxt *= alpha
             nxt += block_in
         u = nxt
-        if observe is not None and ((i + 1) % observe_every == 0 or i + 1 == spec.depth):
-            start = i - i % observe_every
-            observe(start, i + 1, q[start : i + 1], _rows(deriv, start, i + 1))
+        if (i + 1) % chunk == 0 or i + 1 == spec.depth:
+            start = i - i % chunk
+            if slope is not None and deriv is not None:
+                slope(q[start : i + 1], deriv[start : i + 1])
+            if observe is not None:
+                observe(start, i + 1, q[start : i + 1], _rows(deriv, start, i + 1))
 
     return Tape(q, q, deriv, xhat, inv_std, u.copy())
 

@@ -69,15 +69,15 @@ def draw_weights(spec: NetworkSpec, rng: np.random.Generator, out: np.ndarray) -
     n = spec.width
     norms = np.empty(spec.depth)
     chunk = max(1, (8 << 20) // (8 * n * n))  # bound the float64 temporary to ~8 MiB
-    # float64 stacks are drawn in place; float32 ones are drawn in float64, then rounded
-    scratch = None if out.dtype == np.float64 else np.empty((min(chunk, spec.depth), n, n))
     for start in range(0, spec.depth, chunk):
         stop = min(start + chunk, spec.depth)
-        if scratch is None:
+        if out.dtype == np.float64:
             draw(rng, out[start:stop], scale)
-        else:
-            draw(rng, scratch[: stop - start], scale)
-            out[start:stop] = scratch[: stop - start]
+        else:  # drawn in float64, then rounded
+            drawn = np.empty((stop - start, n, n))
+            draw(rng, drawn, scale)
+            out[start:stop] = drawn
+            del drawn  # freed before the next chunk is drawn
         flat = out[start:stop].reshape(stop - start, -1)
         norms[start:stop] = np.sqrt(np.vecdot(flat, flat, dtype=np.float64))
     return norms

@@ -29,14 +29,7 @@ TONE_STYLE = {
 }
 
 
-_SETTINGS = dict(
-    box=box.SIMPLE_HEAD,
-    title_justify="left",
-    caption_justify="left",
-    title_style="bold",
-    caption_style="dim",
-    show_edge=False,
-)
+BOX, TITLE_STYLE, CAPTION_STYLE = box.SIMPLE_HEAD, "bold", "dim"
 
 
 def rich_table(grid: Grid, width: int) -> RenderableType:
@@ -50,7 +43,16 @@ def measured_table(grid: Grid) -> Table:
     """rich.Table's own layout: it measures every cell, then shrinks and wraps to fit."""
     from rich.table import Table  # imported only when needed: it costs ~10 ms
 
-    table = Table(title=grid.title, caption=grid.caption or None, **_SETTINGS)  # type: ignore[arg-type]
+    table = Table(
+        title=grid.title,
+        caption=grid.caption or None,
+        box=BOX,
+        show_edge=False,
+        title_style=TITLE_STYLE,
+        caption_style=CAPTION_STYLE,
+        title_justify="left",
+        caption_justify="left",
+    )
     for column in grid.columns:
         table.add_column(column.header, justify="right" if column.numeric else "left")
     for cells in grid.rows:
@@ -59,7 +61,7 @@ def measured_table(grid: Grid) -> Table:
 
 
 class LaidOutTable:
-    """A grid that fits the screen, drawn as rich.Table draws it with the settings above.
+    """A grid that fits the screen, drawn exactly as ``measured_table`` draws it.
 
     Every cell is one line of known width, so the layout is fixed before drawing; rich.Table
     measures, wraps and pads each cell through its general machinery (~0.3 ms a cell), which
@@ -77,7 +79,7 @@ class LaidOutTable:
         widths = [size + 2 for size in sizes]  # padding: one space each side
         around = options.update(width=sum(widths) + len(widths) - 1, highlight=False, height=None)
         if self.grid.title:
-            title = console.render_str(self.grid.title, style="bold", highlight=False)
+            title = console.render_str(self.grid.title, style=TITLE_STYLE, highlight=False)
             yield from console.render(title, around.update(justify="left"))
 
         header, space = console.get_style("table.header"), Segment(" ")
@@ -94,7 +96,7 @@ class LaidOutTable:
                     text = align[j](lines[row - blank], sizes[j])
                     yield from (Segment(" ", header), Segment(text, header), Segment(" ", header))
             yield Segment.line()
-        rule = box.SIMPLE_HEAD.substitute(options, safe=console.safe_box)
+        rule = BOX.substitute(options, safe=console.safe_box)
         yield Segment(rule.get_row(widths, "head", edge=False))
         yield Segment.line()
 
@@ -107,7 +109,7 @@ class LaidOutTable:
                 yield Segment(align[j](cell.text, sizes[j]), styles[cell.tone])
             yield from (space, Segment.line())
         if self.grid.caption:
-            caption = console.render_str(self.grid.caption, style="dim", highlight=False)
+            caption = console.render_str(self.grid.caption, style=CAPTION_STYLE, highlight=False)
             yield from console.render(caption, around.update(justify="left"))
 
 

@@ -4,8 +4,8 @@
 needs only the norm, and when the batch is smaller than the width the B×B Gram matrices give it
 for less work than the n×n product:
 
-    ‖A_iᵀ G_i‖_F² = ⟨A_i A_iᵀ, G_i G_iᵀ⟩_F     two symmetric products of B²·n (BLAS syrk)
-                                               instead of one product of B·n²
+    ‖A_iᵀ G_i‖_F² = ⟨A_i A_iᵀ, G_i G_iᵀ⟩_F     two symmetric products, ~B²·n/2 multiply-adds
+                                               each (BLAS syrk), instead of one of B·n²
 
 The Frobenius sum can cancel (off-diagonal Gram entries have either sign), so each layer checks
 it: where ⟨|A Aᵀ|, |G Gᵀ|⟩ exceeds ⟨A Aᵀ, G Gᵀ⟩ by more than 2^12, or either leaves the float

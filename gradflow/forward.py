@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.activations import ACTIVATIONS
+from gradflow.activations import ACTIVATIONS, Slope
 from gradflow.norms import NORM_AXIS, inv_std_shape, normalize
 from gradflow.spec import NetworkSpec, Skip
 
@@ -117,11 +117,7 @@ def _forward_post(
         else:
             act.forward(pre, outs[i + 1], derivs[i])
         if (i + 1) % chunk == 0 or i + 1 == spec.depth:
-            start = i - i % chunk
-            if slope is not None and deriv is not None:
-                slope(h[start + 1 : i + 2], deriv[start : i + 1])
-            if observe is not None:
-                observe(start, i + 1, h[start + 1 : i + 2], _rows(deriv, start, i + 1))
+            _finish_chunk(i - i % chunk, i + 1, h[1:], deriv, slope, observe)
 
     return Tape(h[:-1], h[1:], deriv, xhat, inv_std, h[-1])
 
@@ -173,14 +169,22 @@ def _forward_pre(
             nxt += block_in
         u = nxt
         if (i + 1) % chunk == 0 or i + 1 == spec.depth:
-            start = i - i % chunk
-            if slope is not None and deriv is not None:
-                slope(q[start : i + 1], deriv[start : i + 1])
-            if observe is not None:
-                observe(start, i + 1, q[start : i + 1], _rows(deriv, start, i + 1))
+            _finish_chunk(i - i % chunk, i + 1, q, deriv, slope, observe)
 
     return Tape(q, q, deriv, xhat, inv_std, u.copy())
 
 
-def _rows(a: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
-    return None if a is None else a[start:stop]
+def _finish_chunk(
+    start: int,
+    stop: int,
+    act_out: np.ndarray,
+    deriv: np.ndarray | None,
+    slope: Slope | None,
+    observe: Observer | None,
+) -> None:
+    """Layers [start, stop) are done: φ' where it follows from φ, then the observer."""
+    out = act_out[start:stop]
+    if slope is not None and deriv is not None:
+        slope(out, deriv[start:stop])
+    if observe is not None:
+        observe(start, stop, out, None if deriv is None else deriv[start:stop])

@@ -21,7 +21,7 @@ import numpy as np
 from gradflow.forward import Tape
 from gradflow.norms import NORM_AXIS, normalize_backward
 from gradflow.report import Magnitudes
-from gradflow.scaling import HIGH_SQ, LOW_SQ, checked_norm, exact_norm, rescale, sum_sq
+from gradflow.scaling import HIGH_SQ, LOW_SQ, checked_norm, exact_norm, rescale, sum_sq, times_pow2
 from gradflow.spec import NetworkSpec, Skip
 from gradflow.weight_grads import WeightGradients
 
@@ -128,7 +128,7 @@ def backward(
             input_norm[i], e = exact_norm(g_next, e, inplace=True)
         input_exp[i] = e
         if kept_inputs is not None:
-            kept_inputs.append(np.ldexp(g_next, e))
+            kept_inputs.append(times_pow2(g_next, e))
         g, g_next = g_next, g
         if i % chunk == 0:
             grads.flush(i)
@@ -169,11 +169,11 @@ def _join(
     cosine = dot / math.sqrt(sq_skip * sq_branch) if sq_skip > 0 and sq_branch > 0 else math.nan
     # Bring both to the larger exponent; the smaller part loses only what is below rounding.
     if skip_e > branch_e:
-        np.ldexp(branch, branch_e - skip_e, out=branch)
+        times_pow2(branch, branch_e - skip_e, out=branch)
         branch += skip
         return skip_norm, branch_norm, cosine, skip_e
     if skip_e < branch_e:
-        branch += np.ldexp(skip, skip_e - branch_e)
+        branch += times_pow2(skip, skip_e - branch_e)
     else:
         branch += skip
     return skip_norm, branch_norm, cosine, branch_e

@@ -22,6 +22,7 @@ from gradflow.report import (
     Thresholds,
     Verdict,
 )
+from gradflow.scaling import times_pow2
 from gradflow.spec import NetworkSpec
 
 _STATS_CHUNK_BYTES = 1 << 20  # measure activations in chunks that are still in cache
@@ -104,7 +105,8 @@ def _exact_mean_std(values: np.ndarray) -> tuple[float, float]:
     if peak == 0.0 or not math.isfinite(peak):
         return float(values.mean(dtype=np.float64)), (0.0 if peak == 0.0 else math.nan)
     shift = math.frexp(peak)[1]
-    scaled = np.ldexp(values.astype(np.float64), -shift)  # exact: a power of two
+    wide = values.astype(np.float64)
+    scaled = times_pow2(wide, -shift, out=wide)
     return math.ldexp(float(scaled.mean()), shift), math.ldexp(float(scaled.std()), shift)
 
 

@@ -27,13 +27,29 @@ def rescale(g: np.ndarray, exponent: int) -> tuple[float, int]:
     return exact_norm(g, exponent, inplace=True)
 
 
+def times_pow2(x: np.ndarray, shift: int, out: np.ndarray | None = None) -> np.ndarray:
+    """x · 2**shift, exact wherever the result is a normal number, as np.ldexp is; but as plain
+    multiplies, which NumPy runs ~30x faster. Each factor is a normal number of x's dtype, so a
+    large shift takes up to three steps (beyond that every finite nonzero value is 0 or inf)."""
+    step = int(np.finfo(x.dtype).maxexp) - 2
+    shift = max(-3 * step, min(3 * step, shift))
+    part = max(-step, min(step, shift))
+    result: np.ndarray = np.multiply(x, 2.0**part, out=out)
+    shift -= part
+    while shift:
+        part = max(-step, min(step, shift))
+        np.multiply(result, 2.0**part, out=result)
+        shift -= part
+    return result
+
+
 def exact_norm(v: np.ndarray, exponent: int, inplace: bool = False) -> tuple[float, int]:
     """‖v‖ as (mantissa, exponent), safe where v·v over- or underflows; nan/inf pass through."""
     amax = float(np.max(np.abs(v))) if v.size else 0.0
     if amax == 0.0 or not math.isfinite(amax):
         return (amax if v.size else 0.0), exponent
     shift = math.frexp(amax)[1]
-    scaled = np.ldexp(v, -shift, out=v if inplace else None)  # exact: a power of two
+    scaled = times_pow2(v, -shift, out=v if inplace else None)
     return math.sqrt(sum_sq(scaled)), exponent + shift
 
 

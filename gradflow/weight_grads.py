@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradflow.scaling import checked_norm, sum_sq
+from gradflow.scaling import checked_norm, sum_sq, times_pow2
 from gradflow.spec import NetworkSpec
 
 _CHUNK_BYTES = 2 << 20  # batch a chunk of layers while its buffers fit in cache
@@ -103,8 +103,8 @@ class WeightGradients:
             # Layers arrive in reverse; kept lists are reversed once at the end.
             for k in reversed(range(count)):
                 e = exponents[k]
-                self.kept_w.append(np.ldexp(dw[k], e))
-                self.kept_b.append(np.ldexp(db[k], e))
+                self.kept_w.append(times_pow2(dw[k], e))
+                self.kept_b.append(times_pow2(db[k], e))
 
     def _gram_sq(self, a: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """⟨A Aᵀ, G Gᵀ⟩ for each layer of the chunk, and which layers must be redone."""

@@ -45,6 +45,7 @@ def test_gram_path_is_taken_only_when_it_saves_work() -> None:
     assert uses_gram(NetworkSpec(width=128, batch=32), keep=False)
     assert not uses_gram(NetworkSpec(width=128, batch=32), keep=True)  # kept: formed anyway
     assert not uses_gram(NetworkSpec(width=16, batch=16), keep=False)
+    assert not uses_gram(NetworkSpec(width=16, batch=16, dtype="float32"), keep=False)
 
 
 def test_gram_norms_match_the_explicit_product_on_random_layers() -> None:
@@ -75,13 +76,46 @@ def test_cancelling_gram_sum_is_redone_explicitly() -> None:
     assert np.max(np.abs(naive / _reference(a, g) - 1)) > 1e-6
 
 
-def test_float32_layers_take_the_explicit_product() -> None:
-    assert not uses_gram(NetworkSpec(width=128, batch=32, dtype="float32"), keep=False)
+def test_float32_gram_norms_keep_float32_accuracy() -> None:
+    assert uses_gram(NetworkSpec(width=128, batch=32, dtype="float32"), keep=False)
     rng = np.random.default_rng(5)
     a, g = rng.standard_normal((2, 10, 8, 48)).astype(np.float32)
-    norms, _, redone = _norms(a, g, keep=False)
+    gram, _, redone = _norms(a, g, keep=False)
+    explicit, _, _ = _norms(a, g, keep=True)
     assert not redone
-    np.testing.assert_allclose(norms, _reference(a, g), rtol=1e-6)
+    # the same float32 values, summed exactly in float64: both paths round only at float32 level
+    np.testing.assert_allclose(gram, _reference(a, g), rtol=2e-6)
+    np.testing.assert_allclose(explicit, _reference(a, g), rtol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dead_first_sample", [False, True])
+def test_tiny_activations_are_rescaled_not_lost(dtype: str, dead_first_sample: bool) -> None:
+    # Vanishing activations: their squares fall to the bottom of the subnormal range (float32:
+    # |a| ~ 2^-74, squares ~2^-148; float64: 2^-540), so A·Aᵀ is zero or has lost its digits.
+    # The first row tells the engine to scale A up before the Gram products; where that row is
+    # all zero (a dead sample), the range check catches the layer and it is taken again from A
+    # scaled by a power of two. Either way the Gram sums give the norm.
+    shift = {"float32": -74, "float64": -540}[dtype]
+    rng = np.random.default_rng(7)
+    a = np.ldexp(rng.standard_normal((4, 8, 48)), shift).astype(dtype)
+    if dead_first_sample:
+        a[:, 0] = 0.0
+    g = rng.standard_normal((4, 8, 48)).astype(dtype)
+    p, q = a @ a.transpose(0, 2, 1), g @ g.transpose(0, 2, 1)
+    unguarded = np.sqrt(np.einsum("kij,kij->k", p.astype(np.float64), q.astype(np.float64)))
+    assert np.all(np.abs(unguarded / _reference(a, g) - 1) > 1e-3)  # the check has work to do
+    depth, batch, n = a.shape
+    grads = WeightGradients(NetworkSpec(depth=depth, width=n, batch=batch, dtype=dtype), a, False)
+    grads.dw.fill(np.nan)  # the explicit product's buffer: stays untouched
+    grads.dz[:depth] = g
+    near_one, _ = grads._near_one(a)
+    redone = grads._gram_sq(near_one, g)[1]
+    assert redone.all() if dead_first_sample else not redone.any()
+    grads.flush(0)
+    assert np.isnan(grads.dw).all()
+    norms = grads.weight[:, 0] * 2.0 ** grads.weight[:, 1]
+    np.testing.assert_allclose(norms, _reference(a, g), rtol=2e-6 if dtype == "float32" else 1e-13)
 
 
 @pytest.mark.parametrize("value", [0.0, 1e-200, 1e200])

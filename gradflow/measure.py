@@ -22,7 +22,7 @@ from gradflow.report import (
     Thresholds,
     Verdict,
 )
-from gradflow.scaling import times_pow2
+from gradflow.scaling import scale_slabs, slab_shifts, times_pow2
 from gradflow.spec import NetworkSpec
 
 _STATS_CHUNK_BYTES = 1 << 20  # measure activations in chunks that are still in cache
@@ -73,13 +73,14 @@ class StatsCollector:
         return ActivationStats(self.mean, self.std, self.dead, self.saturated, finite)
 
 
-def _mean_std(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _mean_std(out: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of each (B, n) slab of out (K, B, n), as float64."""
     count = out.shape[1] * out.shape[2]
     flat = out.reshape(len(out), count)
     # One BLAS pass each for Σx and Σx², in the run's dtype. Where the mean dwarfs the spread
     # that loses digits: those layers are redone from the centered values. Where the squares
-    # leave the float range (tiny or huge values, inf, NaN) they are redone exactly.
+    # leave the float range (vanishing or exploding values) the layers are measured again
+    # scaled by a power of two, and where that fails too (inf, NaN) exactly, one by one.
     mean = flat @ np.full(count, 1.0 / count, dtype=flat.dtype)
     mean_sq = np.vecdot(flat, flat).astype(np.float64) / count
     mean64 = mean.astype(np.float64)
@@ -93,8 +94,17 @@ def _mean_std(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         var[rows] = np.vecdot(centered, centered).astype(np.float64) / count
     std = np.sqrt(np.maximum(var, 0.0))
     if not in_range.all():
-        for k in np.flatnonzero(~in_range):
-            mean64[k], std[k] = _exact_mean_std(flat[k])
+        bad = np.flatnonzero(~in_range)
+        if rescale:
+            # the usual case is a run of vanishing layers: a view then, not a copy
+            run = bad[-1] - bad[0] + 1 == len(bad)
+            slabs = out[bad[0] : bad[-1] + 1] if run else out[bad]
+            shifts = slab_shifts(slabs)
+            scaled = scale_slabs(slabs, shifts, out=None if run else slabs)
+            mean64[bad], std[bad] = (np.ldexp(v, -shifts) for v in _mean_std(scaled, False))
+        else:
+            for k in bad:
+                mean64[k], std[k] = _exact_mean_std(flat[k])
     return mean64, std
 
 

@@ -43,6 +43,26 @@ def times_pow2(x: np.ndarray, shift: int, out: np.ndarray | None = None) -> np.n
     return result
 
 
+def slab_shifts(stack: np.ndarray) -> np.ndarray:
+    """For each (B, n) slab of a (K, B, n) stack, the power of two that brings the largest
+    |value| of its first row into [1/2, 1), clipped so that 2**shift is a normal number of the
+    dtype; 0 where that value is 0, inf or NaN. A cheap probe (one row per slab) for values
+    whose squares would leave the float range."""
+    peak = np.max(np.abs(stack[:, 0, :]), axis=1)
+    limit = int(np.finfo(stack.dtype).maxexp) - 2
+    shifts: np.ndarray = np.negative(np.frexp(peak)[1], dtype=np.int64)
+    np.minimum(shifts, limit, out=shifts)  # np.clip costs ~10x these two calls
+    np.maximum(shifts, -limit, out=shifts)
+    return shifts
+
+
+def scale_slabs(stack: np.ndarray, shifts: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """stack[k] · 2**shifts[k] for each slab, exact where the result is a normal number."""
+    factors = np.ldexp(np.ones(len(stack), dtype=stack.dtype), shifts)  # exact powers of two
+    result: np.ndarray = np.multiply(stack, factors[:, None, None], out=out)
+    return result
+
+
 def exact_norm(v: np.ndarray, exponent: int, inplace: bool = False) -> tuple[float, int]:
     """‖v‖ as (mantissa, exponent), safe where v·v over- or underflows; nan/inf pass through."""
     amax = float(np.max(np.abs(v))) if v.size else 0.0

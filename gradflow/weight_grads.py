@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 
-from gradflow.scaling import checked_norm, sum_sq, times_pow2
+from gradflow.scaling import checked_norm, scale_slabs, slab_shifts, sum_sq, times_pow2
 from gradflow.spec import NetworkSpec
 
 _CHUNK_BYTES = 2 << 20  # batch a chunk of layers while its buffers fit in cache
@@ -92,12 +92,12 @@ class WeightGradients:
             narrow = dtype != np.float64  # formed in the pass's dtype, summed in float64
             self.narrow = np.empty_like(self.grams, dtype=dtype) if narrow else None
             self.max_cancel = _MAX_CANCEL[dtype]
-            # a product below the normal range is off by up to half the smallest subnormal
-            self.underflow = n * float(np.finfo(dtype).smallest_subnormal) / 2
-            self.eps = float(np.finfo(dtype).eps)
-            # A brought near 1 where its values are far from it, judged from its first row
             info = np.finfo(dtype)
-            self.window, self.max_shift = int(info.maxexp) // 4, int(info.maxexp) - 2
+            # a product below the normal range is off by up to half the smallest subnormal
+            self.underflow = n * float(info.smallest_subnormal) / 2
+            self.eps = float(info.eps)
+            # A is brought near 1 where its first row is beyond 2^±window (float32: 32)
+            self.window = int(info.maxexp) // 4
             self.prescaled: np.ndarray | None = None  # made when a chunk first needs it
             # for a layer that must be taken again: A and G rescaled, and its explicit product
             self.scaled = np.empty((2, batch, n), dtype=dtype)
@@ -139,16 +139,13 @@ class WeightGradients:
         """A with each layer multiplied by 2**shift, where the first row's largest value is
         beyond 2^±window (vanishing or exploding activations, whose squares would leave the
         float range in the Gram product); and the shifts. A itself where none is that far."""
-        peak = np.max(np.abs(a[:, 0, :]), axis=1)  # one row per layer: a cheap probe
-        shifts = -np.frexp(peak)[1].astype(np.int64)  # 0, inf, nan: 0
+        shifts = slab_shifts(a)
         shifts[np.abs(shifts) <= self.window] = 0
         if not shifts.any():
             return a, shifts
-        np.clip(shifts, -self.max_shift, self.max_shift, out=shifts)
-        factors = np.ldexp(np.ones(len(a), dtype=a.dtype), shifts)  # exact powers of two
         if self.prescaled is None:
             self.prescaled = np.empty_like(self.dz)
-        return np.multiply(a, factors[:, None, None], out=self.prescaled[: len(a)]), shifts
+        return scale_slabs(a, shifts, out=self.prescaled[: len(a)]), shifts
 
     def _again(
         self, a: np.ndarray, dz: np.ndarray, exponent: int, cancels: bool

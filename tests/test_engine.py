@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Callable
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -325,6 +326,8 @@ def test_statistics_of_activations() -> None:
         ("float32", 0.5, 0.01, 1e-4),  # a saturating sigmoid's outputs, in float32
         ("float64", 0.0, 1e-200, 1e-12),  # squares underflow: redone exactly
         ("float64", 0.0, 1e200, 1e-12),  # squares overflow
+        ("float32", 0.0, 1e-29, 1e-5),  # vanishing float32 activations: squares underflow
+        ("float32", 0.3, 1e25, 1e-5),  # exploding ones: squares overflow
     ],
 )
 def test_mean_std_of_layer_slabs(dtype: str, offset: float, spread: float, rtol: float) -> None:
@@ -337,8 +340,29 @@ def test_mean_std_of_layer_slabs(dtype: str, offset: float, spread: float, rtol:
     wide = out.astype(np.float64).reshape(5, -1)
     shift = math.frexp(spread)[1]  # scaled by a power of two (exact), so squares stay in range
     want_std = np.ldexp(np.ldexp(wide, -shift).std(axis=1), shift)
-    np.testing.assert_allclose(mean, wide.mean(axis=1), rtol=1e-12 if dtype == "float64" else 1e-6)
+    # a mean near 0 is only as exact as the spread of the values it sums
+    mean_tol = {"rtol": 1e-12} if dtype == "float64" else {"rtol": 1e-6, "atol": 1e-6 * spread}
+    np.testing.assert_allclose(mean, wide.mean(axis=1), **mean_tol)
     np.testing.assert_allclose(std, want_std, rtol=rtol)
+
+
+@pytest.mark.parametrize("dead_first_row", [False, True])
+def test_mean_std_out_of_range_is_rescaled_then_exact(dead_first_row: bool) -> None:
+    # The scale comes from each slab's first row; where that row is all zero there is none,
+    # and the slab is measured exactly, one value at a time.
+    from gradflow import measure
+
+    rng = np.random.default_rng(10)
+    out = (1e-30 * rng.standard_normal((4, 16, 24))).astype(np.float32)
+    if dead_first_row:
+        out[:, 0] = 0.0
+    exact = measure._exact_mean_std
+    with mock.patch.object(measure, "_exact_mean_std", wraps=exact) as slow:
+        mean, std = measure._mean_std(out)
+    assert slow.call_count == (4 if dead_first_row else 0)
+    wide = out.astype(np.float64).reshape(4, -1)
+    np.testing.assert_allclose(mean, wide.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(std, wide.std(axis=1), rtol=1e-5)
 
 
 @pytest.mark.parametrize(

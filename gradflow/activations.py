@@ -1,7 +1,10 @@
 """Activation functions: each forward writes φ(z) and, beside it, the local derivative φ'(z).
 
-Backward is then one multiply, ``dz = dh * d``; it never recomputes the forward. Functions write
-into caller-owned buffers (``out=``) so the hot loop allocates nothing.
+Backward is then one multiply, ``dz = dh * d``; it never recomputes the forward. Where φ' is a
+function of φ(z) alone (sigmoid, tanh, the ReLUs), value and slope are also given apart: φ' is
+then computed for a chunk of layers in one call, and for the ReLUs, whose φ' the forward pass
+does not otherwise need, not saved at all but computed by backward from the saved φ. Functions
+write into caller-owned buffers (``out=``) so the hot loop allocates nothing.
 """
 
 from __future__ import annotations
@@ -35,10 +38,6 @@ def _sigmoid_into(z: np.ndarray, out: np.ndarray) -> None:
     np.exp(out, out=out)
     out += 1
     np.reciprocal(out, out=out)
-
-
-# Where φ' is a function of φ(z) alone, the forward pass computes φ layer by layer and φ' for a
-# chunk of layers in one call: at small width that halves the calls per layer.
 
 
 def _relu_value(z: np.ndarray, h: np.ndarray) -> None:
@@ -163,6 +162,16 @@ class ActivationOps:
     relu_like: bool = False  # report the share of dead units
     saturated_below: float | None = None  # φ' below this counts as saturated
     split: tuple[Value, Slope] | None = None  # φ and φ'(from φ) apart, where φ' allows it
+
+    def __post_init__(self) -> None:
+        if self.saturated_below is not None and self.split is None:
+            raise ValueError("saturation is measured on φ' computed from φ: give a split")
+
+    @property
+    def slope_in_backward(self) -> bool:
+        """φ' follows from φ and the forward pass has no use for it (no saturation to count):
+        backward computes it from the saved φ, and φ' is never saved."""
+        return self.split is not None and self.saturated_below is None
 
     @classmethod
     def of_output(cls, value: Value, slope: Slope, gain: float, **flags: Any) -> ActivationOps:

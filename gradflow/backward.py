@@ -71,6 +71,9 @@ def backward(
     chunk, slots, dz_exp = grads.chunk, grads.slots, grads.exponent
     k = spec.block_size if spec.residual else 0
     layer_deriv: list[np.ndarray | None] = [None] * depth if deriv is None else list(deriv)
+    # where φ' follows from φ it was not saved: computed here a chunk of layers at a time
+    slope, slopes = tape.slope, None if tape.slope is None else np.empty_like(grads.dz)
+    slope_slots = [] if slopes is None else list(slopes)
     layer_w_t = [w.T for w in weights]
     blocks = spec.blocks
     block_add, block_branch = np.zeros((blocks, 2)), np.zeros((blocks, 2))
@@ -82,6 +85,11 @@ def backward(
         dz_exp[i] = e
         block_end = k and (i + 1) % k == 0
         d = layer_deriv[i]
+        if slope is not None and slopes is not None:
+            if i % chunk == chunk - 1 or i == depth - 1:
+                start = i - i % chunk
+                slope(tape.act_out[start : i + 1], slopes[: i + 1 - start])
+            d = slope_slots[i % chunk]
         if pre_order:
             if block_end:
                 np.copyto(skip, g)  # skip part: the incoming gradient, unchanged

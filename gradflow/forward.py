@@ -7,8 +7,9 @@ Two layer orders share one loop shape:
 
 Every saved tensor lives in one preallocated (L, B, n) array written with ``out=``, so the hot
 loop allocates (almost) nothing. Layers are finished in chunks while their values are still in
-cache: φ' of a chunk in one call where it follows from φ alone (sigmoid, tanh, ReLU), then the
-chunk goes to an observer (statistics, progress).
+cache: φ' of a chunk in one call where it follows from φ alone (sigmoid, tanh), then the chunk
+goes to an observer (statistics, progress). The ReLUs' φ' is not saved: backward computes it
+from the saved outputs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class Tape:
 
     dense_in: np.ndarray  # (L, B, n) input of each matmul: post h_i, pre φ(N(u_i))
     act_out: np.ndarray  # (L, B, n) output of each layer's activation φ
-    deriv: np.ndarray | None  # (L, B, n) φ' at the same points; None when φ is linear
+    deriv: np.ndarray | None  # (L, B, n) φ' at the same points; None: linear, or see slope
+    slope: Slope | None  # gives φ' from act_out where it is not saved (the ReLUs)
     xhat: np.ndarray | None  # (L, B, n) normalized values; None without normalization
     inv_std: np.ndarray | None  # (L, 1, n) batch norm or (L, B, 1) layer norm
     output: np.ndarray  # (B, n) the network output y
@@ -81,7 +83,8 @@ def _forward_post(
     dtype, alpha = x.dtype, spec.residual_scale
     h = _allocate(spec, dtype, spec.depth + 1)  # h[0] = x, h[i + 1] = output of layer i
     h[0] = x
-    deriv = None if act.identity else _allocate(spec, dtype, spec.depth)
+    saved = not (act.identity or act.slope_in_backward)
+    deriv = _allocate(spec, dtype, spec.depth) if saved else None
     axis, xhat, inv_std = _norm_buffers(spec, dtype)
     z = np.empty_like(x)  # (B, n) scratch, reused by every layer
     s = np.empty_like(x)
@@ -110,16 +113,17 @@ def _forward_post(
             else:
                 np.add(pre, block_in, out=s)
             pre = s
-        if deriv is None:
+        if value is not None:
+            value(pre, outs[i + 1])  # φ' below, for the whole chunk, if saved
+        elif deriv is None:
             np.copyto(outs[i + 1], pre)
-        elif value is not None:
-            value(pre, outs[i + 1])  # φ' below, for the whole chunk
         else:
             act.forward(pre, outs[i + 1], derivs[i])
         if (i + 1) % chunk == 0 or i + 1 == spec.depth:
             _finish_chunk(i - i % chunk, i + 1, h[1:], deriv, slope, observe)
 
-    return Tape(h[:-1], h[1:], deriv, xhat, inv_std, h[-1])
+    unsaved = slope if act.slope_in_backward else None
+    return Tape(h[:-1], h[1:], deriv, unsaved, xhat, inv_std, h[-1])
 
 
 def _forward_pre(
@@ -133,7 +137,8 @@ def _forward_pre(
     act = ACTIVATIONS[spec.activation]
     dtype, alpha = x.dtype, spec.residual_scale
     q = _allocate(spec, dtype, spec.depth)  # q[i] = φ(N(u_i)), the input of matmul i
-    deriv = None if act.identity else _allocate(spec, dtype, spec.depth)
+    saved = not (act.identity or act.slope_in_backward)
+    deriv = _allocate(spec, dtype, spec.depth) if saved else None
     axis, xhat, inv_std = _norm_buffers(spec, dtype)
     # The residual stream needs only three (B, n) buffers: the block input, the current value
     # and the next one.
@@ -152,10 +157,10 @@ def _forward_pre(
             assert xhat is not None and inv_std is not None
             normalize(u, axis, xhat[i], inv_std[i])
             pre = xhat[i]
-        if deriv is None:
+        if value is not None:
+            value(pre, acts[i])  # φ' below, for the whole chunk, if saved
+        elif deriv is None:
             np.copyto(acts[i], pre)
-        elif value is not None:
-            value(pre, acts[i])  # φ' below, for the whole chunk
         else:
             act.forward(pre, acts[i], derivs[i])
         nxt = next(b for b in pool if b is not u and b is not block_in)
@@ -171,7 +176,8 @@ def _forward_pre(
         if (i + 1) % chunk == 0 or i + 1 == spec.depth:
             _finish_chunk(i - i % chunk, i + 1, q, deriv, slope, observe)
 
-    return Tape(q, q, deriv, xhat, inv_std, u.copy())
+    unsaved = slope if act.slope_in_backward else None
+    return Tape(q, q, deriv, unsaved, xhat, inv_std, u.copy())
 
 
 def _finish_chunk(

@@ -53,16 +53,16 @@ class StatsCollector:
         self.dead, self.saturated = np.full(depth, np.nan), np.full(depth, np.nan)
 
     def __call__(self, start: int, stop: int, out: np.ndarray, deriv: np.ndarray | None) -> None:
-        """Measure layers [start, stop): out and deriv are their (K, B, n) outputs and φ'."""
+        """Measure layers [start, stop): out and deriv are their (K, B, n) outputs and φ' (None
+        where it is not saved)."""
         rows = slice(start, stop)
         self.mean[rows], self.std[rows] = _mean_std(out)
-        if deriv is None:
-            return
         if self.act.relu_like:
-            # a unit is dead when it is inactive (φ' at its small end) for every row of the batch
-            alive = np.count_nonzero((deriv > 0.5).any(axis=1), axis=1)
-            self.dead[rows] = 1.0 - alive / deriv.shape[2]
+            # a unit is dead when it is inactive (φ(z) > 0 ⇔ z > 0) for every row of the batch
+            alive = np.count_nonzero((out > 0).any(axis=1), axis=1)
+            self.dead[rows] = 1.0 - alive / out.shape[2]
         if self.act.saturated_below is not None:
+            assert deriv is not None  # saved where saturation is counted
             flat = deriv.reshape(len(deriv), -1)
             below = flat < self.act.saturated_below
             saturated = [np.count_nonzero(layer) for layer in below]  # faster than axis=1

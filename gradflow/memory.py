@@ -13,7 +13,7 @@ import os
 from gradflow.activations import ACTIVATIONS
 from gradflow.measure import stats_chunk_layers
 from gradflow.spec import Loss, NetworkSpec, Norm, Skip
-from gradflow.weight_grads import buffer_bytes
+from gradflow.weight_grads import buffer_bytes, chunk_layers, uses_gram
 
 
 def _itemsize(spec: NetworkSpec) -> int:
@@ -35,7 +35,8 @@ def cache_bytes(spec: NetworkSpec) -> int:
     depth, batch, n, size = spec.depth, spec.batch, spec.width, _itemsize(spec)
     layer = batch * n
     saved = depth + (1 if spec.skip is not Skip.PRE else 0)  # activations (post keeps x too)
-    if not ACTIVATIONS[spec.activation].identity:
+    act = ACTIVATIONS[spec.activation]
+    if not (act.identity or act.slope_in_backward):
         saved += depth  # φ' at every point
     extra = 0
     if spec.norm is not Norm.NONE:
@@ -49,6 +50,8 @@ def work_bytes(spec: NetworkSpec, keep_gradients: bool = False) -> int:
     n, batch, size = spec.width, spec.batch, _itemsize(spec)
     grads = buffer_bytes(spec, size, keep_gradients)
     stats = 2 * stats_chunk_layers(spec) * batch * n * 8  # float64 temporaries of std and masks
+    if ACTIVATIONS[spec.activation].slope_in_backward:  # φ' of a chunk, computed by backward
+        grads += chunk_layers(spec, size, uses_gram(spec, keep_gradients)) * batch * n * size
     return grads + stats
 
 

@@ -102,8 +102,8 @@ def _mean_std(out: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, np.nda
             shifts = slab_shifts(slabs)
             scaled = scale_slabs(slabs, shifts, out=None if run else slabs)
             mean64[bad], std[bad] = (np.ldexp(v, -shifts) for v in _mean_std(scaled, False))
-        else:
-            for k in bad:
+        else:  # all-zero layers (a dead network) have mean and std 0 already
+            for k in bad[flat[bad].any(axis=1)]:
                 mean64[k], std[k] = _exact_mean_std(flat[k])
     return mean64, std
 

@@ -65,7 +65,9 @@ def scale_slabs(stack: np.ndarray, shifts: np.ndarray, out: np.ndarray | None = 
 
 def exact_norm(v: np.ndarray, exponent: int, inplace: bool = False) -> tuple[float, int]:
     """‖v‖ as (mantissa, exponent), safe where v·v over- or underflows; nan/inf pass through."""
-    amax = float(np.max(np.abs(v))) if v.size else 0.0
+    if not v.any():  # all zero (a dead network): one cheap pass
+        return 0.0, exponent
+    amax = float(np.max(np.abs(v)))
     if amax == 0.0 or not math.isfinite(amax):
         return (amax if v.size else 0.0), exponent
     shift = math.frexp(amax)[1]

@@ -365,6 +365,19 @@ def test_mean_std_out_of_range_is_rescaled_then_exact(dead_first_row: bool) -> N
     np.testing.assert_allclose(std, wide.std(axis=1), rtol=1e-5)
 
 
+def test_dead_layers_measure_zero_without_the_exact_path() -> None:
+    # a dead ReLU network: from some layer on every activation is exactly 0
+    from gradflow import measure
+
+    out = np.random.default_rng(11).random((6, 8, 12)).astype(np.float32)
+    out[2:] = 0.0
+    with mock.patch.object(measure, "_exact_mean_std", side_effect=AssertionError) as slow:
+        mean, std = measure._mean_std(out)
+    assert slow.call_count == 0
+    assert np.all(mean[2:] == 0.0) and np.all(std[2:] == 0.0)
+    np.testing.assert_allclose(std[:2], out[:2].reshape(2, -1).std(axis=1), rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

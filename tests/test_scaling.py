@@ -39,3 +39,12 @@ def test_exact_norm_far_outside_the_square_range(scale: float) -> None:
     v = np.array([3.0, 4.0]) * scale
     mantissa, exponent = exact_norm(v, 10)
     assert mantissa * 2.0 ** (exponent - 10) == pytest.approx(5.0 * scale, rel=1e-15)
+
+
+def test_exact_norm_of_zeros_and_non_finite_values() -> None:
+    assert exact_norm(np.zeros(5), 7) == (0.0, 7)
+    assert exact_norm(np.zeros(0), 7) == (0.0, 7)
+    mantissa, _ = exact_norm(np.array([0.0, np.inf]), 0)
+    assert mantissa == np.inf
+    mantissa, _ = exact_norm(np.array([1.0, np.nan]), 0)
+    assert np.isnan(mantissa)

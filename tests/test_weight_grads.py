@@ -146,3 +146,14 @@ def test_report_norms_do_not_depend_on_keeping_gradients(changes: dict[str, obje
     kept = analyze(spec, keep_gradients=True).layers.grad_weight
     rtol = 1e-12 if spec.dtype.value == "float64" else 1e-5  # float32: the explicit one rounds
     np.testing.assert_allclose(norms.log10, kept.log10, rtol=0, atol=rtol / math.log(10))
+
+
+@pytest.mark.parametrize("width", [48, 8])  # Gram path (batch < width) and explicit path
+def test_dead_layers_have_norm_zero(width: int) -> None:
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((3, 8, width))
+    a[1] = 0.0  # a dead layer: its weight gradient is exactly 0
+    g = rng.standard_normal((3, 8, width))
+    norms, _, _ = _norms(a, g, keep=False)
+    assert norms[1] == 0.0
+    np.testing.assert_allclose(norms[[0, 2]], _reference(a, g)[[0, 2]], rtol=1e-13)

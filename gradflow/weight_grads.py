@@ -153,6 +153,8 @@ class WeightGradients:
         """One layer whose Gram sum failed its check, with A and G scaled to max |x| in [1/2, 1)
         by powers of two: the Gram sum once more if it had left the range, the explicit product
         if it cancelled (scaling cannot cure that) or still fails."""
+        if not (a.any() and dz.any()):  # a dead layer: exactly 0
+            return 0.0, exponent
         a, a_shift = _unit_scale(a, self.scaled[0])
         dz, dz_shift = _unit_scale(dz, self.scaled[1])
         exponent -= a_shift + dz_shift
@@ -203,5 +205,7 @@ def _fill(rows: np.ndarray, sq: np.ndarray, exponents: list[int], values: np.nda
     rows[:, 1] = exponents
     in_range = (sq > 0) & (sq < np.inf)
     if not in_range.all():
-        for k in np.flatnonzero(~in_range):
+        # all-zero layers (a dead network) already have their exact norm, 0
+        nonzero = values.reshape(len(values), -1).any(axis=1)
+        for k in np.flatnonzero(~in_range & nonzero):
             rows[k] = checked_norm(float(sq[k]), values[k], exponents[k])

@@ -68,16 +68,18 @@ def draw_weights(spec: NetworkSpec, rng: np.random.Generator, out: np.ndarray) -
     draw, scale = INITIALIZERS[spec.init], init_scale(spec)
     n = spec.width
     norms = np.empty(spec.depth)
-    chunk = max(1, (8 << 20) // (8 * n * n))  # bound the float64 temporary to ~8 MiB
+    chunk = max(1, (2 << 20) // (8 * n * n))  # bound the float64 temporary to ~2 MiB
     for start in range(0, spec.depth, chunk):
         stop = min(start + chunk, spec.depth)
         if out.dtype == np.float64:
             draw(rng, out[start:stop], scale)
-        else:  # drawn in float64, then rounded
-            drawn = np.empty((stop - start, n, n))
-            draw(rng, drawn, scale)
-            out[start:stop] = drawn
-            del drawn  # freed before the next chunk is drawn
-        flat = out[start:stop].reshape(stop - start, -1)
-        norms[start:stop] = np.sqrt(np.vecdot(flat, flat, dtype=np.float64))
+            wide = out[start:stop]
+        else:  # drawn in float64, rounded, and the rounded values measured in float64
+            wide = np.empty((stop - start, n, n))
+            draw(rng, wide, scale)
+            out[start:stop] = wide
+            wide[...] = out[start:stop]  # exact: float32 values widened
+        flat = wide.reshape(stop - start, -1)
+        norms[start:stop] = np.sqrt(np.vecdot(flat, flat))
+        del wide, flat  # a float64 temporary is freed before the next chunk is drawn
     return norms

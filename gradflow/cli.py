@@ -488,7 +488,7 @@ def _emit(plan: Plan, reports: list[Report]) -> None:
     for report in reports:  # numerical trouble met on the way: diagnostics, so stderr
         for warning in report.summary.warnings:
             typer.echo(f"gradflow: warning: {report.label}: {warning}", err=True)
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)  # no :codes: in our text
     if plan.output is None:
         if plan.format is Format.TABLE:
             _print_page(console, plan, reports)
@@ -542,7 +542,7 @@ def _text(plan: Plan, reports: Sequence[Report], *, width: int) -> str:
     from rich.console import Console
 
     buffer = io.StringIO()
-    _print_page(Console(file=buffer, width=width, color_system=None), plan, reports)
+    _print_page(Console(file=buffer, width=width, color_system=None, emoji=False), plan, reports)
     return buffer.getvalue()
 
 

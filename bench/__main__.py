@@ -53,7 +53,7 @@ def row(*cells: object) -> None:
 def engine_vs_floor() -> None:
     print("\n1. one analyzed pass vs the bare matmuls of the same shapes (best of 5, interleaved)")
     print("   floor: a @ W forward, a.T @ g and g @ W.T backward, nothing else")
-    print("   engine: the pass as run; float64 with B < n takes |dL/dW| from B x B Gram matrices")
+    print("   engine: the pass as run; with B < n it takes |dL/dW| from B x B Gram matrices")
     print("   explicit: the same pass forming every n x n dL/dW, as the floor does")
     print("   phi: the activation's own elementwise work (sigmoid: an exp per value)")
     row("case", "activation", "engine", "explicit", "floor", "ratio", "target", "explicit/fl",

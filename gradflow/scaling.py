@@ -68,8 +68,8 @@ def exact_norm(v: np.ndarray, exponent: int, inplace: bool = False) -> tuple[flo
     if not v.any():  # all zero (a dead network): one cheap pass
         return 0.0, exponent
     amax = float(np.max(np.abs(v)))
-    if amax == 0.0 or not math.isfinite(amax):
-        return (amax if v.size else 0.0), exponent
+    if not math.isfinite(amax):
+        return amax, exponent
     shift = math.frexp(amax)[1]
     scaled = times_pow2(v, -shift, out=v if inplace else None)
     return math.sqrt(sum_sq(scaled)), exponent + shift

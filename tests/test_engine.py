@@ -437,3 +437,33 @@ def test_subnormal_activations_are_reported() -> None:
     first = int(np.argmax((size > 0) & (size < np.finfo(np.float64).tiny))) + 1
     assert 1500 < first < 2000
     assert any("subnormal" in w and f"layer {first}" in w for w in report.summary.warnings)
+
+
+@pytest.mark.parametrize(
+    ("activation", "skip", "norm"),
+    [
+        ("relu", "none", "none"),  # φ' not saved: backward computes it from φ
+        ("leaky_relu", "pre", "batch"),
+        ("sigmoid", "post", "none"),  # φ' saved: statistics count saturation on it
+        ("gelu", "pre", "layer"),
+        ("linear", "post", "batch"),  # φ' ≡ 1: nothing saved
+    ],
+)
+def test_memory_estimate_counts_what_the_forward_cache_holds(
+    activation: str, skip: str, norm: str
+) -> None:
+    from gradflow.forward import forward
+    from gradflow.memory import cache_bytes
+
+    spec = NetworkSpec(depth=8, width=12, batch=5, activation=activation, skip=skip, norm=norm)  # type: ignore[arg-type]
+    network = build(spec)
+    tape = forward(spec, network.weights_for(spec), None, network.x)
+    arrays = [tape.act_out, tape.deriv, tape.xhat, tape.inv_std]
+    if skip != "pre":
+        arrays.append(tape.dense_in)  # post keeps x and every h; pre's dense_in is act_out
+    held = {id(a.base if a.base is not None else a): a for a in arrays if a is not None}
+    held_bytes = sum((a.base if a.base is not None else a).nbytes for a in held.values())
+    assert (tape.deriv is None) == (activation in ("relu", "leaky_relu", "linear"))
+    # exactly what is held, plus eight (B, n) scratch buffers and 200 bytes of records a layer
+    scratch = 8 * spec.batch * spec.width * 8 + 200 * spec.depth
+    assert cache_bytes(spec) == held_bytes + scratch

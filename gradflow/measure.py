@@ -90,22 +90,27 @@ def _mean_std(out: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, np.nda
     cancelled = in_range & ~(var > tolerance * mean64 * mean64)
     if cancelled.any():
         rows = np.flatnonzero(cancelled)
-        centered = flat[rows] - mean[rows, None]
+        centered = _take(flat, rows) - mean[rows, None]
         var[rows] = np.vecdot(centered, centered).astype(np.float64) / count
     std = np.sqrt(np.maximum(var, 0.0))
     if not in_range.all():
         bad = np.flatnonzero(~in_range)
         if rescale:
-            # the usual case is a run of vanishing layers: a view then, not a copy
-            run = bad[-1] - bad[0] + 1 == len(bad)
-            slabs = out[bad[0] : bad[-1] + 1] if run else out[bad]
+            slabs = _take(out, bad)
             shifts = slab_shifts(slabs)
-            scaled = scale_slabs(slabs, shifts, out=None if run else slabs)
+            scaled = scale_slabs(slabs, shifts)
             mean64[bad], std[bad] = (np.ldexp(v, -shifts) for v in _mean_std(scaled, False))
         else:  # all-zero layers (a dead network) have mean and std 0 already
             for k in bad[flat[bad].any(axis=1)]:
                 mean64[k], std[k] = _exact_mean_std(flat[k])
     return mean64, std
+
+
+def _take(stack: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """stack[rows]: a view where the rows are one run (the usual case), else a copy."""
+    run = rows[-1] - rows[0] + 1 == len(rows)
+    taken: np.ndarray = stack[rows[0] : rows[-1] + 1] if run else stack[rows]
+    return taken
 
 
 def _exact_mean_std(values: np.ndarray) -> tuple[float, float]:

@@ -137,6 +137,9 @@ def test_gram_sums_out_of_range_fall_back(value: float) -> None:
         {"activation": "relu", "init": "he", "skip": "post"},
         {"norm": "batch", "skip": "pre"},
         {"norm": "layer", "activation": "tanh", "dtype": "float32"},
+        {"activation": "sigmoid", "skip": "post", "norm": "batch", "dtype": "float32"},
+        # activations vanish below 2^-32 within the net: A is scaled before its Gram product
+        {"activation": "relu", "weight_var": 0.01, "dtype": "float32"},
         {"loss": "xent", "bias_var": 0.1, "activation": "gelu"},
     ],
 )

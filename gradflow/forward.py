@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.activations import ACTIVATIONS, Slope
+from gradflow.activations import ACTIVATIONS, ActivationOps, Slope
 from gradflow.norms import NORM_AXIS, inv_std_shape, normalize
 from gradflow.spec import NetworkSpec, Skip
 
@@ -71,6 +71,19 @@ def _norm_buffers(
     return axis, xhat, inv_std
 
 
+def _derivatives(
+    spec: NetworkSpec, act: ActivationOps, dtype: np.dtype
+) -> tuple[np.ndarray | None, Slope | None]:
+    """Where φ' is saved, its (L, B, n) buffer; where backward computes it from φ instead (the
+    ReLUs), the function that does. Neither for a linear φ."""
+    if act.identity:
+        return None, None
+    if act.slope_in_backward:
+        assert act.split is not None
+        return None, act.split[1]
+    return _allocate(spec, dtype, spec.depth), None
+
+
 def _forward_post(
     spec: NetworkSpec,
     weights: Sequence[np.ndarray],
@@ -83,8 +96,7 @@ def _forward_post(
     dtype, alpha = x.dtype, spec.residual_scale
     h = _allocate(spec, dtype, spec.depth + 1)  # h[0] = x, h[i + 1] = output of layer i
     h[0] = x
-    saved = not (act.identity or act.slope_in_backward)
-    deriv = _allocate(spec, dtype, spec.depth) if saved else None
+    deriv, unsaved = _derivatives(spec, act, dtype)
     axis, xhat, inv_std = _norm_buffers(spec, dtype)
     z = np.empty_like(x)  # (B, n) scratch, reused by every layer
     s = np.empty_like(x)
@@ -122,7 +134,6 @@ def _forward_post(
         if (i + 1) % chunk == 0 or i + 1 == spec.depth:
             _finish_chunk(i - i % chunk, i + 1, h[1:], deriv, slope, observe)
 
-    unsaved = slope if act.slope_in_backward else None
     return Tape(h[:-1], h[1:], deriv, unsaved, xhat, inv_std, h[-1])
 
 
@@ -137,8 +148,7 @@ def _forward_pre(
     act = ACTIVATIONS[spec.activation]
     dtype, alpha = x.dtype, spec.residual_scale
     q = _allocate(spec, dtype, spec.depth)  # q[i] = φ(N(u_i)), the input of matmul i
-    saved = not (act.identity or act.slope_in_backward)
-    deriv = _allocate(spec, dtype, spec.depth) if saved else None
+    deriv, unsaved = _derivatives(spec, act, dtype)
     axis, xhat, inv_std = _norm_buffers(spec, dtype)
     # The residual stream needs only three (B, n) buffers: the block input, the current value
     # and the next one.
@@ -176,7 +186,6 @@ def _forward_pre(
         if (i + 1) % chunk == 0 or i + 1 == spec.depth:
             _finish_chunk(i - i % chunk, i + 1, q, deriv, slope, observe)
 
-    unsaved = slope if act.slope_in_backward else None
     return Tape(q, q, deriv, unsaved, xhat, inv_std, u.copy())
 
 

@@ -63,16 +63,22 @@ def scale_slabs(stack: np.ndarray, shifts: np.ndarray, out: np.ndarray | None = 
     return result
 
 
+def unit_scale(x: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """x · 2**shift with max |x · 2**shift| in [1/2, 1) (exact), and shift; x itself (shift 0)
+    where its largest value is 0, inf or nan."""
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak == 0.0 or not math.isfinite(peak):
+        return x, 0
+    shift = -math.frexp(peak)[1]
+    return times_pow2(x, shift, out=out), shift
+
+
 def exact_norm(v: np.ndarray, exponent: int, inplace: bool = False) -> tuple[float, int]:
     """‖v‖ as (mantissa, exponent), safe where v·v over- or underflows; nan/inf pass through."""
     if not v.any():  # all zero (a dead network): one cheap pass
         return 0.0, exponent
-    amax = float(np.max(np.abs(v)))
-    if not math.isfinite(amax):
-        return amax, exponent
-    shift = math.frexp(amax)[1]
-    scaled = times_pow2(v, -shift, out=v if inplace else None)
-    return math.sqrt(sum_sq(scaled)), exponent + shift
+    scaled, shift = unit_scale(v, out=v if inplace else None)
+    return math.sqrt(sum_sq(scaled)), exponent - shift
 
 
 def checked_norm(sq: float, v: np.ndarray, exponent: int) -> tuple[float, int]:

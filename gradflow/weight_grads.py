@@ -31,11 +31,16 @@ NumPy's per-call cost, which dominates at small width.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from gradflow.scaling import checked_norm, scale_slabs, slab_shifts, sum_sq, times_pow2
+from gradflow.scaling import (
+    checked_norm,
+    scale_slabs,
+    slab_shifts,
+    sum_sq,
+    times_pow2,
+    unit_scale,
+)
 from gradflow.spec import NetworkSpec
 
 _CHUNK_BYTES = 2 << 20  # batch a chunk of layers while its buffers fit in cache
@@ -155,8 +160,8 @@ class WeightGradients:
         if it cancelled (scaling cannot cure that) or still fails."""
         if not (a.any() and dz.any()):  # a dead layer: exactly 0
             return 0.0, exponent
-        a, a_shift = _unit_scale(a, self.scaled[0])
-        dz, dz_shift = _unit_scale(dz, self.scaled[1])
+        a, a_shift = unit_scale(a, self.scaled[0])
+        dz, dz_shift = unit_scale(dz, self.scaled[1])
         exponent -= a_shift + dz_shift
         if not cancels:
             sq, redo, _ = self._gram_sq(a[None], dz[None])
@@ -187,16 +192,6 @@ class WeightGradients:
         in_range = (lost <= self.eps * sq) & (sq > low) & (bound < high)
         cancels = bound > self.max_cancel * sq
         return sq, ~in_range | cancels, in_range & cancels
-
-
-def _unit_scale(x: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, int]:
-    """x · 2**shift with max |x · 2**shift| in [1/2, 1) (exact), and shift; x itself where its
-    largest value is 0, inf or nan."""
-    peak = float(np.max(np.abs(x)))
-    if peak == 0.0 or not math.isfinite(peak):
-        return x, 0
-    shift = -math.frexp(peak)[1]
-    return times_pow2(x, shift, out=out), shift
 
 
 def _fill(rows: np.ndarray, sq: np.ndarray, exponents: list[int], values: np.ndarray) -> None:

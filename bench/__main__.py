@@ -111,7 +111,7 @@ def cli_latency() -> None:
             f"{t[name] / t[reference]:.2f}", f"<= {target}")  # fmt: skip
     print("   references: compare vs `import numpy, rich.console, typer`; flags vs `import typer`")
     probe = (
-        "import sys; from gradflow.cli import main; sys.argv = ['gradflow', '{flag}']\n"
+        "import sys; from gradflow.cli.app import main; sys.argv = ['gradflow', '{flag}']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "sys.stderr.write(str('numpy' in sys.modules))"
     )

@@ -18,12 +18,12 @@ from unittest import mock
 
 import numpy as np
 
-from gradflow import weight_grads
-from gradflow.activations import ACTIVATIONS
-from gradflow.analyze import analyze
-from gradflow.build import Network, build
-from gradflow.memory import estimate_bytes
-from gradflow.spec import NetworkSpec
+from gradflow.analysis.analyze import analyze
+from gradflow.engine import weight_grads
+from gradflow.engine.activations import ACTIVATIONS
+from gradflow.engine.memory import estimate_bytes
+from gradflow.engine.network import Network, build
+from gradflow.engine.spec import NetworkSpec
 
 
 def rss_bytes(field: str) -> int:

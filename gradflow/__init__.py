@@ -3,9 +3,9 @@
 The Python API lives in its modules (imported explicitly, so ``gradflow --help`` never pays for
 NumPy):
 
-    from gradflow.spec import NetworkSpec       # what to build
-    from gradflow.build import build            # its arrays
-    from gradflow.analyze import analyze, compare   # one pass, measured: a Report
+    from gradflow.engine.spec import NetworkSpec       # what to build
+    from gradflow.engine.network import build            # its arrays
+    from gradflow.analysis.analyze import analyze, compare   # one pass, measured: a Report
 """
 
 __version__ = "0.1.0"

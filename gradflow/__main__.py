@@ -1,3 +1,3 @@
-from gradflow.cli import main
+from gradflow.cli.app import main
 
 main()

@@ -20,10 +20,10 @@ import pytest
 import torch
 from torch_reference import reference_pass
 
-from gradflow.analyze import analyze
-from gradflow.build import build
-from gradflow.report import Report
-from gradflow.spec import Activation, Init, Loss, NetworkSpec, Norm, Skip
+from gradflow.analysis.analyze import analyze
+from gradflow.analysis.results import Report
+from gradflow.engine.network import build
+from gradflow.engine.spec import Activation, Init, Loss, NetworkSpec, Norm, Skip
 
 RTOL = 1e-10  # relative agreement required of every gradient of genuine size
 FLOOR = 1e-12  # absolute floor, as a fraction of the run's largest gradient: rounding noise only

@@ -9,15 +9,15 @@ import re
 import numpy as np
 import pytest
 
-from gradflow import chart, view
-from gradflow.report import Magnitudes, Status
+from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
+from gradflow.render import chart, view
 
 WIDTH = 100
 
 
 def magnitudes(log10s: list[float]) -> Magnitudes:
     """Exact magnitudes from log10 values, also far beyond float64's range."""
-    return view.from_log10(np.array(log10s))
+    return from_log10(np.array(log10s))
 
 
 def bars(lines: list[str], labels: list[str]) -> dict[str, list[str]]:

@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
-from gradflow import __version__, memory, view
-from gradflow.analyze import analyze, compare
-from gradflow.build import build
-from gradflow.cli import app
-from gradflow.report import Report, Thresholds
-from gradflow.spec import Activation, DType, Init, Loss, NetworkSpec, Norm, Skip
+from gradflow import __version__
+from gradflow.analysis.analyze import analyze, compare
+from gradflow.analysis.results import Report, Thresholds
+from gradflow.cli.app import app
+from gradflow.engine import memory
+from gradflow.engine.network import build
+from gradflow.engine.spec import Activation, DType, Init, Loss, NetworkSpec, Norm, Skip
+from gradflow.render import view
 
 SMALL = ["--depth", "6", "--width", "6", "--batch", "4"]
 SMALL_SPEC = NetworkSpec(depth=6, width=6, batch=4)
@@ -66,10 +68,10 @@ def test_version() -> None:
 def test_help_and_version_do_not_load_numpy(args: list[str]) -> None:
     code = (
         "import sys\n"
-        "from gradflow.cli import main\n"
+        "from gradflow.cli.app import main\n"
         f"sys.argv = ['gradflow', *{args!r}]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-        "print('numpy' in sys.modules, 'gradflow.analyze' in sys.modules)\n"
+        "print('numpy' in sys.modules, 'gradflow.analysis.analyze' in sys.modules)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -345,7 +347,7 @@ def test_unwritable_output_is_one_line(tmp_path: Path, monkeypatch: pytest.Monke
     def disk_full(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gradflow.export.os.replace", disk_full)
+    monkeypatch.setattr("gradflow.render.formats.os.replace", disk_full)
     target = tmp_path / "r.json"
     line = one_line_error(run("analyze", *SMALL, "--output", str(target)))
     assert "--output" in line and "No space left" in line

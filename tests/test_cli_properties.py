@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from gradflow.cli import app
+from gradflow.cli.app import app
 
 # Each flag with values a user might type: mostly valid and small (so examples stay fast), some not.
 VALUES: dict[str, list[str]] = {

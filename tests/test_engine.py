@@ -12,10 +12,11 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from gradflow.analyze import analyze, compare
-from gradflow.build import Network, build
-from gradflow.report import Magnitudes, Report, Status, Verdict
-from gradflow.spec import Activation, Init, Loss, NetworkSpec, Norm, Skip
+from gradflow.analysis.analyze import analyze, compare
+from gradflow.analysis.results import Report, Verdict
+from gradflow.engine.magnitudes import Magnitudes, Status
+from gradflow.engine.network import Network, build
+from gradflow.engine.spec import Activation, Init, Loss, NetworkSpec, Norm, Skip
 
 SMALL = dict(depth=6, width=5, batch=7, block_size=3, init="he", bias_var=0.1)
 
@@ -331,7 +332,7 @@ def test_statistics_of_activations() -> None:
     ],
 )
 def test_mean_std_of_layer_slabs(dtype: str, offset: float, spread: float, rtol: float) -> None:
-    from gradflow.measure import _mean_std
+    from gradflow.analysis.statistics import _mean_std
 
     rng = np.random.default_rng(9)
     out = (offset + spread * rng.standard_normal((5, 16, 24))).astype(dtype)
@@ -350,7 +351,7 @@ def test_mean_std_of_layer_slabs(dtype: str, offset: float, spread: float, rtol:
 def test_mean_std_out_of_range_is_rescaled_then_exact(dead_first_row: bool) -> None:
     # The scale comes from each slab's first row; where that row is all zero there is none,
     # and the slab is measured exactly, one value at a time.
-    from gradflow import measure
+    from gradflow.analysis import statistics as measure
 
     rng = np.random.default_rng(10)
     out = (1e-30 * rng.standard_normal((4, 16, 24))).astype(np.float32)
@@ -367,7 +368,7 @@ def test_mean_std_out_of_range_is_rescaled_then_exact(dead_first_row: bool) -> N
 
 def test_dead_layers_measure_zero_without_the_exact_path() -> None:
     # a dead ReLU network: from some layer on every activation is exactly 0
-    from gradflow import measure
+    from gradflow.analysis import statistics as measure
 
     out = np.random.default_rng(11).random((6, 8, 12)).astype(np.float32)
     out[2:] = 0.0
@@ -452,8 +453,8 @@ def test_subnormal_activations_are_reported() -> None:
 def test_memory_estimate_counts_what_the_forward_cache_holds(
     activation: str, skip: str, norm: str
 ) -> None:
-    from gradflow.forward import forward
-    from gradflow.memory import cache_bytes
+    from gradflow.engine.forward import forward
+    from gradflow.engine.memory import cache_bytes
 
     spec = NetworkSpec(depth=8, width=12, batch=5, activation=activation, skip=skip, norm=norm)  # type: ignore[arg-type]
     network = build(spec)

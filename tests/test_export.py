@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradflow import export, view
-from gradflow.analyze import compare
-from gradflow.build import build
-from gradflow.report import Report
-from gradflow.spec import Loss, NetworkSpec, Skip
+from gradflow.analysis.analyze import compare
+from gradflow.analysis.results import Report
+from gradflow.engine.magnitudes import from_log10
+from gradflow.engine.network import build
+from gradflow.engine.spec import Loss, NetworkSpec, Skip
+from gradflow.render import formats as export
+from gradflow.render import view
 
 SPEC = NetworkSpec(depth=6, width=6, batch=4, skip=Skip.POST, block_size=2)
 VARIANTS = (Skip.NONE, Skip.POST, Skip.PRE)
@@ -43,7 +45,7 @@ def with_specials(report: Report) -> Report:
     """The report with layer gradients replaced by every special case, in layer order:
     zero, nan, inf, beyond float64 below, beyond float64 above, ordinary."""
     log10 = np.array([-math.inf, math.nan, math.inf, -2000.0, 400.0, -3.0])
-    layers = dataclasses.replace(report.layers, grad_weight=view.from_log10(log10))
+    layers = dataclasses.replace(report.layers, grad_weight=from_log10(log10))
     return dataclasses.replace(report, layers=layers)
 
 

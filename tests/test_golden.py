@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gradflow.cli import app
+from gradflow.cli.app import app
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES: dict[str, list[str]] = json.loads((GOLDEN / "cases.json").read_text())

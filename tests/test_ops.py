@@ -10,10 +10,10 @@ import pytest
 import torch
 from scipy.integrate import quad
 
-from gradflow.activations import _MOMENT_GAINS, ACTIVATIONS
-from gradflow.losses import LOSSES, LossData
-from gradflow.norms import normalize, normalize_backward
-from gradflow.spec import Activation, Loss
+from gradflow.engine.activations import _MOMENT_GAINS, ACTIVATIONS
+from gradflow.engine.losses import LOSSES, LossData
+from gradflow.engine.normalization import normalize, normalize_backward
+from gradflow.engine.spec import Activation, Loss
 
 RNG_SEED = 1234
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradflow.scaling import exact_norm, times_pow2
+from gradflow.engine.magnitudes import exact_norm, times_pow2
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -7,10 +7,10 @@ import io
 import pytest
 from rich.console import Console
 
-from gradflow import table, view
-from gradflow.analyze import analyze, compare
-from gradflow.spec import NetworkSpec
-from gradflow.view import Cell, Column, Grid, Tone
+from gradflow.analysis.analyze import analyze, compare
+from gradflow.engine.spec import NetworkSpec
+from gradflow.render import table, view
+from gradflow.render.view import Cell, Column, Grid, Tone
 
 
 def _render(renderable: object, width: int, color: bool) -> str:

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from gradflow.analyze import analyze
-from gradflow.spec import NetworkSpec
-from gradflow.weight_grads import WeightGradients, uses_gram
+from gradflow.analysis.analyze import analyze
+from gradflow.engine.spec import NetworkSpec
+from gradflow.engine.weight_grads import WeightGradients, uses_gram
 
 
 def _norms(a: np.ndarray, g: np.ndarray, keep: bool) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -1,8 +1,8 @@
 """An independent PyTorch (float64, autograd) reference for gradflow's networks.
 
-Written from the network semantics in issue 2 and ``gradflow.spec`` only, never from the NumPy
-engine: the value of the cross-check is that the two implementations share nothing but the
-maths and the saved arrays (``x``, ``target``, ``W1``…``WL``, ``b1``…``bL``, and ``W_head``,
+Written from the network semantics in ``gradflow.engine.spec`` only, never from the NumPy
+engine: the value of the cross-check is that the two implementations share nothing but the maths
+and the saved arrays (``x``, ``target``, ``W1``…``WL``, ``b1``…``bL``, and ``W_head``,
 ``b_head``, ``labels`` for xent).
 
     dense      z = a @ W + b                           W: (n_in, n_out)
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradflow.spec import Activation, DType, Loss, NetworkSpec, Norm, Skip
+from gradflow.engine.spec import Activation, DType, Loss, NetworkSpec, Norm, Skip
 
 Tensor = torch.Tensor
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.initializers import draw_weights
-from gradflow.losses import LossData
-from gradflow.spec import Loss, NetworkSpec, Skip
+from gradflow.engine.initializers import draw_weights
+from gradflow.engine.losses import LossData
+from gradflow.engine.spec import Loss, NetworkSpec, Skip
 
 # What the arrays depend on; compare() reuses one Network for specs that agree on these.
 BUILD_FIELDS = (

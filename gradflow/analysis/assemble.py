@@ -1,128 +1,27 @@
-"""Turn a pass's raw records into a Report: per-layer statistics, the split at each addition,
+"""Assemble a pass's raw records into a Report: per-layer statistics, the split at each addition,
 and a summary with a verdict."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.activations import ACTIVATIONS
-from gradflow.backward import Records
-from gradflow.build import Network
-from gradflow.losses import LossResult
-from gradflow.report import (
+from gradflow.analysis.results import (
     Blocks,
     Gradients,
     Layers,
-    Magnitudes,
     Report,
     Summary,
     Thresholds,
     Verdict,
 )
-from gradflow.scaling import scale_slabs, slab_shifts, times_pow2
-from gradflow.spec import NetworkSpec
-
-_STATS_CHUNK_BYTES = 1 << 20  # measure activations in chunks that are still in cache
-
-
-@dataclass(frozen=True)
-class ActivationStats:
-    mean: np.ndarray  # (L,)
-    std: np.ndarray
-    dead: np.ndarray  # nan where the activation is not ReLU-like
-    saturated: np.ndarray  # nan where the activation does not saturate
-    finite: np.ndarray  # bool
-
-
-def stats_chunk_layers(spec: NetworkSpec) -> int:
-    """Layers measured per call: many at small width (amortizing NumPy's per-call cost), few
-    at large width (so the values are still in cache from the forward pass)."""
-    return max(1, min(spec.depth, _STATS_CHUNK_BYTES // (spec.batch * spec.width * 8)))
-
-
-class StatsCollector:
-    """Statistics of each layer's activation output, fed chunk by chunk during forward."""
-
-    def __init__(self, spec: NetworkSpec) -> None:
-        depth = spec.depth
-        self.act = ACTIVATIONS[spec.activation]
-        self.mean, self.std = np.empty(depth), np.empty(depth)
-        self.dead, self.saturated = np.full(depth, np.nan), np.full(depth, np.nan)
-
-    def __call__(self, start: int, stop: int, out: np.ndarray, deriv: np.ndarray | None) -> None:
-        """Measure layers [start, stop): out and deriv are their (K, B, n) outputs and φ' (None
-        where it is not saved)."""
-        rows = slice(start, stop)
-        self.mean[rows], self.std[rows] = _mean_std(out)
-        if self.act.relu_like:
-            # a unit is dead when it is inactive (φ(z) > 0 ⇔ z > 0) for every row of the batch
-            alive = np.count_nonzero((out > 0).any(axis=1), axis=1)
-            self.dead[rows] = 1.0 - alive / out.shape[2]
-        if self.act.saturated_below is not None:
-            assert deriv is not None  # saved where saturation is counted
-            flat = deriv.reshape(len(deriv), -1)
-            below = flat < self.act.saturated_below
-            saturated = [np.count_nonzero(layer) for layer in below]  # faster than axis=1
-            self.saturated[rows] = np.array(saturated) / flat.shape[1]
-
-    def result(self) -> ActivationStats:
-        finite = np.isfinite(self.mean) & np.isfinite(self.std)
-        return ActivationStats(self.mean, self.std, self.dead, self.saturated, finite)
-
-
-def _mean_std(out: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of each (B, n) slab of out (K, B, n), as float64."""
-    count = out.shape[1] * out.shape[2]
-    flat = out.reshape(len(out), count)
-    # One BLAS pass each for Σx and Σx², in the run's dtype. Where the mean dwarfs the spread
-    # that loses digits: those layers are redone from the centered values. Where the squares
-    # leave the float range (vanishing or exploding values) the layers are measured again
-    # scaled by a power of two, and where that fails too (inf, NaN) exactly, one by one.
-    mean = flat @ np.full(count, 1.0 / count, dtype=flat.dtype)
-    mean_sq = np.vecdot(flat, flat).astype(np.float64) / count
-    mean64 = mean.astype(np.float64)
-    var = mean_sq - mean64 * mean64
-    tolerance, lo, hi = (1e-8, 1e-250, 1e250) if flat.dtype == np.float64 else (1e-1, 1e-30, 1e30)
-    in_range = (mean_sq > lo) & (mean_sq < hi)
-    cancelled = in_range & ~(var > tolerance * mean64 * mean64)
-    if cancelled.any():
-        rows = np.flatnonzero(cancelled)
-        centered = _take(flat, rows) - mean[rows, None]
-        var[rows] = np.vecdot(centered, centered).astype(np.float64) / count
-    std = np.sqrt(np.maximum(var, 0.0))
-    if not in_range.all():
-        bad = np.flatnonzero(~in_range)
-        if rescale:
-            slabs = _take(out, bad)
-            shifts = slab_shifts(slabs)
-            scaled = scale_slabs(slabs, shifts)
-            mean64[bad], std[bad] = (np.ldexp(v, -shifts) for v in _mean_std(scaled, False))
-        else:  # all-zero layers (a dead network) have mean and std 0 already
-            for k in bad[flat[bad].any(axis=1)]:
-                mean64[k], std[k] = _exact_mean_std(flat[k])
-    return mean64, std
-
-
-def _take(stack: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """stack[rows]: a view where the rows are one run (the usual case), else a copy."""
-    run = rows[-1] - rows[0] + 1 == len(rows)
-    taken: np.ndarray = stack[rows[0] : rows[-1] + 1] if run else stack[rows]
-    return taken
-
-
-def _exact_mean_std(values: np.ndarray) -> tuple[float, float]:
-    """Two passes over the values scaled by a power of two near their largest magnitude, so
-    no square under- or overflows; inf and NaN come out as they are."""
-    peak = float(np.max(np.abs(values)))
-    if peak == 0.0 or not math.isfinite(peak):
-        return float(values.mean(dtype=np.float64)), (0.0 if peak == 0.0 else math.nan)
-    shift = math.frexp(peak)[1]
-    wide = values.astype(np.float64)
-    scaled = times_pow2(wide, -shift, out=wide)
-    return math.ldexp(float(scaled.mean()), shift), math.ldexp(float(scaled.std()), shift)
+from gradflow.analysis.statistics import ActivationStats
+from gradflow.engine.backward import Records
+from gradflow.engine.losses import LossResult
+from gradflow.engine.magnitudes import Magnitudes
+from gradflow.engine.network import Network
+from gradflow.engine.spec import NetworkSpec
 
 
 def layer_names(spec: NetworkSpec) -> tuple[str, ...]:

@@ -18,12 +18,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.forward import Tape
-from gradflow.norms import NORM_AXIS, normalize_backward
-from gradflow.report import Magnitudes
-from gradflow.scaling import HIGH_SQ, LOW_SQ, checked_norm, exact_norm, rescale, sum_sq, times_pow2
-from gradflow.spec import NetworkSpec, Skip
-from gradflow.weight_grads import WeightGradients
+from gradflow.engine.forward import Tape
+from gradflow.engine.magnitudes import (
+    HIGH_SQ,
+    LOW_SQ,
+    Magnitudes,
+    checked_norm,
+    exact_norm,
+    rescale,
+    sum_sq,
+    times_pow2,
+)
+from gradflow.engine.normalization import NORM_AXIS, normalize_backward
+from gradflow.engine.spec import NetworkSpec, Skip
+from gradflow.engine.weight_grads import WeightGradients
 
 Progress = Callable[[int], None]  # called with the number of layers done so far
 

@@ -7,79 +7,22 @@ leaves float64's range (a 3000-layer sigmoid net's first-layer gradient is near 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradflow.spec import Choice, NetworkSpec, Thresholds, Verdict
+from gradflow.engine.magnitudes import Magnitudes
+from gradflow.engine.spec import NetworkSpec, Thresholds, Verdict
 
 __all__ = [
     "Blocks",
     "Gradients",
     "Layers",
-    "Magnitudes",
     "Report",
-    "Status",
     "Summary",
     "Thresholds",
     "Verdict",
 ]
-
-LOG10_2 = math.log10(2.0)
-
-
-class Status(Choice):
-    """How a magnitude relates to float64's range."""
-
-    OK = "ok"
-    ZERO = "zero"  # exactly zero, not merely small
-    UNDERFLOW = "underflow"  # nonzero, below float64's smallest subnormal; see log10
-    OVERFLOW = "overflow"  # finite, above float64's largest value; see log10
-    NAN = "nan"
-    INF = "inf"
-
-
-@dataclass(frozen=True)
-class Magnitudes:
-    """Non-negative magnitudes, each ``mantissa[i] · 2**exponent[i]``, exact beyond float range."""
-
-    mantissa: np.ndarray  # float64; 0 for an exact zero, nan/inf when the pass produced them
-    exponent: np.ndarray  # int64 binary exponent carried alongside
-
-    @classmethod
-    def from_values(cls, values: np.ndarray | list[float]) -> Magnitudes:
-        """Wrap ordinary float magnitudes (exponent 0)."""
-        mantissa = np.asarray(values, dtype=np.float64)
-        return cls(mantissa, np.zeros(mantissa.shape, dtype=np.int64))
-
-    def __len__(self) -> int:
-        return int(self.mantissa.shape[0])
-
-    @property
-    def value(self) -> np.ndarray:
-        """As float64: 0 where the true value underflows, inf where it overflows."""
-        with np.errstate(over="ignore", under="ignore"):
-            value: np.ndarray = np.ldexp(self.mantissa, self.exponent)
-        return value
-
-    @property
-    def log10(self) -> np.ndarray:
-        """Exact log10 of the magnitude: -inf for zero, nan for nan, +inf for inf."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log10: np.ndarray = np.log10(self.mantissa) + self.exponent * LOG10_2
-        return log10
-
-    def status(self) -> list[Status]:
-        """How each magnitude relates to float64's range."""
-        m, value = self.mantissa, self.value
-        codes = np.select(
-            [np.isnan(m), np.isinf(m), m == 0, value == 0, np.isinf(value)],
-            [1, 2, 3, 4, 5],
-            default=0,
-        )
-        order = (Status.OK, Status.NAN, Status.INF, Status.ZERO, Status.UNDERFLOW, Status.OVERFLOW)
-        return [order[c] for c in codes.tolist()]
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from gradflow import __version__, chart, view
-from gradflow.report import Magnitudes, Report, Status
-from gradflow.spec import NetworkSpec
+from gradflow import __version__
+from gradflow.analysis.results import Report
+from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
+from gradflow.engine.spec import NetworkSpec
+from gradflow.render import chart, view
 
 SCHEMA_VERSION = 1
 
@@ -46,7 +48,7 @@ def _magnitude(name: str, m: Magnitudes) -> list[dict[str, Any]]:
 def layer_records(report: Report) -> list[dict[str, Any]]:
     """One flat record per layer (the xent head last): what JSON and CSV both hold."""
     layers = report.layers
-    grad_to_weight = view.from_log10(layers.log10_grad_weight_ratio)
+    grad_to_weight = from_log10(layers.log10_grad_weight_ratio)
     columns = zip(
         _magnitude("grad_weight", layers.grad_weight),
         _magnitude("grad_bias", layers.grad_bias),

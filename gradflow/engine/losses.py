@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.spec import Loss
+from gradflow.engine.spec import Loss
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gradflow.activations import ACTIVATIONS
-from gradflow.spec import Init, NetworkSpec
+from gradflow.engine.activations import ACTIVATIONS
+from gradflow.engine.spec import Init, NetworkSpec
 
 # draw(rng, out, scale): fill out, a float64 (count, n, n) stack
 Draw = Callable[[np.random.Generator, np.ndarray, float], None]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gradflow.spec import Activation
+from gradflow.engine.spec import Activation
 
 LEAKY_SLOPE = 0.01  # PyTorch's default negative slope
 ELU_ALPHA = 1.0

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.activations import ACTIVATIONS, ActivationOps, Slope
-from gradflow.norms import NORM_AXIS, inv_std_shape, normalize
-from gradflow.spec import NetworkSpec, Skip
+from gradflow.engine.activations import ACTIVATIONS, ActivationOps, Slope
+from gradflow.engine.normalization import NORM_AXIS, inv_std_shape, normalize
+from gradflow.engine.spec import NetworkSpec, Skip
 
 # observe(start, stop, act_out, deriv): layers [start, stop) are done; their (K, B, n) activation
 # outputs and φ' (None for a linear φ) are handed over while they are still in cache.

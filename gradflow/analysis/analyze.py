@@ -6,13 +6,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gradflow.backward import backward
-from gradflow.build import Network, build
-from gradflow.forward import forward
-from gradflow.losses import LOSSES
-from gradflow.measure import StatsCollector, report, stats_chunk_layers
-from gradflow.report import Report
-from gradflow.spec import NetworkSpec, Skip, Thresholds
+from gradflow.analysis.assemble import report
+from gradflow.analysis.results import Report
+from gradflow.analysis.statistics import StatsCollector, stats_chunk_layers
+from gradflow.engine.backward import backward
+from gradflow.engine.forward import forward
+from gradflow.engine.losses import LOSSES
+from gradflow.engine.network import Network, build
+from gradflow.engine.spec import NetworkSpec, Skip, Thresholds
 
 ProgressCallback = Callable[[int, int], None]  # (layers done, layers in all)
 

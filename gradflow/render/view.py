@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.report import LOG10_2, Magnitudes, Report, Status, Verdict
-from gradflow.spec import Activation, Choice, Init, NetworkSpec, Norm
+from gradflow.analysis.results import Report, Verdict
+from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
+from gradflow.engine.spec import Activation, Choice, Init, NetworkSpec, Norm
 
 DASH = "-"  # ASCII, so row labels survive any log
 
@@ -124,17 +125,6 @@ def block_rows(report: Report, max_rows: int | None) -> list[Row]:
 def naming_report(reports: Sequence[Report]) -> Report:
     """The report whose layer names label the rows: a residual one names blocks too."""
     return next((r for r in reports if len(r.blocks)), reports[0])
-
-
-def from_log10(log10: np.ndarray) -> Magnitudes:
-    """Magnitudes from exact log10 values (-inf: zero, +inf: inf, nan: nan)."""
-    log2 = np.asarray(log10, dtype=np.float64) / LOG10_2
-    finite = np.isfinite(log2)
-    exponent = np.where(finite, np.floor(np.where(finite, log2, 0.0)), 0.0).astype(np.int64)
-    with np.errstate(invalid="ignore"):
-        mantissa = np.where(finite, np.exp2(log2 - exponent), np.where(log2 > 0, np.inf, 0.0))
-    mantissa = np.where(np.isnan(log2), np.nan, mantissa)
-    return Magnitudes(mantissa, exponent)
 
 
 def per_row(m: Magnitudes, rows: Sequence[Row]) -> Magnitudes:

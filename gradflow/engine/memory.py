@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-from gradflow.activations import ACTIVATIONS
-from gradflow.measure import stats_chunk_layers
-from gradflow.spec import Loss, NetworkSpec, Norm, Skip
-from gradflow.weight_grads import buffer_bytes, chunk_layers, uses_gram
+from gradflow.analysis.statistics import stats_chunk_layers
+from gradflow.engine.activations import ACTIVATIONS
+from gradflow.engine.spec import Loss, NetworkSpec, Norm, Skip
+from gradflow.engine.weight_grads import buffer_bytes, chunk_layers, uses_gram
 
 
 def _itemsize(spec: NetworkSpec) -> int:

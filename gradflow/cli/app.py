@@ -22,17 +22,17 @@ import typer
 from typer.core import TyperGroup
 
 from gradflow import __version__
-from gradflow import options as o
-from gradflow.options import Format
-from gradflow.spec import DType, NetworkSpec, Skip
+from gradflow.cli import options as o
+from gradflow.cli.options import Format
+from gradflow.engine.spec import DType, NetworkSpec, Skip
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-    from gradflow.analyze import ProgressCallback
-    from gradflow.report import Report
-    from gradflow.spec import Thresholds, Verdict
+    from gradflow.analysis.analyze import ProgressCallback
+    from gradflow.analysis.results import Report
+    from gradflow.engine.spec import Thresholds, Verdict
 
 SPEC = NetworkSpec()  # every network default, from one place
 VERSION_LINE = f"gradflow {__version__}"
@@ -335,7 +335,7 @@ def _variants(text: str) -> tuple[Skip, ...]:
 
 
 def _fail_on(text: str) -> frozenset[Verdict]:
-    from gradflow.spec import Verdict
+    from gradflow.engine.spec import Verdict
 
     if not text.strip():
         return frozenset()
@@ -344,7 +344,7 @@ def _fail_on(text: str) -> frozenset[Verdict]:
 
 
 def _thresholds(vanish_below: float | None, explode_above: float | None) -> Thresholds:
-    from gradflow.spec import Thresholds
+    from gradflow.engine.spec import Thresholds
 
     given = {"vanish_below": vanish_below, "explode_above": explode_above}
     try:
@@ -400,8 +400,8 @@ def _bytes_text(size: float) -> str:
 
 def _guard_memory(plan: Plan) -> None:
     """Refuse, before allocating, a run that needs more memory than is free (or allowed)."""
-    from gradflow.analyze import variant_spec
-    from gradflow.memory import available_bytes, estimate_bytes
+    from gradflow.analysis.analyze import variant_spec
+    from gradflow.engine.memory import available_bytes, estimate_bytes
 
     need = max(estimate_bytes(variant_spec(plan.spec, v)) for v in plan.variants)
     limit = plan.max_memory if plan.max_memory is not None else available_bytes()
@@ -430,8 +430,8 @@ def _naming_errors(flag_name: str) -> Iterator[None]:
 
 
 def _execute(plan: Plan) -> list[Report]:
-    from gradflow.analyze import analyze, compare, variant_spec
-    from gradflow.build import build
+    from gradflow.analysis.analyze import analyze, compare, variant_spec
+    from gradflow.engine.network import build
 
     spec = plan.spec
     with _ProgressBar(spec, len(plan.variants)) as progress:
@@ -444,7 +444,7 @@ def _execute(plan: Plan) -> list[Report]:
                 spec, plan.variants, thresholds=plan.thresholds, network=network, progress=progress
             )
     if plan.save_arrays is not None:
-        from gradflow.export import save_arrays
+        from gradflow.render.formats import save_arrays
 
         # compare: the first variant's arrays (with --zero-init-residual, residual variants
         # zero their branch ends; the plain one does not)
@@ -495,7 +495,7 @@ def _emit(plan: Plan, reports: list[Report]) -> None:
         else:
             sys.stdout.write(_text(plan, reports, width=100))
         return
-    from gradflow.export import write_text
+    from gradflow.render.formats import write_text
 
     with _naming_errors("--output"):
         write_text(plan.output, _text(plan, reports, width=100))
@@ -505,14 +505,14 @@ def _emit(plan: Plan, reports: list[Report]) -> None:
 
 def _print_summary(console: Console, reports: Sequence[Report]) -> None:
     """One line per variant and the comparison sentence, unwrapped so that logs can grep them."""
-    from gradflow import view
+    from gradflow.render import view
 
     for line in view.summary_lines(reports):
         console.print(line, markup=False, soft_wrap=True)
 
 
 def _print_page(console: Console, plan: Plan, reports: Sequence[Report]) -> None:
-    from gradflow import table
+    from gradflow.render import table
 
     if plan.quiet:
         _print_summary(console, reports)
@@ -527,7 +527,7 @@ def _print_page(console: Console, plan: Plan, reports: Sequence[Report]) -> None
 
 def _text(plan: Plan, reports: Sequence[Report], *, width: int) -> str:
     """The report in the chosen format as text (a table is rendered without colour)."""
-    from gradflow import export
+    from gradflow.render import formats as export
 
     if plan.format is Format.JSON:
         return export.to_json(plan.command, plan.spec, reports)
@@ -547,8 +547,8 @@ def _text(plan: Plan, reports: Sequence[Report], *, width: int) -> str:
 
 
 def _reason(report: Report) -> str:
-    from gradflow import view
-    from gradflow.spec import Verdict
+    from gradflow.engine.spec import Verdict
+    from gradflow.render import view
 
     s = report.summary
     ratio = f"first/last ‖∂L/∂W‖ = {view.power_text(s.log10_weight_ratio)}"

@@ -13,8 +13,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gradflow import view
-from gradflow.report import Magnitudes, Report, Status
+from gradflow.analysis.results import Report
+from gradflow.engine.magnitudes import Magnitudes, Status
+from gradflow.render import view
 
 MIN_FIELD = 10  # narrowest bar field that still shows a scale
 TICK_STEPS = (1, 2, 5)  # decades between labels: 1, 2, 5, 10, 20, 50, ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradflow.spec import Norm
+from gradflow.engine.spec import Norm
 
 EPS = 1e-5
 

@@ -13,9 +13,9 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.segment import Segment
 from rich.text import Text
 
-from gradflow import chart, view
-from gradflow.report import Report
-from gradflow.view import Grid, Tone
+from gradflow.analysis.results import Report
+from gradflow.render import chart, view
+from gradflow.render.view import Grid, Tone
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gradflow.spec import Activation, Choice, DType, Init, Loss, Norm, Skip, Thresholds
+from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, Norm, Skip, Thresholds
 
 
 class Format(Choice):

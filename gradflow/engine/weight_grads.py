@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradflow.scaling import (
+from gradflow.engine.magnitudes import (
     checked_norm,
     scale_slabs,
     slab_shifts,
@@ -41,7 +41,7 @@ from gradflow.scaling import (
     times_pow2,
     unit_scale,
 )
-from gradflow.spec import NetworkSpec
+from gradflow.engine.spec import NetworkSpec
 
 _CHUNK_BYTES = 2 << 20  # batch a chunk of layers while its buffers fit in cache
 # ⟨|P|, |Q|⟩ / ⟨P, Q⟩ above this: the Gram sum may have lost too many digits

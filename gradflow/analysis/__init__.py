@@ -1,0 +1,1 @@
+"""What a pass means: statistics, the report and its verdict."""

@@ -1,0 +1,1 @@
+"""The engine: a network specified, built, and run forward and backward."""

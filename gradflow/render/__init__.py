@@ -1,0 +1,1 @@
+"""What is shown: views, tables, charts and text formats. Returns text; never prints."""

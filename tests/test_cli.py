@@ -18,7 +18,8 @@ from typer.testing import CliRunner, Result
 
 from gradflow import __version__
 from gradflow.analysis.analyze import analyze, compare
-from gradflow.analysis.results import Report, Thresholds
+from gradflow.analysis.results import Report
+from gradflow.analysis.verdict import Thresholds
 from gradflow.cli.app import app
 from gradflow.engine import memory
 from gradflow.engine.network import build
@@ -386,8 +387,11 @@ def test_fail_on_other_verdict_exits_0() -> None:
 
 def test_thresholds_set_the_verdict() -> None:
     lenient = json.loads(
-        run("analyze", *SMALL, "--format", "json", "--vanish-below", "1e-12").stdout
-    )
+        run(
+            "analyze", *SMALL, "--format", "json", "--vanish-below", "1e-12", "--gain-below",
+            "1e-12",
+        ).stdout
+    )  # fmt: skip
     strict = json.loads(run("analyze", *SMALL, "--format", "json", "--vanish-below", "0.5").stdout)
     assert lenient["runs"][0]["summary"]["verdict"] == "healthy"
     assert strict["runs"][0]["summary"]["verdict"] == "vanishing"

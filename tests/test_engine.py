@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from gradflow.analysis.analyze import analyze, compare
-from gradflow.analysis.results import Report, Verdict
+from gradflow.analysis.results import Report
+from gradflow.analysis.verdict import Verdict
 from gradflow.engine.magnitudes import Magnitudes, Status
 from gradflow.engine.network import Network, build
 from gradflow.engine.spec import Activation, Init, Loss, NetworkSpec, Norm, Skip
@@ -85,12 +86,17 @@ def _assert_close(analytic: float, numeric: float, noise: float) -> None:
     )
 
 
-@pytest.mark.parametrize(("skip", "norm", "loss"), list(itertools.product(Skip, Norm, Loss)))
+@pytest.mark.parametrize(
+    ("skip", "norm", "loss"),
+    [c for c in itertools.product(Skip, Norm, Loss) if c[0] is not Skip.POSTNORM],
+)
 def test_fd_every_skip_norm_loss(skip: Skip, norm: Norm, loss: Loss) -> None:
     _check_fd(NetworkSpec(**SMALL, skip=skip, norm=norm, loss=loss, activation="tanh"))
 
 
-@pytest.mark.parametrize(("activation", "skip"), list(itertools.product(Activation, Skip)))
+@pytest.mark.parametrize(
+    ("activation", "skip"), list(itertools.product(Activation, [Skip.NONE, Skip.POST, Skip.PRE]))
+)
 def test_fd_every_activation(activation: Activation, skip: Skip) -> None:
     _check_fd(NetworkSpec(**SMALL, skip=skip, activation=activation, residual_scale=0.6))
 

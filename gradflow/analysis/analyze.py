@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -9,11 +10,13 @@ import numpy as np
 from gradflow.analysis.assemble import report
 from gradflow.analysis.results import Report
 from gradflow.analysis.statistics import StatsCollector, stats_chunk_layers
+from gradflow.analysis.verdict import Thresholds
 from gradflow.engine.backward import backward
 from gradflow.engine.forward import forward
 from gradflow.engine.losses import LOSSES
+from gradflow.engine.magnitudes import exact_norm
 from gradflow.engine.network import Network, build
-from gradflow.engine.spec import NetworkSpec, Skip, Thresholds
+from gradflow.engine.spec import NetworkSpec, Skip
 
 ProgressCallback = Callable[[int, int], None]  # (layers done, layers in all)
 
@@ -87,4 +90,13 @@ def _run(
         loss = LOSSES[spec.loss](tape.output, network.loss_data)
         every = max(1, spec.depth // 100)
         records = backward(spec, tape, weights, loss.dy, keep_gradients, backward_progress, every)
-        return report(spec, network, loss, records, stats.result(), thresholds)
+        signal = _log10_norm(tape.output) - _log10_norm(network.x)
+        return report(spec, network, loss, records, stats.result(), signal, thresholds)
+
+
+def _log10_norm(v: np.ndarray) -> float:
+    """log10 ‖v‖, exact however small or large v is: -inf for zero, nan for nan."""
+    mantissa, exponent = exact_norm(v, 0)
+    if not math.isfinite(mantissa):
+        return math.inf if mantissa == math.inf else math.nan
+    return math.log10(mantissa) + exponent * math.log10(2.0) if mantissa > 0 else -math.inf

@@ -13,10 +13,9 @@ from gradflow.analysis.results import (
     Layers,
     Report,
     Summary,
-    Thresholds,
-    Verdict,
 )
 from gradflow.analysis.statistics import ActivationStats
+from gradflow.analysis.verdict import Quantity, Thresholds, judge
 from gradflow.engine.backward import Records
 from gradflow.engine.losses import LossResult
 from gradflow.engine.magnitudes import Magnitudes
@@ -57,19 +56,17 @@ def _ratio(log10: np.ndarray, first: int, last: int) -> float:
         return float(log10[first] - log10[last])
 
 
-def decide(
-    log10_ratio: float, finite: bool, reaches_both_ends: bool, thresholds: Thresholds
-) -> Verdict:
-    """Vanishing / exploding / healthy from log10(‖∂L/∂W_1‖ / ‖∂L/∂W_L‖)."""
-    if not finite:
-        return Verdict.NONFINITE
-    if not reaches_both_ends:  # an exactly zero gradient at either end: nothing to learn there
-        return Verdict.VANISHING
-    if log10_ratio < math.log10(thresholds.vanish_below):
-        return Verdict.VANISHING
-    if log10_ratio > math.log10(thresholds.explode_above):
-        return Verdict.EXPLODING
-    return Verdict.HEALTHY
+def _judged_weight_ratio(spec: NetworkSpec, log10_w: np.ndarray, reached: bool) -> float | None:
+    """The first/last weight-gradient ratio as the verdict may judge it, or None where it says
+    nothing about gradient flow: the forward signal never reached the last layer, the last
+    layer's gradient is an exact zero (dead units there), or the first layer's is zero by
+    construction (a zero-initialised branch end blocks the gradient into its branch)."""
+    first, last = float(log10_w[0]), float(log10_w[spec.depth - 1])
+    if not reached or last == -math.inf:
+        return None
+    if first == -math.inf and spec.zero_init_residual:
+        return None
+    return first - last
 
 
 def report(
@@ -78,6 +75,7 @@ def report(
     loss: LossResult,
     records: Records,
     stats: ActivationStats,
+    log10_signal: float,
     thresholds: Thresholds,
 ) -> Report:
     names = layer_names(spec)
@@ -139,17 +137,23 @@ def report(
         and bool(np.all(np.isfinite(records.grad_input.mantissa)))
     )
     weight_ratio = _ratio(log_w, 0, last)
+    log10_grad_output = float(np.log10(_norm(loss.dy))) if _norm(loss.dy) > 0 else -math.inf
+    with np.errstate(invalid="ignore"):
+        log10_gain = float(log_in[0]) - log10_grad_output
+    judged = {
+        Quantity.WEIGHT_RATIO: _judged_weight_ratio(spec, log_w, zero_from is None),
+        Quantity.GAIN: log10_gain,
+        Quantity.SIGNAL: log10_signal,
+    }
+    verdict, findings = judge(judged, all_finite, thresholds)
     summary = Summary(
         loss=loss.value,
-        log10_grad_output=float(np.log10(_norm(loss.dy))) if _norm(loss.dy) > 0 else -math.inf,
+        log10_grad_output=log10_grad_output,
         log10_weight_ratio=weight_ratio,
-        log10_input_ratio=_ratio(log_in, 0, last),
-        verdict=decide(
-            weight_ratio,
-            all_finite,
-            bool(records.grad_weight.mantissa[[0, last]].all()),
-            thresholds,
-        ),
+        log10_gain=log10_gain,
+        log10_signal=log10_signal,
+        verdict=verdict,
+        findings=findings,
         nonfinite_from=nonfinite_from,
         zero_from=zero_from,
         thresholds=thresholds,

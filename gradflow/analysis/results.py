@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradflow.analysis.verdict import Finding, Thresholds, Verdict
 from gradflow.engine.magnitudes import Magnitudes
-from gradflow.engine.spec import NetworkSpec, Thresholds, Verdict
+from gradflow.engine.spec import NetworkSpec
 
 __all__ = [
     "Blocks",
+    "Finding",
     "Gradients",
     "Layers",
     "Report",
@@ -73,8 +75,10 @@ class Summary:
     loss: float
     log10_grad_output: float  # log10 ‖∂L/∂y‖
     log10_weight_ratio: float  # log10(‖∂L/∂W_1‖ / ‖∂L/∂W_L‖)
-    log10_input_ratio: float  # log10(‖∂L/∂(input of layer 1)‖ / ‖∂L/∂(input of layer L)‖)
+    log10_gain: float  # log10(‖∂L/∂x‖ / ‖∂L/∂y‖): end-to-end backward gain, input against output
+    log10_signal: float  # log10(rms(y) / rms(x)): the forward signal's growth (-inf: reached 0)
     verdict: Verdict
+    findings: tuple[Finding, ...]  # each judged ratio outside its thresholds, in verdict order
     nonfinite_from: int | None  # first layer (1-based) whose forward output is not finite
     zero_from: int | None  # first layer (1-based) whose forward output is exactly zero
     thresholds: Thresholds

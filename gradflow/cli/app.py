@@ -22,6 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 from gradflow import __version__
+from gradflow.analysis.verdict import PAIRS
 from gradflow.cli import options as o
 from gradflow.cli.options import Format
 from gradflow.engine.spec import DType, NetworkSpec, Skip
@@ -32,9 +33,10 @@ if TYPE_CHECKING:
 
     from gradflow.analysis.analyze import ProgressCallback
     from gradflow.analysis.results import Report
-    from gradflow.engine.spec import Thresholds, Verdict
+    from gradflow.analysis.verdict import Thresholds, Verdict
 
 SPEC = NetworkSpec()  # every network default, from one place
+THRESHOLD_FIELDS = tuple(name for pair in PAIRS for name in pair)
 VERSION_LINE = f"gradflow {__version__}"
 MAX_ROWS = 25  # rows per table/chart before layers are grouped; depth 50 gives pairs
 PROGRESS_FROM = 5e9  # multiply-adds (depth · batch · width² · variants) worth a progress bar
@@ -144,6 +146,8 @@ def analyze(
     skip: o.SkipOpt = SPEC.skip,
     block_size: o.BlockSize = SPEC.block_size,
     residual_scale: o.ResidualScale = SPEC.residual_scale,
+    skip_scale: o.SkipScale = SPEC.skip_scale,
+    branch_weight_scale: o.BranchWeightScale = SPEC.branch_weight_scale,
     activation: o.ActivationOpt = SPEC.activation,
     init: o.InitOpt = SPEC.init,
     weight_var: o.WeightVar = SPEC.weight_var,
@@ -156,6 +160,10 @@ def analyze(
     seed: o.Seed = SPEC.seed,
     vanish_below: o.VanishBelow = None,
     explode_above: o.ExplodeAbove = None,
+    gain_below: o.GainBelow = None,
+    gain_above: o.GainAbove = None,
+    signal_below: o.SignalBelow = None,
+    signal_above: o.SignalAbove = None,
     fail_on: o.FailOn = "",
     format: o.FormatOpt = None,
     output: o.Output = None,
@@ -178,6 +186,8 @@ def compare(
     variants: o.Variants = "none,post,pre",
     block_size: o.BlockSize = SPEC.block_size,
     residual_scale: o.ResidualScale = SPEC.residual_scale,
+    skip_scale: o.SkipScale = SPEC.skip_scale,
+    branch_weight_scale: o.BranchWeightScale = SPEC.branch_weight_scale,
     activation: o.ActivationOpt = SPEC.activation,
     init: o.InitOpt = SPEC.init,
     weight_var: o.WeightVar = SPEC.weight_var,
@@ -190,6 +200,10 @@ def compare(
     seed: o.Seed = SPEC.seed,
     vanish_below: o.VanishBelow = None,
     explode_above: o.ExplodeAbove = None,
+    gain_below: o.GainBelow = None,
+    gain_above: o.GainAbove = None,
+    signal_below: o.SignalBelow = None,
+    signal_above: o.SignalAbove = None,
     format: o.FormatOpt = None,
     output: o.Output = None,
     save_arrays: o.SaveArrays = None,
@@ -232,6 +246,10 @@ def run(
     fail_on: str,
     vanish_below: float | None,
     explode_above: float | None,
+    gain_below: float | None,
+    gain_above: float | None,
+    signal_below: float | None,
+    signal_above: float | None,
     format: Format | None,
     output: Path | None,
     save_arrays: Path | None,
@@ -248,7 +266,14 @@ def run(
         command=command,
         spec=_spec(network, chosen),
         variants=chosen,
-        thresholds=_thresholds(vanish_below, explode_above),
+        thresholds=_thresholds(
+            vanish_below=vanish_below,
+            explode_above=explode_above,
+            gain_below=gain_below,
+            gain_above=gain_above,
+            signal_below=signal_below,
+            signal_above=signal_above,
+        ),
         fail_on=_fail_on(fail_on),
         format=_format(format, output, quiet),
         output=_writable(output, "--output"),
@@ -280,7 +305,7 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-FIELDS = (*SPEC.to_dict(), "vanish_below", "explode_above", "variants")
+FIELDS = (*SPEC.to_dict(), *THRESHOLD_FIELDS, "variants")
 FIELD = re.compile(r"\b(" + "|".join(FIELDS) + r")\b")
 
 
@@ -335,7 +360,7 @@ def _variants(text: str) -> tuple[Skip, ...]:
 
 
 def _fail_on(text: str) -> frozenset[Verdict]:
-    from gradflow.engine.spec import Verdict
+    from gradflow.analysis.verdict import Verdict
 
     if not text.strip():
         return frozenset()
@@ -343,10 +368,9 @@ def _fail_on(text: str) -> frozenset[Verdict]:
     return frozenset(_choices(text, "--fail-on", accepted))
 
 
-def _thresholds(vanish_below: float | None, explode_above: float | None) -> Thresholds:
-    from gradflow.engine.spec import Thresholds
+def _thresholds(**given: float | None) -> Thresholds:
+    from gradflow.analysis.verdict import Thresholds
 
-    given = {"vanish_below": vanish_below, "explode_above": explode_above}
     try:
         return Thresholds(**{k: v for k, v in given.items() if v is not None})
     except ValueError as error:
@@ -547,19 +571,16 @@ def _text(plan: Plan, reports: Sequence[Report], *, width: int) -> str:
 
 
 def _reason(report: Report) -> str:
-    from gradflow.engine.spec import Verdict
+    from gradflow.analysis.verdict import Verdict
     from gradflow.render import view
 
     s = report.summary
-    ratio = f"first/last ‖∂L/∂W‖ = {view.power_text(s.log10_weight_ratio)}"
-    t = s.thresholds
-    where = f" from layer {s.nonfinite_from}" if s.nonfinite_from is not None else ""
-    because = {
-        Verdict.VANISHING: f"{ratio} is below --vanish-below {t.vanish_below:g}",
-        Verdict.EXPLODING: f"{ratio} is above --explode-above {t.explode_above:g}",
-        Verdict.NONFINITE: f"the pass produced non-finite values{where}",
-    }
-    return f"{report.label} is {s.verdict} (--fail-on {s.verdict}): {because[s.verdict]}"
+    if s.verdict is Verdict.NONFINITE:
+        where = f" from layer {s.nonfinite_from}" if s.nonfinite_from is not None else ""
+        because = f"the pass produced non-finite values{where}"
+    else:
+        because = "; ".join(view.finding_text(f) for f in s.findings if f.verdict is s.verdict)
+    return f"{report.label} is {s.verdict} (--fail-on {s.verdict}): {because}"
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, Norm, Skip, Thresholds
+from gradflow.analysis.verdict import Thresholds
+from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, Norm, Skip
 
 
 class Format(Choice):
@@ -40,8 +41,8 @@ SkipOpt = Annotated[
     Skip,
     typer.Option(
         "--skip",
-        help="none: plain; post: original ResNet (activation after the add); "
-        "pre: pre-activation (nothing after the add).",
+        help="none (or plain): no shortcuts; post: original ResNet (activation after the add); "
+        "pre: pre-activation (nothing after the add); postnorm: Post-LN (--norm after the add).",
         rich_help_panel=NETWORK,
     ),
 ]
@@ -50,7 +51,7 @@ Variants = Annotated[
     typer.Option(
         metavar="LIST",
         help="Comma-separated skip variants to run on the same weights "
-        "(none = plain, post, pre); the first is the baseline.",
+        "(none = plain, post, pre, postnorm); the first is the baseline.",
         rich_help_panel=NETWORK,
     ),
 ]
@@ -61,7 +62,18 @@ BlockSize = Annotated[
     ),
 ]
 ResidualScale = Annotated[
-    float, typer.Option(help="α in h_in + α·branch.", rich_help_panel=NETWORK)
+    float, typer.Option(help="α in s·h_in + α·branch.", rich_help_panel=NETWORK)
+]
+SkipScale = Annotated[
+    float,
+    typer.Option(help="s in s·h_in + α·branch (DeepNorm's skip weight).", rich_help_panel=NETWORK),
+]
+BranchWeightScale = Annotated[
+    float,
+    typer.Option(
+        help="β: multiply the initial weights (not biases) inside residual branches.",
+        rich_help_panel=NETWORK,
+    ),
 ]
 ActivationOpt = Annotated[
     Activation, typer.Option("--activation", help="Activation φ.", rich_help_panel=NETWORK)
@@ -110,25 +122,28 @@ Seed = Annotated[
     typer.Option(help="Seeds every random draw; same seed, same bits.", rich_help_panel=NETWORK),
 ]
 
-# Verdict and checks.
-VanishBelow = Annotated[
-    float | None,
-    typer.Option(
-        help="Verdict 'vanishing' when the first/last-layer weight-gradient ratio is below this "
-        f"(default {THRESHOLDS.vanish_below:g}).",
+# Verdict and checks: one (below, above) pair per judged ratio.
+
+
+def _threshold(field: str, verdict: str, ratio: str) -> object:
+    side = "below" if verdict == "vanishing" else "above"
+    return typer.Option(
+        help=f"Verdict '{verdict}' when {ratio} is {side} this "
+        f"(default {getattr(THRESHOLDS, field):g}).",
         show_default=False,
         rich_help_panel=VERDICT,
-    ),
-]
-ExplodeAbove = Annotated[
-    float | None,
-    typer.Option(
-        help="Verdict 'exploding' when the first/last-layer weight-gradient ratio is above this "
-        f"(default {THRESHOLDS.explode_above:g}).",
-        show_default=False,
-        rich_help_panel=VERDICT,
-    ),
-]
+    )
+
+
+WEIGHT_RATIO = "the first/last-layer weight-gradient ratio"
+GAIN = "the gradient gain ‖∂L/∂x‖/‖∂L/∂y‖"
+SIGNAL = "the forward signal rms(y)/rms(x)"
+VanishBelow = Annotated[float | None, _threshold("vanish_below", "vanishing", WEIGHT_RATIO)]
+ExplodeAbove = Annotated[float | None, _threshold("explode_above", "exploding", WEIGHT_RATIO)]
+GainBelow = Annotated[float | None, _threshold("gain_below", "vanishing", GAIN)]
+GainAbove = Annotated[float | None, _threshold("gain_above", "exploding", GAIN)]
+SignalBelow = Annotated[float | None, _threshold("signal_below", "vanishing", SIGNAL)]
+SignalAbove = Annotated[float | None, _threshold("signal_above", "exploding", SIGNAL)]
 FailOn = Annotated[
     str,
     typer.Option(

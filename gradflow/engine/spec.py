@@ -1,5 +1,4 @@
-"""The network specification: one frozen, validated value that describes a run, and the
-thresholds its verdict is judged by.
+"""The network specification: one frozen, validated value that describes a run.
 
 Every network flag maps to exactly one field here. The spec imports nothing heavy, so the CLI can
 validate flags before NumPy is loaded.
@@ -33,12 +32,17 @@ class Choice(str, Enum):
 
 class Skip(Choice):
     NONE = "none"  # plain network: h_i = φ(N(h_{i-1} W_i + b_i))
-    POST = "post"  # original ResNet: h_out = φ(h_in + α·N(...)), activation after the add
-    PRE = "pre"  # pre-activation ResNet: h_out = h_in + α·u_k, nothing after the add
+    POST = "post"  # original ResNet: h_out = φ(s·h_in + α·N(...)), activation after the add
+    PRE = "pre"  # pre-activation ResNet: h_out = s·h_in + α·u_k, nothing after the add
+    POSTNORM = "postnorm"  # Post-LN: h_out = N(s·h_in + α·v), plain layers in the branch
+
+    @classmethod
+    def _missing_(cls, value: object) -> Skip | None:
+        return cls.NONE if str(value) == "plain" else None
 
     @property
     def label(self) -> str:
-        return {"none": "plain", "post": "post", "pre": "pre"}[self.value]
+        return "plain" if self is Skip.NONE else self.value
 
 
 class Activation(Choice):
@@ -107,7 +111,9 @@ class NetworkSpec:
     batch: int = 32  # rows of the input x ~ N(0, 1)
     skip: Skip = Skip.NONE  # none | post | pre
     block_size: int = 2  # dense layers per residual block (k); depth must be a multiple
-    residual_scale: float = 1.0  # α in h_in + α·branch
+    residual_scale: float = 1.0  # α in s·h_in + α·branch
+    skip_scale: float = 1.0  # s in s·h_in + α·branch (DeepNorm's α is our s)
+    branch_weight_scale: float = 1.0  # β: residual branches' initial weights multiplied by β
     activation: Activation = Activation.SIGMOID  # the classic vanishing-gradient case
     init: Init = Init.XAVIER
     weight_var: float | None = None  # σ_w²: overrides the init scale, Var W = σ_w²/fan_in
@@ -123,7 +129,7 @@ class NetworkSpec:
         # Coerce strings to Enums once, at construction; the spec is never changed afterwards.
         for name, enum in _CHOICES.items():
             object.__setattr__(self, name, enum.parse(getattr(self, name), name))
-        for name in ("residual_scale", "bias_var"):
+        for name in ("residual_scale", "skip_scale", "branch_weight_scale", "bias_var"):
             object.__setattr__(self, name, _finite(getattr(self, name), name))
         if self.weight_var is not None:
             object.__setattr__(self, "weight_var", _finite(self.weight_var, "weight_var"))
@@ -157,7 +163,13 @@ class NetworkSpec:
                 f"nearest valid depths: {_nearest_multiples(self.depth, self.block_size)}"
             )
         if self.zero_init_residual and self.skip is Skip.NONE:
-            raise ValueError("zero_init_residual: needs residual branches (skip post or pre)")
+            raise ValueError(
+                "zero_init_residual: needs residual branches (skip post, pre or postnorm)"
+            )
+        if self.skip is Skip.POSTNORM and self.norm is Norm.NONE:
+            raise ValueError(
+                "norm: skip postnorm normalises after the add; choose norm batch or layer"
+            )
         if self.norm is Norm.BATCH and self.batch < 2:
             raise ValueError("norm: batch normalization needs batch ≥ 2 (one row has no variance)")
         if self.norm is Norm.LAYER and self.width < 2:
@@ -199,29 +211,3 @@ def _finite(value: Any, name: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{name}: must be finite, got {value!r}")
     return number
-
-
-class Verdict(Choice):
-    VANISHING = "vanishing"
-    EXPLODING = "exploding"
-    HEALTHY = "healthy"
-    NONFINITE = "nonfinite"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Verdict thresholds on the first/last-layer weight-gradient ratio."""
-
-    vanish_below: float = 1e-3  # three orders of magnitude lost: vanishing
-    explode_above: float = 1e3  # three orders gained: exploding
-
-    def __post_init__(self) -> None:
-        for name in ("vanish_below", "explode_above"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
-        if self.vanish_below >= self.explode_above:
-            raise ValueError(
-                f"vanish_below ({self.vanish_below:g}) must be below explode_above "
-                f"({self.explode_above:g})"
-            )

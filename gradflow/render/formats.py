@@ -25,7 +25,7 @@ from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render import chart, view
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _number(x: float) -> float | None:
@@ -103,7 +103,8 @@ def summary_record(report: Report) -> dict[str, Any]:
         "loss": _number(s.loss),
         "log10_grad_output": _number(s.log10_grad_output),
         "log10_weight_ratio": _number(s.log10_weight_ratio),
-        "log10_input_ratio": _number(s.log10_input_ratio),
+        "log10_gain": _number(s.log10_gain),
+        "log10_signal": _number(s.log10_signal),
         "verdict": str(s.verdict),
         "nonfinite_from": s.nonfinite_from,
         "zero_from": s.zero_from,

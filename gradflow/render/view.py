@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.analysis.results import Report, Verdict
+from gradflow.analysis.results import Report
+from gradflow.analysis.verdict import Finding, Quantity, Verdict
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import Activation, Choice, Init, NetworkSpec, Norm
 
@@ -323,12 +324,27 @@ def summary_grid(reports: Sequence[Report]) -> Grid:
             Column(
                 "‖∂L/∂W₁‖/‖∂L/∂W_L‖", [Cell(power_text(s.log10_weight_ratio)) for s in summaries]
             ),
-            Column(
-                "‖∂L/∂in₁‖/‖∂L/∂in_L‖", [Cell(power_text(s.log10_input_ratio)) for s in summaries]
-            ),
+            Column("‖∂L/∂x‖/‖∂L/∂y‖", [Cell(power_text(s.log10_gain)) for s in summaries]),
             Column("loss", number_cells(np.array([s.loss for s in summaries]), 4)),
             Column("verdict", verdicts, numeric=False),
         ],
+    )
+
+
+QUANTITY_TEXT = {
+    Quantity.WEIGHT_RATIO: "first/last ‖∂L/∂W‖",
+    Quantity.GAIN: "gain ‖∂L/∂x‖/‖∂L/∂y‖",
+    Quantity.SIGNAL: "signal rms(y)/rms(x)",
+}
+
+
+def finding_text(finding: Finding) -> str:
+    """``gain ‖∂L/∂x‖/‖∂L/∂y‖ = 10^-17.3 is below --gain-below 0.001``."""
+    side = "below" if finding.verdict is Verdict.VANISHING else "above"
+    flag = "--" + finding.threshold.replace("_", "-")
+    return (
+        f"{QUANTITY_TEXT[finding.quantity]} = {power_text(finding.log10)} is {side} "
+        f"{flag} {finding.limit:g}"
     )
 
 
@@ -408,7 +424,7 @@ def summary_lines(reports: Sequence[Report]) -> list[str]:
         s = r.summary
         line = (
             f"{r.label:<{width}}  first/last ‖∂L/∂W‖ {power_text(s.log10_weight_ratio):>9}"
-            f"  first/last ‖∂L/∂in‖ {power_text(s.log10_input_ratio):>9}  {s.verdict}"
+            f"  gain ‖∂L/∂x‖/‖∂L/∂y‖ {power_text(s.log10_gain):>9}  {s.verdict}"
         )
         if s.nonfinite_from is not None:
             line += f" (forward pass not finite from layer {s.nonfinite_from})"

@@ -1,0 +1,104 @@
+"""The verdict: vanishing, exploding, healthy or non-finite, and the thresholds it is judged by.
+
+Three quantities are judged, each as log10 of a ratio, each against its own pair of thresholds:
+
+    weight ratio   ‖∂L/∂W_1‖ / ‖∂L/∂W_L‖   does the first layer learn as fast as the last?
+    gain           ‖∂L/∂x‖ / ‖∂L/∂y‖       the end-to-end backward gain, network input against
+                                           the last dense layer's output (mean-field theory's χ^L)
+    signal         rms(y) / rms(x)         the forward signal's growth or decay
+
+A network is healthy only when all three lie inside their thresholds. No NumPy here: the CLI
+validates thresholds before the engine is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gradflow.engine.spec import Choice
+
+
+class Verdict(Choice):
+    VANISHING = "vanishing"
+    EXPLODING = "exploding"
+    HEALTHY = "healthy"
+    NONFINITE = "nonfinite"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Verdict thresholds, one (below, above) pair per judged ratio."""
+
+    vanish_below: float = 1e-3  # first/last weight gradient: three orders lost is vanishing
+    explode_above: float = 1e3  # three orders gained: exploding
+    gain_below: float = 1e-3  # ‖∂L/∂x‖/‖∂L/∂y‖: the gradient lost three orders on its way back
+    gain_above: float = 1e3
+    signal_below: float = 1e-3  # rms(y)/rms(x): the forward signal lost three orders
+    signal_above: float = 1e3
+
+    def __post_init__(self) -> None:
+        for low, high in PAIRS:
+            for name in (low, high):
+                value = getattr(self, name)
+                if isinstance(value, bool) or not (
+                    isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+                ):
+                    raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+            if getattr(self, low) >= getattr(self, high):
+                raise ValueError(
+                    f"{low} ({getattr(self, low):g}) must be below {high} ({getattr(self, high):g})"
+                )
+
+
+# (below, above) field pairs, in the order the verdict reads them
+PAIRS = (("vanish_below", "explode_above"), ("gain_below", "gain_above"),
+         ("signal_below", "signal_above"))  # fmt: skip
+
+
+class Quantity(Choice):
+    """What a finding judged; its thresholds are the (below, above) pair of the same index."""
+
+    WEIGHT_RATIO = "weight_ratio"  # ‖∂L/∂W_1‖ / ‖∂L/∂W_L‖
+    GAIN = "gain"  # ‖∂L/∂x‖ / ‖∂L/∂y‖
+    SIGNAL = "signal"  # rms(y) / rms(x)
+
+    @property
+    def bounds(self) -> tuple[str, str]:
+        """The Thresholds fields (below, above) this quantity is judged by."""
+        return PAIRS[list(Quantity).index(self)]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One judged quantity outside its thresholds."""
+
+    quantity: Quantity
+    log10: float  # log10 of the ratio: -inf where it is an exact zero
+    verdict: Verdict  # vanishing or exploding
+    threshold: str  # the Thresholds field it crossed, e.g. "gain_below"
+    limit: float  # that threshold's value
+
+
+def judge(
+    log10s: dict[Quantity, float | None], finite: bool, thresholds: Thresholds
+) -> tuple[Verdict, tuple[Finding, ...]]:
+    """The verdict from the judged log10 ratios (None: not judged, e.g. never reached) and every
+    finding behind it. Non-finite beats everything; otherwise the first finding, in the order
+    weight ratio, gain, signal, gives the verdict."""
+    findings = []
+    for quantity, log10 in log10s.items():
+        if log10 is None or math.isnan(log10):
+            continue
+        low, high = quantity.bounds
+        if log10 < math.log10(getattr(thresholds, low)):
+            findings.append(
+                Finding(quantity, log10, Verdict.VANISHING, low, getattr(thresholds, low))
+            )
+        elif log10 > math.log10(getattr(thresholds, high)):
+            findings.append(
+                Finding(quantity, log10, Verdict.EXPLODING, high, getattr(thresholds, high))
+            )
+    if not finite:
+        return Verdict.NONFINITE, tuple(findings)
+    return (findings[0].verdict if findings else Verdict.HEALTHY), tuple(findings)

@@ -14,16 +14,14 @@ import json
 import sys
 import time
 from typing import Any
-from unittest import mock
 
 import numpy as np
 
-from gradflow.analysis.analyze import analyze
-from gradflow.engine import weight_grads
+from gradflow.analysis.analyze import analyze, estimate_bytes
 from gradflow.engine.activations import ACTIVATIONS
-from gradflow.engine.memory import estimate_bytes
 from gradflow.engine.network import Network, build
 from gradflow.engine.spec import NetworkSpec
+from gradflow.engine.weight_grads import Method, uses_gram
 
 
 def rss_bytes(field: str) -> int:
@@ -72,11 +70,9 @@ def engine_time(spec: NetworkSpec, network: Network, explicit: bool = False) -> 
     instead of taking its norm from B×B Gram matrices."""
     # A fresh Network object each time, so nothing cached by an earlier pass is reused.
     fresh = dataclasses.replace(network)
-    gram = weight_grads.uses_gram if not explicit else (lambda spec, keep: False)
-    with mock.patch.object(weight_grads, "uses_gram", gram):
-        start = time.perf_counter()
-        analyze(spec, network=fresh)
-        return time.perf_counter() - start
+    start = time.perf_counter()
+    analyze(spec, network=fresh, method=Method.EXPLICIT if explicit else Method.AUTO)
+    return time.perf_counter() - start
 
 
 def run(case: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +82,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
     network = build(spec)
     report = analyze(spec, network=network)  # first pass: also the memory measurement
     peak = rss_bytes("VmHWM") - baseline
-    gram = weight_grads.uses_gram(spec, keep=False)
+    gram = uses_gram(spec, keep=False)
     engine = explicit = floor = activation = float("inf")
     for _ in range(repeat):  # interleaved, so all see the same machine
         engine = min(engine, engine_time(spec, network))

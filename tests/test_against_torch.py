@@ -28,14 +28,17 @@ from gradflow.engine.spec import Activation, Init, Loss, NetworkSpec, Norm, Skip
 RTOL = 1e-10  # relative agreement required of every gradient of genuine size
 FLOOR = 1e-12  # absolute floor, as a fraction of the run's largest gradient: rounding noise only
 
-SKIPS = [s.value for s in Skip if s is not Skip.POSTNORM]
-RESIDUAL_SKIPS = [Skip.POST.value, Skip.PRE.value]
+SKIPS = [s.value for s in Skip]
+RESIDUAL_SKIPS = [s.value for s in Skip if s is not Skip.NONE]
 
 # depth 4, block 2: two blocks; small enough that the whole file runs in a few seconds
 BASE: dict[str, Any] = {"depth": 4, "width": 6, "batch": 5, "block_size": 2, "classes": 4}
 
 
 def make_spec(**changes: Any) -> NetworkSpec:
+    """A small spec; Post-LN normalises after every add, so it takes layer norm unless told."""
+    if changes.get("skip") == Skip.POSTNORM.value and changes.get("norm", "none") == "none":
+        changes["norm"] = Norm.LAYER.value
     return NetworkSpec(**{**BASE, "seed": 7, **changes})
 
 
@@ -49,6 +52,22 @@ CASES: list[Any] = [
         pytest.param(make_spec(norm=n, skip=s, activation="gelu"), id=f"norm-{n}-{s}")
         for n in [n.value for n in Norm]
         for s in SKIPS
+        if (s, n) != ("postnorm", "none")
+    ),
+    *(
+        pytest.param(
+            make_spec(skip=s, skip_scale=scale, branch_weight_scale=beta, activation="tanh"),
+            id=f"skip_scale{scale}-beta{beta}-{s}",
+        )
+        for scale, beta in ((1.7, 0.4), (0.6, 1.0), (1.0, -2.0))
+        for s in RESIDUAL_SKIPS
+    ),
+    *(
+        pytest.param(
+            make_spec(skip="postnorm", norm="batch", activation=a, depth=6, block_size=3),
+            id=f"postnorm-batch-{a}",
+        )
+        for a in ("relu", "sigmoid", "gelu")
     ),
     *(
         pytest.param(make_spec(loss=loss, skip=s, activation="tanh"), id=f"loss-{loss}-{s}")

@@ -9,7 +9,10 @@ and the saved arrays (``x``, ``target``, ``W1``…``WL``, ``b1``…``bL``, and `
     plain      h_i = φ(N(h_{i-1} @ W_i + b_i))
     post       u_j = φ(N(u_{j-1} @ W_j + b_j)) (j < k);  v = N(u_{k-1} @ W_k + b_k)
                h_out = φ(h_in + α·v)
-    pre        u_j = φ(N(u_{j-1})) @ W_j + b_j (j = 1..k);  h_out = h_in + α·u_k
+    pre        u_j = φ(N(u_{j-1})) @ W_j + b_j (j = 1..k);  h_out = s·h_in + α·u_k
+    postnorm   u_j = φ(u_{j-1} @ W_j + b_j) (j < k);  v = u_{k-1} @ W_k + b_k
+               h_out = N(s·h_in + α·v)
+    (post: h_out = φ(s·h_in + α·v); s is the skip scale, 1 by default)
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def reference_pass(
     if spec.dtype is not DType.FLOAT64:
         raise ValueError("the torch reference runs in float64 only")
     phi, norm = ACTIVATIONS[spec.activation], NORMS[spec.norm]
-    depth, alpha = spec.depth, spec.residual_scale
+    depth, alpha, s = spec.depth, spec.residual_scale, spec.skip_scale
 
     x = _leaf(arrays["x"])  # (B, n)
     weights = [_leaf(arrays[f"W{i}"]) for i in range(1, depth + 1)]  # (n, n) each
@@ -157,22 +160,28 @@ def reference_pass(
             branch_inputs.append(u)
             for j in range(start, start + k):
                 layer_inputs.append(h_in if j == start else _keep(u))
+                last = j == start + k - 1
                 if spec.skip is Skip.POST:
                     a = u
                     z = a @ weights[j] + biases[j]  # (B, n)
                     # the last branch layer is left un-activated: φ comes after the add
-                    u = norm(z) if j == start + k - 1 else phi(norm(z))
+                    u = norm(z) if last else phi(norm(z))
+                elif spec.skip is Skip.POSTNORM:
+                    a = u
+                    z = a @ weights[j] + biases[j]  # (B, n)
+                    u = z if last else phi(z)  # no normalisation inside the branch
                 else:
                     a = _keep(phi(norm(u)))  # pre-activation: N and φ before the dense layer
                     u = a @ weights[j] + biases[j]  # (B, n)
                 operands.append(a)
+            total = _keep(s * h_in + alpha * u) if shortcuts else _keep(u)
+            adds.append(total)
             if spec.skip is Skip.POST:
-                s = _keep(h_in + alpha * u) if shortcuts else _keep(u)
-                adds.append(s)
-                h = phi(s)
+                h = phi(total)
+            elif spec.skip is Skip.POSTNORM:
+                h = norm(total)
             else:
-                h = _keep(h_in + alpha * u) if shortcuts else _keep(u)
-                adds.append(h)
+                h = total
 
     y = _keep(h)  # (B, n)
     loss = LOSSES[spec.loss](y, arrays, head)
@@ -189,7 +198,7 @@ def reference_pass(
         "head_weight": _grad(head["W_head"]) if head else None,
         "head_bias": _grad(head["b_head"]) if head else None,
         "block_add": block_add,
-        "block_skip": [g.copy() for g in block_add],  # identity skip: handed back unchanged
+        "block_skip": [s * g for g in block_add],  # the skip hands back s times the gradient
         "block_branch": [_grad(t) for t in branch_inputs],
         "block_input": [_grad(t) for t in block_inputs],
     }

@@ -9,14 +9,15 @@ import numpy as np
 
 from gradflow.analysis.assemble import report
 from gradflow.analysis.results import Report
-from gradflow.analysis.statistics import StatsCollector, stats_chunk_layers
+from gradflow.analysis.statistics import StatsCollector, statistics_bytes, stats_chunk_layers
 from gradflow.analysis.verdict import Thresholds
-from gradflow.engine.backward import backward
-from gradflow.engine.forward import forward
+from gradflow.engine import memory
 from gradflow.engine.losses import LOSSES
 from gradflow.engine.magnitudes import exact_norm
 from gradflow.engine.network import Network, build
+from gradflow.engine.passes import backward, forward
 from gradflow.engine.spec import NetworkSpec, Skip
+from gradflow.engine.weight_grads import Method
 
 ProgressCallback = Callable[[int, int], None]  # (layers done, layers in all)
 
@@ -28,9 +29,14 @@ def analyze(
     network: Network | None = None,
     keep_gradients: bool = False,
     progress: ProgressCallback | None = None,
+    method: Method | str = Method.AUTO,
 ) -> Report:
-    """One forward and backward pass of the network ``spec`` describes, measured per layer."""
-    return _run(spec, network or build(spec), thresholds, keep_gradients, progress, 0, 1)
+    """One forward and backward pass of the network ``spec`` describes, measured per layer.
+
+    ``method`` chooses how ‖∂L/∂W‖ is taken (auto, gram, explicit); ``keep_gradients`` also
+    returns every ∂L/∂W, ∂L/∂b and ∂L/∂(layer input) formed."""
+    network = network or build(spec)
+    return _run(spec, network, thresholds, keep_gradients, progress, 0, 1, method)
 
 
 def compare(
@@ -53,6 +59,11 @@ def compare(
     ]
 
 
+def estimate_bytes(spec: NetworkSpec, keep_gradients: bool = False) -> int:
+    """Bytes an analyzed pass of ``spec`` holds at its peak: the engine's and the statistics'."""
+    return memory.estimate_bytes(spec, keep_gradients, observer_bytes=statistics_bytes(spec))
+
+
 def variant_spec(spec: NetworkSpec, variant: Skip | str) -> NetworkSpec:
     skip = Skip.parse(variant, "variants")
     return spec.replace(
@@ -68,6 +79,7 @@ def _run(
     progress: ProgressCallback | None,
     run_index: int,
     runs: int,
+    method: Method | str = Method.AUTO,
 ) -> Report:
     weights, biases = network.weights_for(spec), network.biases_for(spec)
     # all-zero biases (the default) are skipped rather than added layer after layer
@@ -86,11 +98,14 @@ def _run(
 
     # Overflow, underflow and NaN are results to report, not warnings to print per element.
     with np.errstate(all="ignore"):
-        tape = forward(spec, weights, nonzero_biases, network.x, observe, stats_chunk_layers(spec))
-        loss = LOSSES[spec.loss](tape.output, network.loss_data)
-        every = max(1, spec.depth // 100)
-        records = backward(spec, tape, weights, loss.dy, keep_gradients, backward_progress, every)
-        signal = _log10_norm(tape.output) - _log10_norm(network.x)
+        tape, y = forward(
+            spec, weights, nonzero_biases, network.x, observe, stats_chunk_layers(spec)
+        )
+        loss = LOSSES[spec.loss](y, network.loss_data)
+        records = backward(
+            spec, tape, loss.dy, method=method, keep=keep_gradients, progress=backward_progress
+        )
+        signal = _log10_norm(y) - _log10_norm(network.x)
         return report(spec, network, loss, records, stats.result(), signal, thresholds)
 
 

@@ -16,7 +16,7 @@ from gradflow.analysis.results import (
 )
 from gradflow.analysis.statistics import ActivationStats
 from gradflow.analysis.verdict import Quantity, Thresholds, judge
-from gradflow.engine.backward import Records
+from gradflow.engine.gradient import Records
 from gradflow.engine.losses import LossResult
 from gradflow.engine.magnitudes import Magnitudes
 from gradflow.engine.network import Network
@@ -28,14 +28,6 @@ def layer_names(spec: NetworkSpec) -> tuple[str, ...]:
         return tuple(f"fc{i}" for i in range(1, spec.depth + 1))
     k = spec.block_size
     return tuple(f"block{i // k + 1}.fc{i % k + 1}" for i in range(spec.depth))
-
-
-def weight_norms(network: Network, spec: NetworkSpec) -> np.ndarray:
-    """‖W_i‖_F as the variant sees the weights (zero-initialised branch ends are 0)."""
-    norms = network.weight_norms.copy()  # measured as the weights were drawn
-    if spec.zero_init_residual and spec.residual:
-        norms[spec.block_size - 1 :: spec.block_size] = 0.0
-    return norms
 
 
 def _norm(v: np.ndarray | None) -> float:
@@ -80,7 +72,7 @@ def report(
 ) -> Report:
     names = layer_names(spec)
     grad_w, grad_b, grad_in = records.grad_weight, records.grad_bias, records.grad_input
-    w_norm = weight_norms(network, spec)
+    w_norm = network.weight_norms_for(spec)
     mean, std, dead, sat, finite = stats.mean, stats.std, stats.dead, stats.saturated, stats.finite
     if loss.head_weight_grad is not None:  # xent: the head is its own row
         names = (*names, "head")
@@ -99,7 +91,7 @@ def report(
         first_layer=starts + 1,
         last_layer=starts + k,
         grad_add=records.block_add,
-        grad_skip=records.block_add,  # the skip hands the arriving gradient back unchanged
+        grad_skip=records.block_skip,  # the skip hands the arriving gradient back (times s)
         grad_branch=records.block_branch,
         grad_input=records.block_input,
         cosine=records.block_cosine,

@@ -30,6 +30,14 @@ def stats_chunk_layers(spec: NetworkSpec) -> int:
     return max(1, min(spec.depth, _STATS_CHUNK_BYTES // (spec.batch * spec.width * 8)))
 
 
+def statistics_bytes(spec: NetworkSpec) -> int:
+    """Bytes ``StatsCollector`` holds: five per-layer arrays, and for one chunk of layers a
+    boolean mask and, where a variance cancelled, the centred values."""
+    itemsize = 8 if spec.dtype.value == "float64" else 4
+    chunk = stats_chunk_layers(spec) * spec.batch * spec.width
+    return spec.depth * 5 * 8 + chunk * (1 + itemsize)
+
+
 class StatsCollector:
     """Statistics of each layer's activation output, fed chunk by chunk during forward."""
 

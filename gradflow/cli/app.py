@@ -424,8 +424,8 @@ def _bytes_text(size: float) -> str:
 
 def _guard_memory(plan: Plan) -> None:
     """Refuse, before allocating, a run that needs more memory than is free (or allowed)."""
-    from gradflow.analysis.analyze import variant_spec
-    from gradflow.engine.memory import available_bytes, estimate_bytes
+    from gradflow.analysis.analyze import estimate_bytes, variant_spec
+    from gradflow.engine.memory import available_bytes
 
     need = max(estimate_bytes(variant_spec(plan.spec, v)) for v in plan.variants)
     limit = plan.max_memory if plan.max_memory is not None else available_bytes()

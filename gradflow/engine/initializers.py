@@ -60,26 +60,22 @@ INITIALIZERS: dict[Init, Draw] = {
 }
 
 
-def draw_weights(spec: NetworkSpec, rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
-    """Fill out (L, n, n) chunk by chunk and return ‖W_i‖_F (L,), measured while in cache.
+def draw_chunk(spec: NetworkSpec) -> int:
+    """Layers drawn per call: a float32 stack goes through a float64 temporary of ~2 MiB."""
+    return max(1, min(spec.depth, (2 << 20) // (8 * spec.width * spec.width)))
 
-    The values do not depend on the chunk size: the generator's stream is consumed in order.
-    """
+
+def draw_weights(spec: NetworkSpec, rng: np.random.Generator, out: np.ndarray) -> None:
+    """Fill out (L, n, n) chunk by chunk. The values do not depend on the chunk size: the
+    generator's stream is consumed in order. float32 stacks are drawn in float64 and rounded,
+    so they see the same numbers."""
     draw, scale = INITIALIZERS[spec.init], init_scale(spec)
-    n = spec.width
-    norms = np.empty(spec.depth)
-    chunk = max(1, (2 << 20) // (8 * n * n))  # bound the float64 temporary to ~2 MiB
+    n, chunk = spec.width, draw_chunk(spec)
     for start in range(0, spec.depth, chunk):
         stop = min(start + chunk, spec.depth)
         if out.dtype == np.float64:
             draw(rng, out[start:stop], scale)
-            wide = out[start:stop]
-        else:  # drawn in float64, rounded, and the rounded values measured in float64
+        else:
             wide = np.empty((stop - start, n, n))
             draw(rng, wide, scale)
             out[start:stop] = wide
-            wide[...] = out[start:stop]  # exact: float32 values widened
-        flat = wide.reshape(stop - start, -1)
-        norms[start:stop] = np.sqrt(np.vecdot(flat, flat))
-        del wide, flat  # a float64 temporary is freed before the next chunk is drawn
-    return norms

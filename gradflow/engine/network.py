@@ -8,11 +8,11 @@ change with the depth and the weights do not change with the loss.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradflow.engine.initializers import draw_weights
+from gradflow.engine.initializers import draw_chunk, draw_weights
 from gradflow.engine.losses import LossData
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
 
@@ -32,16 +32,35 @@ class Network:
     biases: np.ndarray  # (L, n)
     loss_data: LossData
     build_key: tuple[object, ...]
-    weight_norms: np.ndarray  # (L,) ‖W_i‖_F as drawn; replace it together with the weights
+    # (L,) ‖W_i‖_F of the drawn weights, measured from them at construction (so a Network made
+    # with other weights, e.g. by dataclasses.replace, never carries stale norms)
+    weight_norms: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weight_norms", _frobenius(self.weights))
 
     def weights_for(self, spec: NetworkSpec) -> list[np.ndarray]:
-        """Per-layer weights as ``spec`` sees them: residual branch ends zeroed if it asks."""
+        """Per-layer weights as ``spec`` sees them: inside residual branches multiplied by
+        branch_weight_scale β (new arrays), and branch ends zeroed if it asks."""
         self.check_matches(spec)
-        return _zero_branch_ends(self.weights, spec)
+        layers = list(self.weights)
+        beta = spec.branch_weight_scale
+        if spec.residual and beta != 1.0:
+            layers = [w * beta for w in layers]  # every layer of a residual net is in a branch
+        return _zero_branch_ends(layers, spec)
+
+    def weight_norms_for(self, spec: NetworkSpec) -> np.ndarray:
+        """‖W_i‖_F as ``spec`` sees the weights (β-scaled, zeroed branch ends 0), (L,)."""
+        norms = self.weight_norms.copy()
+        if spec.residual:
+            norms *= abs(spec.branch_weight_scale)
+            if spec.zero_init_residual:
+                norms[spec.block_size - 1 :: spec.block_size] = 0.0
+        return norms
 
     def biases_for(self, spec: NetworkSpec) -> list[np.ndarray]:
         """Per-layer biases; a zero-initialised branch end gets a zero bias too."""
-        return _zero_branch_ends(self.biases, spec)
+        return _zero_branch_ends(list(self.biases), spec)
 
     def check_matches(self, spec: NetworkSpec) -> None:
         if _build_key(spec) != self.build_key:
@@ -66,15 +85,41 @@ class Network:
         return out
 
 
-def _zero_branch_ends(stack: np.ndarray, spec: NetworkSpec) -> list[np.ndarray]:
-    """The layers of ``stack`` as a list, with the last layer of every residual branch replaced
-    by zeros when ``spec`` asks for zero_init_residual (the drawn arrays stay untouched)."""
-    layers = list(stack)
+def _frobenius(stack: np.ndarray) -> np.ndarray:
+    """‖W_i‖_F of each (n, n) layer of ``stack``, (L,) float64, a few layers at a time."""
+    norms = np.empty(len(stack))
+    chunk = max(1, (2 << 20) // (8 * stack[0].size))  # a float32 chunk widened: ~2 MiB
+    for start in range(0, len(stack), chunk):
+        part = stack[start : start + chunk]
+        wide = part.reshape(len(part), -1).astype(np.float64, copy=False)
+        norms[start : start + len(part)] = np.sqrt(np.vecdot(wide, wide))
+    return norms
+
+
+def _zero_branch_ends(layers: list[np.ndarray], spec: NetworkSpec) -> list[np.ndarray]:
+    """``layers`` with the last layer of every residual branch replaced by zeros when ``spec``
+    asks for zero_init_residual (the drawn arrays stay untouched)."""
+    layers = list(layers)
     if spec.zero_init_residual and spec.skip is not Skip.NONE:
-        zero = np.zeros_like(stack[0])
+        zero = np.zeros_like(layers[0])
         for end in range(spec.block_size - 1, spec.depth, spec.block_size):
             layers[end] = zero
     return layers
+
+
+def network_bytes(spec: NetworkSpec) -> int:
+    """Bytes ``build`` allocates: weights and biases L·(n² + n), input and targets, the xent
+    head n·C + C and its labels; and a variant's β-scaled copy of the weights, where it has one.
+    The float32 draw's float64 temporary (the norms' widened copy is no larger, and comes
+    after it) and the weight norms are included."""
+    n, size = spec.width, np.dtype(spec.dtype.value).itemsize
+    total = spec.depth * (n * n + n) + 2 * spec.batch * n
+    if spec.loss is Loss.XENT:
+        total += n * spec.classes + spec.classes
+    if spec.residual and spec.branch_weight_scale != 1.0:
+        total += spec.depth * n * n
+    draw_temporary = draw_chunk(spec) * n * n * 8 if size != 8 else 0
+    return total * size + draw_temporary + spec.depth * 8
 
 
 def _build_key(spec: NetworkSpec) -> tuple[object, ...]:
@@ -90,7 +135,7 @@ def build(spec: NetworkSpec) -> Network:
     # Draws are float64 and then cast, so float32 runs see the same numbers, rounded.
     x = data_rng.standard_normal((batch, n)).astype(dtype)
     weights = np.empty((spec.depth, n, n), dtype=dtype)
-    weight_norms = draw_weights(spec, weight_rng, weights)
+    draw_weights(spec, weight_rng, weights)
     biases = np.zeros((spec.depth, n), dtype=dtype)
     if spec.bias_var > 0:
         biases[:] = math.sqrt(spec.bias_var) * bias_rng.standard_normal((spec.depth, n))
@@ -104,4 +149,4 @@ def build(spec: NetworkSpec) -> Network:
         )
     else:  # mse targets t ~ N(0, 1), or the linear loss's fixed u ~ N(0, 1)
         loss_data = LossData(target=loss_rng.standard_normal((batch, n)).astype(dtype))
-    return Network(x, weights, biases, loss_data, _build_key(spec), weight_norms)
+    return Network(x, weights, biases, loss_data, _build_key(spec))

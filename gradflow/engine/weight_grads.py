@@ -41,7 +41,7 @@ from gradflow.engine.magnitudes import (
     times_pow2,
     unit_scale,
 )
-from gradflow.engine.spec import NetworkSpec
+from gradflow.engine.spec import Choice, NetworkSpec
 
 _CHUNK_BYTES = 2 << 20  # batch a chunk of layers while its buffers fit in cache
 # ⟨|P|, |Q|⟩ / ⟨P, Q⟩ above this: the Gram sum may have lost too many digits
@@ -49,8 +49,19 @@ _MAX_CANCEL = {np.dtype(np.float64): 2.0**12, np.dtype(np.float32): 2.0**8}
 _GRAM_RANGE = (2.0**-900, 2.0**900)  # the Gram sum and its bound must lie well inside float64
 
 
-def uses_gram(spec: NetworkSpec, keep: bool) -> bool:
-    return not keep and spec.batch < spec.width
+class Method(Choice):
+    """How ‖∂L/∂W‖ is taken."""
+
+    AUTO = "auto"  # Gram matrices when the batch is smaller than the width, else explicit
+    GRAM = "gram"  # ⟨A Aᵀ, G Gᵀ⟩ (falls back to the explicit product per layer if it must)
+    EXPLICIT = "explicit"  # form every ∂L/∂W = Aᵀ G (n × n)
+
+
+def uses_gram(spec: NetworkSpec, keep: bool, method: Method = Method.AUTO) -> bool:
+    """Whether norms come from Gram matrices; kept gradients are always formed explicitly."""
+    if keep or method is Method.EXPLICIT:
+        return False
+    return method is Method.GRAM or spec.batch < spec.width
 
 
 def _layer_bytes(spec: NetworkSpec, itemsize: int, gram: bool) -> int:
@@ -66,24 +77,32 @@ def chunk_layers(spec: NetworkSpec, itemsize: int, gram: bool) -> int:
     return max(1, min(spec.depth, _CHUNK_BYTES // _layer_bytes(spec, itemsize, gram)))
 
 
-def buffer_bytes(spec: NetworkSpec, itemsize: int, keep: bool) -> int:
-    """Working memory of the weight-gradient norms (kept gradients not included)."""
-    gram = uses_gram(spec, keep)
+def buffer_bytes(spec: NetworkSpec, keep: bool, method: Method) -> int:
+    """Bytes ``WeightGradients`` holds: its chunk buffers, the per-layer records, and with
+    ``keep`` every ∂L/∂W and ∂L/∂b formed."""
+    itemsize = np.dtype(spec.dtype.value).itemsize
+    gram = uses_gram(spec, keep, method)
     chunk = chunk_layers(spec, itemsize, gram)
-    if not gram:
-        return chunk * _layer_bytes(spec, itemsize, gram)
-    # a chunk's A rescaled; a layer taken again: its A and G rescaled, and its explicit product
-    scaled = (chunk + 2) * spec.batch * spec.width + spec.width * spec.width
-    return chunk * _layer_bytes(spec, itemsize, gram) + scaled * itemsize
+    n = spec.width
+    total = chunk * _layer_bytes(spec, itemsize, gram)  # ∂L/∂z slots and Grams or ∂L/∂W
+    total += spec.depth * (2 * 2 * 8 + 40)  # weight and bias rows, the exponent list
+    if gram:
+        # a chunk's A rescaled; a layer taken again: its A and G rescaled, and its product
+        total += ((chunk + 2) * spec.batch * n + n * n) * itemsize
+    if keep:
+        total += spec.depth * (n * n + n) * itemsize
+    return total
 
 
 class WeightGradients:
     """Collects each layer's ∂L/∂z (scaled by 2**-exponent[i]) and turns chunks of layers into
     (mantissa, exponent) rows of ‖∂L/∂W‖ and ‖∂L/∂b‖."""
 
-    def __init__(self, spec: NetworkSpec, dense_in: np.ndarray, keep: bool) -> None:
+    def __init__(
+        self, spec: NetworkSpec, dense_in: np.ndarray, keep: bool, method: Method = Method.AUTO
+    ) -> None:
         depth, batch, n, dtype = spec.depth, spec.batch, spec.width, dense_in.dtype
-        self.gram = uses_gram(spec, keep)
+        self.gram = uses_gram(spec, keep, method)
         self.chunk = chunk_layers(spec, dtype.itemsize, self.gram)
         self.dense_in = dense_in
         self.dz = np.empty((self.chunk, batch, n), dtype=dtype)
@@ -111,6 +130,17 @@ class WeightGradients:
             self.dw = np.empty((self.chunk, n, n), dtype=dtype)
         self.kept_w: list[np.ndarray] | None = [] if keep else None
         self.kept_b: list[np.ndarray] | None = [] if keep else None
+
+    def slot(self, i: int) -> np.ndarray:
+        """Where layer i's ∂L/∂z (scaled by 2**-exponent) is put until its chunk is taken."""
+        return self.slots[i % self.chunk]
+
+    def recorded(self, i: int, exponent: int) -> None:
+        """Layer i's ∂L/∂z is in its slot at scale 2**exponent. Layers arrive in reverse, so
+        once the first layer of a chunk is in, the whole chunk is taken."""
+        self.exponent[i] = exponent
+        if i % self.chunk == 0:
+            self.flush(i)
 
     def flush(self, layer: int) -> None:
         """Norms for the chunk that starts at ``layer``, whose ∂L/∂z are all in their slots."""

@@ -1,0 +1,120 @@
+"""One pass: forward over the blocks, then backward over them in reverse, in loops, never
+recursion (depth 100,000 works).
+
+The driver owns what is the same for every wiring: the tape, the chunks in which finished layers
+are handed on, the gradient flow with its carried power-of-two exponent, and progress. What a
+block computes is the wiring's (``wirings.py``). Its backward offers three services:
+
+    backward(..., method="auto"|"gram"|"explicit")   norms of every ∂L/∂W, ∂L/∂b, ∂L/∂(input)
+    backward(..., keep=True)                         also every ∂L/∂W, ∂L/∂b, ∂L/∂(input) formed
+    branch_vjp / after_add_vjp                       a block's transposed Jacobian applied to a
+                                                     stack of vectors (M, B, n)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import numpy as np
+
+from gradflow.engine.gradient import Flow, Records, Stack
+from gradflow.engine.spec import NetworkSpec
+from gradflow.engine.tape import Observer, Order, Tape
+from gradflow.engine.weight_grads import Method, WeightGradients
+from gradflow.engine.wirings import (
+    WIRINGS,
+    Block,
+    plain_backward,
+    plain_forward,
+    residual_backward,
+    residual_forward,
+)
+
+Progress = Callable[[int], None]  # called with the number of layers done so far
+
+ForwardStep = Callable[[Tape, Block, np.ndarray], np.ndarray]
+BackwardStep = Callable[[Flow, Block], None]
+
+
+def blocks(spec: NetworkSpec) -> list[Block]:
+    """The steps of a pass: one per layer in a plain network, one per residual block."""
+    k = spec.block_size if spec.residual else 1
+    return [Block(b, range(b * k, (b + 1) * k)) for b in range(spec.depth // k)]
+
+
+def _steps(spec: NetworkSpec) -> tuple[ForwardStep, BackwardStep]:
+    if not spec.residual:
+        return plain_forward, plain_backward
+    wiring = WIRINGS[spec.skip]
+    return partial(residual_forward, wiring), partial(residual_backward, wiring)
+
+
+def order(spec: NetworkSpec) -> Order:
+    return WIRINGS[spec.skip].order if spec.residual else Order.POST
+
+
+def norm_after_add(spec: NetworkSpec) -> bool:
+    """N follows the add (Post-LN): one normalisation site per block, its output the block's."""
+    return spec.residual and WIRINGS[spec.skip].norm_after_add
+
+
+def forward(
+    spec: NetworkSpec,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray] | None,
+    x: np.ndarray,
+    observe: Observer | None = None,
+    chunk: int = 1 << 30,
+) -> tuple[Tape, np.ndarray]:
+    """Run the network on x (B, n); biases None means all zero. Returns the tape and the output
+    y (B, n). Finished layers go to ``observe`` ``chunk`` at a time."""
+    steps = blocks(spec)
+    norm_out = [block.last for block in steps] if norm_after_add(spec) else None
+    tape = Tape(spec, order(spec), weights, biases, x, norm_out, chunk, observe)
+    step, _ = _steps(spec)
+    h = x
+    for block in steps:
+        h = step(tape, block, h)
+        tape.finish(block.layers.stop)
+    return tape, h.copy() if tape.order is Order.PRE else h
+
+
+def backward(
+    spec: NetworkSpec,
+    tape: Tape,
+    dy: np.ndarray,
+    *,
+    method: Method | str = Method.AUTO,
+    keep: bool = False,
+    progress: Progress | None = None,
+) -> Records:
+    """Propagate ∂L/∂y (B, n) back through the network recorded on ``tape``."""
+    chosen: Method = Method.parse(method, "method")
+    grads = WeightGradients(spec, tape.dense_in, keep, chosen)
+    flow = Flow(tape, dy, grads, keep, spec.blocks)
+    _, step = _steps(spec)
+    every, reported = max(1, spec.depth // 100), 0
+    for block in reversed(blocks(spec)):
+        step(flow, block)
+        done = spec.depth - block.first
+        if progress is not None and done - reported >= every:
+            progress(done)
+            reported = done
+    return flow.records()
+
+
+def branch_vjp(spec: NetworkSpec, tape: Tape, block: Block, vectors: np.ndarray) -> np.ndarray:
+    """J_Fᵀ v for each v of a (M, B, n) stack: the transposed Jacobian of the block's branch,
+    from its output back to the block input, at the forward pass recorded on ``tape``."""
+    stack = Stack(tape, vectors)
+    WIRINGS[spec.skip].branch_backward(stack, block)
+    return stack.g
+
+
+def after_add_vjp(spec: NetworkSpec, tape: Tape, block: Block, vectors: np.ndarray) -> np.ndarray:
+    """The transposed Jacobian of what follows the block's add (post: φ', Post-LN: N; pre:
+    nothing) applied to each v of a (M, B, n) stack."""
+    stack = Stack(tape, vectors)
+    WIRINGS[spec.skip].after_add_backward(stack, block)
+    return stack.g

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradflow.engine.activations import ACTIVATIONS
-from gradflow.engine.magnitudes import scale_slabs, slab_shifts, times_pow2
+from gradflow.engine.magnitudes import LIMITS, scale_slabs, slab_shifts, times_pow2
+from gradflow.engine.passes import norm_after_add
 from gradflow.engine.spec import NetworkSpec
 
 _STATS_CHUNK_BYTES = 1 << 20  # measure activations in chunks that are still in cache
@@ -42,7 +43,7 @@ class StatsCollector:
     """Statistics of each layer's activation output, fed chunk by chunk during forward."""
 
     def __init__(self, spec: NetworkSpec) -> None:
-        depth = spec.depth
+        depth, self.spec = spec.depth, spec
         self.act = ACTIVATIONS[spec.activation]
         self.mean, self.std = np.empty(depth), np.empty(depth)
         self.dead, self.saturated = np.full(depth, np.nan), np.full(depth, np.nan)
@@ -64,6 +65,9 @@ class StatsCollector:
             self.saturated[rows] = np.array(saturated) / flat.shape[1]
 
     def result(self) -> ActivationStats:
+        if norm_after_add(self.spec):  # a Post-LN block's output is N(...), not φ(...)
+            self.dead[self.spec.block_size - 1 :: self.spec.block_size] = np.nan
+            self.saturated[self.spec.block_size - 1 :: self.spec.block_size] = np.nan
         finite = np.isfinite(self.mean) & np.isfinite(self.std)
         return ActivationStats(self.mean, self.std, self.dead, self.saturated, finite)
 
@@ -80,7 +84,8 @@ def _mean_std(out: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, np.nda
     mean_sq = np.vecdot(flat, flat).astype(np.float64) / count
     mean64 = mean.astype(np.float64)
     var = mean_sq - mean64 * mean64
-    tolerance, lo, hi = (1e-8, 1e-250, 1e250) if flat.dtype == np.float64 else (1e-1, 1e-30, 1e30)
+    limits = LIMITS[flat.dtype]
+    tolerance, (lo, hi) = limits.variance_cancel, limits.moments_range
     in_range = (mean_sq > lo) & (mean_sq < hi)
     cancelled = in_range & ~(var > tolerance * mean64 * mean64)
     if cancelled.any():

@@ -14,8 +14,30 @@ import numpy as np
 
 from gradflow.engine.spec import Choice
 
+# ---- range thresholds: every one the engine and the statistics use, in one place ----------
+
 # Rescale when ‖g‖ leaves [2^-32, 2^32]: far from both ends of float32's and float64's range.
 LOW_SQ, HIGH_SQ = 2.0**-64, 2.0**64
+# A Gram sum ⟨A Aᵀ, G Gᵀ⟩ and its bound must lie well inside float64 (they are summed there).
+GRAM_SUM_RANGE = (2.0**-900, 2.0**900)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When a fast path's sums of squares can be trusted, per dtype."""
+
+    gram_cancel: float  # ⟨|P|, |Q|⟩ / ⟨P, Q⟩ above this: the Gram sum may have lost too much
+    gram_window: int  # scale a layer's A first where its first row lies beyond 2^±window
+    moments_range: tuple[float, float]  # mean of squares outside this: measure scaled
+    variance_cancel: float  # var ≤ this·mean²: the one-pass variance cancelled; centre first
+
+
+LIMITS: dict[np.dtype, Limits] = {
+    # worst-case relative losses: 2^-40 (Gram), 1e-8 (variance)
+    np.dtype(np.float64): Limits(2.0**12, 1024 // 4, (1e-250, 1e250), 1e-8),
+    # 2^-15 (Gram; measured at most 1e-6, like the explicit float32 product), 1e-1 (variance)
+    np.dtype(np.float32): Limits(2.0**8, 128 // 4, (1e-30, 1e30), 1e-1),
+}
 
 
 def sum_sq(v: np.ndarray) -> float:

@@ -13,13 +13,14 @@ from gradflow.engine.spec import Norm
 
 EPS = 1e-5
 
-# Which axis of a (B, n) activation the statistics run over; None: no normalization.
-NORM_AXIS: dict[Norm, int | None] = {Norm.NONE: None, Norm.BATCH: 0, Norm.LAYER: 1}
+# Which axis of a (B, n) activation the statistics run over; None: no normalization. Counted
+# from the end, so that backward also applies to a stack of gradients (M, B, n).
+NORM_AXIS: dict[Norm, int | None] = {Norm.NONE: None, Norm.BATCH: -2, Norm.LAYER: -1}
 
 
 def inv_std_shape(axis: int, batch: int, width: int) -> tuple[int, int]:
     """Shape of the saved 1/sqrt(var + eps): (1, n) for batch norm, (B, 1) for layer norm."""
-    return (1, width) if axis == 0 else (batch, 1)
+    return (1, width) if axis == -2 else (batch, 1)
 
 
 def normalize(z: np.ndarray, axis: int, xhat: np.ndarray, inv_std: np.ndarray) -> None:

@@ -34,6 +34,8 @@ from __future__ import annotations
 import numpy as np
 
 from gradflow.engine.magnitudes import (
+    GRAM_SUM_RANGE,
+    LIMITS,
     checked_norm,
     scale_slabs,
     slab_shifts,
@@ -45,8 +47,6 @@ from gradflow.engine.spec import Choice, NetworkSpec
 
 _CHUNK_BYTES = 2 << 20  # batch a chunk of layers while its buffers fit in cache
 # ⟨|P|, |Q|⟩ / ⟨P, Q⟩ above this: the Gram sum may have lost too many digits
-_MAX_CANCEL = {np.dtype(np.float64): 2.0**12, np.dtype(np.float32): 2.0**8}
-_GRAM_RANGE = (2.0**-900, 2.0**900)  # the Gram sum and its bound must lie well inside float64
 
 
 class Method(Choice):
@@ -115,13 +115,13 @@ class WeightGradients:
             self.grams = np.empty((2, self.chunk, batch, batch))  # A Aᵀ and G Gᵀ, in float64
             narrow = dtype != np.float64  # formed in the pass's dtype, summed in float64
             self.narrow = np.empty_like(self.grams, dtype=dtype) if narrow else None
-            self.max_cancel = _MAX_CANCEL[dtype]
+            self.max_cancel = LIMITS[dtype].gram_cancel
             info = np.finfo(dtype)
             # a product below the normal range is off by up to half the smallest subnormal
             self.underflow = n * float(info.smallest_subnormal) / 2
             self.eps = float(info.eps)
             # A is brought near 1 where its first row is beyond 2^±window (float32: 32)
-            self.window = int(info.maxexp) // 4
+            self.window = LIMITS[dtype].gram_window
             self.prescaled: np.ndarray | None = None  # made when a chunk first needs it
             # for a layer that must be taken again: A and G rescaled, and its explicit product
             self.scaled = np.empty((2, batch, n), dtype=dtype)
@@ -218,7 +218,7 @@ class WeightGradients:
         bound = np.vecdot(p, q)
         # products that fell below the normal range add an error of at most this much to sq
         lost = self.underflow * (p.sum(axis=1) + q.sum(axis=1))
-        low, high = _GRAM_RANGE
+        low, high = GRAM_SUM_RANGE
         in_range = (lost <= self.eps * sq) & (sq > low) & (bound < high)
         cancels = bound > self.max_cancel * sq
         return sq, ~in_range | cancels, in_range & cancels

@@ -101,27 +101,31 @@ def report(
     log_w, log_in = records.grad_weight.log10, records.grad_input.log10
     nonfinite_from = _first(~stats.finite)
     zero_from = _first((stats.mean == 0) & (stats.std == 0))
-    warnings = []
+    # numerical trouble, one sentence each, in the order of the layers where it starts
+    trouble: list[tuple[int, str]] = []
     if nonfinite_from is not None:
-        warnings.append(
-            f"forward pass overflows: activations are inf/NaN from layer {nonfinite_from}"
-        )
+        trouble.append(
+            (nonfinite_from, f"forward pass overflows: activations are inf/NaN from layer "
+             f"{nonfinite_from}")
+        )  # fmt: skip
     if zero_from is not None:
-        warnings.append(
-            f"forward signal is exactly zero from layer {zero_from} (underflow or dead units); "
-            "weight gradients after it are zero"
-        )
+        trouble.append(
+            (zero_from, f"forward signal is exactly zero from layer {zero_from} (underflow or "
+             "dead units): the layers after it get no gradient, and the first/last weight "
+             "ratio is not judged")
+        )  # fmt: skip
     # activations below the smallest normal number are subnormal: they carry fewer
     # significant digits (and slow the arithmetic down)
     size = np.maximum(np.abs(stats.mean), stats.std)
     subnormal_from = _first((size > 0) & (size < np.finfo(spec.dtype.value).tiny))
     if subnormal_from is not None:
-        warnings.append(
-            f"activations are subnormal (below {spec.dtype.value}'s normal range, losing "
-            f"precision) from layer {subnormal_from}"
-        )
+        trouble.append(
+            (subnormal_from, f"activations are subnormal (below {spec.dtype.value}'s normal "
+             f"range, losing precision) from layer {subnormal_from}")
+        )  # fmt: skip
     if not math.isfinite(loss.value):
-        warnings.append(f"loss is {loss.value}")
+        trouble.append((spec.depth + 1, f"loss is {loss.value}"))
+    warnings = [text for _, text in sorted(trouble, key=lambda item: item[0])]
     all_finite = (
         nonfinite_from is None
         and math.isfinite(loss.value)

@@ -52,7 +52,7 @@ class StatsCollector:
         """Measure layers [start, stop): out and deriv are their (K, B, n) outputs and φ' (None
         where it is not saved)."""
         rows = slice(start, stop)
-        self.mean[rows], self.std[rows] = _mean_std(out)
+        self.mean[rows], self.std[rows] = mean_std(out)
         if self.act.relu_like:
             # a unit is dead when it is inactive (φ(z) > 0 ⇔ z > 0) for every row of the batch
             alive = np.count_nonzero((out > 0).any(axis=1), axis=1)
@@ -72,7 +72,7 @@ class StatsCollector:
         return ActivationStats(self.mean, self.std, self.dead, self.saturated, finite)
 
 
-def _mean_std(out: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def mean_std(out: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of each (B, n) slab of out (K, B, n), as float64."""
     count = out.shape[1] * out.shape[2]
     flat = out.reshape(len(out), count)
@@ -99,10 +99,10 @@ def _mean_std(out: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, np.nda
             slabs = _take(out, bad)
             shifts = slab_shifts(slabs)
             scaled = scale_slabs(slabs, shifts)
-            mean64[bad], std[bad] = (np.ldexp(v, -shifts) for v in _mean_std(scaled, False))
+            mean64[bad], std[bad] = (np.ldexp(v, -shifts) for v in mean_std(scaled, False))
         else:  # all-zero layers (a dead network) have mean and std 0 already
             for k in bad[flat[bad].any(axis=1)]:
-                mean64[k], std[k] = _exact_mean_std(flat[k])
+                mean64[k], std[k] = _exactmean_std(flat[k])
     return mean64, std
 
 
@@ -113,7 +113,7 @@ def _take(stack: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return taken
 
 
-def _exact_mean_std(values: np.ndarray) -> tuple[float, float]:
+def _exactmean_std(values: np.ndarray) -> tuple[float, float]:
     """Two passes over the values scaled by a power of two near their largest magnitude, so
     no square under- or overflows; inf and NaN come out as they are."""
     peak = float(np.max(np.abs(values)))

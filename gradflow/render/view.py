@@ -18,7 +18,7 @@ from gradflow.analysis.verdict import Finding, Quantity, Verdict
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import Activation, Choice, Init, NetworkSpec, Norm
 
-DASH = "-"  # ASCII, so row labels survive any log
+DASH = "-"  # ASCII, so row labels survive any log; also a cell with nothing to show
 
 
 class Tone(Choice):
@@ -170,7 +170,8 @@ VERDICT_TONE = {
 
 
 def magnitude_text(log10: float, status: Status) -> str:
-    """``3.2e-31`` from an exact log10, also beyond float64's range (``1.5e-2000``)."""
+    """``3.2e-31`` from an exact log10, also beyond float64's range (``1.5e-2000``): always one
+    mantissa digit after the point and a signed exponent of at least two digits."""
     if status in SPECIAL_TEXT:
         return SPECIAL_TEXT[status]
     exponent = math.floor(log10)
@@ -187,18 +188,49 @@ def _nonfinite_text(log10: float) -> str:
     return "inf" if log10 > 0 else "0"
 
 
+def _tenths(x: float, sign: str = "") -> str:
+    """One decimal, never ``-0.0``."""
+    text = f"{x:{sign}.1f}"
+    return "0.0" if float(text) == 0 else text
+
+
 def power_text(log10: float) -> str:
-    """A ratio as a power of ten: ``10^-31.1``."""
-    return _nonfinite_text(log10) if not math.isfinite(log10) else f"10^{log10:.1f}"
+    """A ratio as a power of ten: ``10^-31.1``; ``0`` or ``inf`` where one end is exactly 0."""
+    return _nonfinite_text(log10) if not math.isfinite(log10) else f"10^{_tenths(log10)}"
 
 
 def decades_text(log10: float) -> str:
-    """A difference of log10 values with its sign: ``+14.5``."""
-    return _nonfinite_text(log10) if not math.isfinite(log10) else f"{log10:+.1f}"
+    """A difference of log10 values with its sign: ``+14.5``; ``0.0`` when it rounds to nothing;
+    ``-inf``/``+inf`` when one side is exactly 0."""
+    if math.isnan(log10):
+        return "nan"
+    return f"{log10:+}" if math.isinf(log10) else _tenths(log10, "+")
 
 
 def number_text(x: float, digits: int = 2) -> str:
-    return "nan" if math.isnan(x) else f"{x:.{digits}g}"
+    """``digits`` significant digits, in plain notation between 1e-3 and 1e4 and otherwise as
+    ``magnitude_text`` writes them (``2.0e+118``, never ``2e+118``)."""
+    if not math.isfinite(x) or x == 0:
+        return "0" if x == 0 else str(x)
+    size = abs(x)
+    if size < 1e-3 or size >= 1e4:
+        return ("-" if x < 0 else "") + magnitude_text(math.log10(size), Status.OK)
+    decimals = max(0, digits - 1 - math.floor(math.log10(size)))
+    text = f"{x:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def percent_text(share: float) -> str:
+    """A share as a percentage: ``99.8%``, never rounding a share that is not 1 up to ``100%``
+    nor a nonzero one down to ``0%`` (``<0.01%``, ``>99.99%`` at the ends)."""
+    percent = 100 * share
+    if percent in (0.0, 100.0):
+        return f"{percent:.0f}%"
+    for decimals in range(3):
+        text = f"{percent:.{decimals}f}"
+        if float(text) not in (0.0, 100.0):
+            return text + "%"
+    return "<0.01%" if percent < 50 else ">99.99%"
 
 
 def magnitude_cells(m: Magnitudes) -> list[Cell]:
@@ -216,11 +248,21 @@ def decade_cells(values: np.ndarray) -> list[Cell]:
 
 
 def number_cells(values: np.ndarray, digits: int = 2) -> list[Cell]:
-    return [Cell(number_text(x, digits)) for x in values.tolist()]
+    return [Cell(DASH if math.isnan(x) else number_text(x, digits)) for x in values.tolist()]
 
 
 def percent_cells(values: np.ndarray) -> list[Cell]:
-    return [Cell("" if math.isnan(x) else f"{100 * x:.0f}%") for x in values.tolist()]
+    return [Cell(DASH if math.isnan(x) else percent_text(x)) for x in values.tolist()]
+
+
+def cosine_cells(values: np.ndarray) -> list[Cell]:
+    """``+0.42``; a dash where there is no cosine (one of the two parts is exactly 0)."""
+    return [Cell(DASH if math.isnan(x) else _signed(x)) for x in values.tolist()]
+
+
+def _signed(x: float) -> str:
+    text = f"{x:+.2f}"
+    return "+0.00" if float(text) == 0 else text
 
 
 # ---- grids --------------------------------------------------------------------------------
@@ -296,14 +338,15 @@ def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
             ("sum", blocks.grad_input),
         ):
             columns.append(Column(prefix + name, magnitude_cells(per_row(m, rows))))
-        cosine = [Cell(f"{x:+.2f}") for x in mean_per_row(blocks.cosine, rows).tolist()]
+        cosine = cosine_cells(mean_per_row(blocks.cosine, rows))
         columns.append(Column(prefix + "cos", cosine, drop=1))
     return Grid(
         "Split at the addition, per block",
         columns,
         caption="skip: the gradient arriving at the add, handed back unchanged; "
         "branch: the part that comes back through the block's layers; "
-        "sum: the gradient at the block input; cos: cosine between skip and branch parts",
+        "sum: the gradient at the block input; cos: cosine between skip and branch parts "
+        f"({DASH}: one of them is exactly 0)",
     )
 
 

@@ -19,6 +19,8 @@ from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import Activation, Choice, Init, NetworkSpec, Norm
 
 DASH = "-"  # ASCII, so row labels survive any log; also a cell with nothing to show
+MARK = "*"  # after a bucket's mean that leaves some exactly-zero layers out
+MARK_NOTE = f"{MARK}: mean of the row's nonzero layers; its other layers are exactly 0"
 
 
 class Tone(Choice):

@@ -157,13 +157,7 @@ def test_no_max_rows_means_one_row_each() -> None:
 def test_bucket_is_the_geometric_mean() -> None:
     m = magnitudes([-30.0, -10.0, -2.0, -4.0])
     rows = [view.Row("1-2", "a", range(0, 2)), view.Row("3-4", "b", range(2, 4))]
-    np.testing.assert_allclose(view.per_row(m, rows).log10, [-20.0, -3.0])
-
-
-def test_bucket_with_a_nan_is_nan_and_with_a_zero_is_zero() -> None:
-    m = magnitudes([-3.0, math.nan, -3.0, -math.inf])
-    rows = [view.Row("1-2", "a", range(0, 2)), view.Row("3-4", "b", range(2, 4))]
-    assert view.per_row(m, rows).status() == [Status.NAN, Status.ZERO]
+    np.testing.assert_allclose(view.per_row(m, rows).values.log10, [-20.0, -3.0])
 
 
 def test_from_log10_round_trips_beyond_float_range() -> None:
@@ -191,12 +185,18 @@ def test_span_names() -> None:
 # ---- exact zeros, narrow and wide screens, nothing finite ---------------------------------
 
 
-def test_a_mean_that_leaves_zeros_out_is_drawn_marked() -> None:
-    values = magnitudes([1.0, 1.2, -math.inf])
-    series = chart.Series("post", values, np.array([True, False, False]))
+def test_a_bucket_with_some_zero_layers_draws_the_others_mean_marked() -> None:
+    """zero-init residual: each bucket holds a branch's first layer (exactly 0) and its last."""
+    m = magnitudes([-math.inf, 1.0, -math.inf, 1.2, -math.inf, -math.inf])
+    rows = [view.Row(f"{i + 1}", "x", range(i, i + 2)) for i in (0, 2, 4)]
+    means = view.per_row(m, rows)
+    np.testing.assert_allclose(means.values.log10[:2], [1.0, 1.2])
+    assert means.values.status()[2] is Status.ZERO  # only an all-zero bucket is 0
+    assert means.partial.tolist() == [True, True, False]
+    series = chart.Series("post", means.values, means.partial)
     lines = chart.render(["1", "3", "5"], [series], width=60)
     cells = bars(lines, ["1", "3", "5"])
-    assert cells["1"][0].endswith("#" + view.MARK) and cells["3"][0].endswith("#")
+    assert cells["1"][0].endswith("#" + view.MARK) and cells["3"][0].endswith("#" + view.MARK)
     assert cells["5"][0].strip() == "0"
     assert view.MARK_NOTE.split(": ", 1)[1] in legend(lines)
 

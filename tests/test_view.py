@@ -1,5 +1,5 @@
 """The view model's numbers: one format for every magnitude, no rounding that changes what a
-number says."""
+number says; buckets that leave exact zeros out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from gradflow.engine.magnitudes import Status
+from gradflow.engine.magnitudes import Status, from_log10
 from gradflow.render import view
 
 MAGNITUDE = re.compile(r"\d\.\de[+-]\d{2,}")
@@ -86,7 +86,57 @@ def test_no_share_but_the_ends_reads_as_an_end() -> None:
         assert view.percent_text(share) not in ("0%", "100%", "0.0%", "100.0%")
 
 
+# ---- rows -----------------------------------------------------------------------------------
+
+
+def _rows(*spans: tuple[int, int]) -> list[view.Row]:
+    return [view.Row(f"{a + 1}-{b}", "x", range(a, b)) for a, b in spans]
+
+
+def test_a_zero_is_shown_only_when_the_whole_bucket_is_zero() -> None:
+    m = from_log10(np.array([-math.inf, -4.0, -2.0, -math.inf, -math.inf, -math.inf, -3.0, -5.0]))
+    means = view.per_row(m, _rows((0, 3), (3, 6), (6, 8)))
+    np.testing.assert_allclose(means.values.log10, [-3.0, -math.inf, -4.0])
+    assert means.partial.tolist() == [True, False, False]
+    assert [c.text for c in view.magnitude_cells(means)] == ["1.0e-03*", "0", "1.0e-04"]
+
+
+def test_nan_and_inf_in_a_bucket_are_not_hidden_by_leaving_zeros_out() -> None:
+    m = from_log10(np.array([-math.inf, math.nan, -math.inf, math.inf, math.inf, math.nan]))
+    means = view.per_row(m, _rows((0, 2), (2, 4), (4, 6)))
+    assert means.values.status() == [Status.NAN, Status.INF, Status.NAN]
+    assert [c.text for c in view.magnitude_cells(means)] == ["nan", "inf*", "nan"]
+
+
+def test_layers_without_a_value_are_left_out_and_a_row_of_none_is_a_dash() -> None:
+    """grad:weight at a zero-initialised branch end: ‖∂L/∂W‖/0 is no ratio."""
+    m = from_log10(np.array([-math.inf, math.inf, -2.0, math.inf]))
+    defined = np.array([True, False, True, False])
+    assert [c.text for c in view.magnitude_cells(view.per_row(m, _rows((0, 2), (2, 4)), defined))
+            ] == ["0", "1.0e-02"]  # fmt: skip
+    singles = view.per_row(m, _rows((0, 1), (1, 2), (2, 3), (3, 4)), defined)
+    assert [c.text for c in view.magnitude_cells(singles)] == ["0", "-", "1.0e-02", "-"]
+
+
+def test_decades_say_which_side_is_zero_and_carry_the_mark() -> None:
+    variant = view.Means(
+        from_log10(np.array([-math.inf, -math.inf, -1.0, -2.0])),
+        np.array([False, False, False, True]),
+        np.zeros(4, bool),
+    )
+    none = np.zeros(4, bool)
+    base = view.Means(from_log10(np.array([-math.inf, -3.0, -math.inf, -3.04])), none, none)
+    assert [c.text for c in view.decade_cells(variant, base)] == ["both 0", "-inf", "+inf", "+1.0*"]
+
+
 def test_a_missing_cosine_is_a_dash() -> None:
     assert [c.text for c in view.cosine_cells(np.array([math.nan, -0.001, 0.4]))] == [
         "-", "+0.00", "+0.40"
     ]  # fmt: skip
+
+
+def test_statistics_means_ignore_nan() -> None:
+    values = np.array([1.0, np.nan, np.nan, np.nan, 2.0, 4.0])
+    np.testing.assert_array_equal(
+        view.mean_per_row(values, _rows((0, 2), (2, 4), (4, 6))), [1.0, np.nan, 3.0]
+    )

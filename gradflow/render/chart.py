@@ -208,5 +208,6 @@ def layer_chart(
     reports: Sequence[Report], rows: Sequence[view.Row], *, width: int, unicode: bool
 ) -> list[str]:
     """‖∂L/∂W‖ per layer (or bucket), one panel per variant, on one shared log scale."""
-    series = [Series(r.label, view.per_row(r.layers.grad_weight, rows)) for r in reports]
+    means = [view.per_row(r.layers.grad_weight, rows) for r in reports]
+    series = [Series(r.label, m.values, m.partial) for r, m in zip(reports, means, strict=True)]
     return render([row.index for row in rows], series, width=width, unicode=unicode)

@@ -3,6 +3,8 @@
 Shared by the table, the chart and the markdown export, so all three show the same rows with the
 same numbers. A bucket shows the geometric mean of its layers' magnitudes (the mean of their
 log10, the natural average on a log scale) and the arithmetic mean of activation statistics.
+Exact zeros are left out of a bucket's geometric mean and the row is marked, so that a ``0`` on
+screen always means that every layer of its row is exactly zero.
 """
 
 from __future__ import annotations
@@ -130,26 +132,54 @@ def naming_report(reports: Sequence[Report]) -> Report:
     return next((r for r in reports if len(r.blocks)), reports[0])
 
 
-def per_row(m: Magnitudes, rows: Sequence[Row]) -> Magnitudes:
-    """One magnitude per row: the layer's own, or the geometric mean over a bucket."""
+@dataclass(frozen=True)
+class Means:
+    """One magnitude per row, and how each was formed."""
+
+    values: Magnitudes  # the layer's own, or a bucket's geometric mean over its nonzero layers
+    partial: np.ndarray  # bool: some of the row's layers are exactly 0, left out of the mean
+    missing: np.ndarray  # bool: no layer of the row has a value to show (e.g. ‖W‖ = 0)
+
+
+def per_row(m: Magnitudes, rows: Sequence[Row], defined: np.ndarray | None = None) -> Means:
+    """One magnitude per row: the layer's own, or the geometric mean over a bucket's nonzero
+    layers (exact zeros left out and the row marked partial; 0 only when all are 0). Layers
+    where ``defined`` is False are left out altogether. A nan in a bucket makes it nan; an inf,
+    inf."""
+    count = len(rows)
     if all(len(row.members) == 1 for row in rows):
         index = np.array([row.members[0] for row in rows], dtype=np.int64)
-        return Magnitudes(m.mantissa[index], m.exponent[index])
+        missing = np.zeros(count, bool) if defined is None else ~defined[index]
+        values = Magnitudes(m.mantissa[index], m.exponent[index])
+        return Means(values, np.zeros(count, bool), missing)
     log10 = m.log10
-    with np.errstate(invalid="ignore"):  # a bucket holding both 0 and inf has no mean: nan
-        means = [float(np.mean(log10[row.members.start : row.members.stop])) for row in rows]
-    return from_log10(np.array(means))
+    used = np.ones(len(log10), bool) if defined is None else defined
+    nonzero = used & (log10 != -math.inf)
+    finite = used & np.isfinite(log10)
+    counts = [_sums(x, rows) for x in (used, nonzero, finite, used & np.isnan(log10))]
+    used_n, nonzero_n, finite_n, nan_n = counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = _sums(np.where(finite, log10, 0.0), rows) / finite_n
+    means[nonzero_n > finite_n] = math.inf  # an inf in the bucket
+    means[nonzero_n == 0] = -math.inf  # all exactly zero
+    means[(nan_n > 0) | (used_n == 0)] = math.nan
+    partial = (nonzero_n > 0) & (nonzero_n < used_n) & (nan_n == 0)
+    return Means(from_log10(means), partial, used_n == 0)
+
+
+def _sums(values: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
+    """The sum of ``values`` over each row's members, as float64."""
+    bounds = np.array([[row.members.start, row.members.stop] for row in rows]).ravel()
+    padded = np.append(values.astype(np.float64), 0.0)  # reduceat needs stop < len
+    return np.add.reduceat(padded, bounds)[::2]
 
 
 def mean_per_row(values: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
     """Arithmetic mean per row, ignoring nan (nan when a row has no value)."""
-    out = np.full(len(rows), np.nan)
-    for i, row in enumerate(rows):
-        chunk = values[row.members.start : row.members.stop]
-        chunk = chunk[~np.isnan(chunk)]
-        if chunk.size:
-            out[i] = float(np.mean(chunk))
-    return out
+    present = ~np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        means: np.ndarray = _sums(np.where(present, values, 0.0), rows) / _sums(present, rows)
+    return means
 
 
 # ---- numbers as text ----------------------------------------------------------------------
@@ -235,18 +265,33 @@ def percent_text(share: float) -> str:
     return "<0.01%" if percent < 50 else ">99.99%"
 
 
-def magnitude_cells(m: Magnitudes) -> list[Cell]:
-    return [
-        Cell(magnitude_text(x, s), STATUS_TONE[s])
-        for x, s in zip(m.log10.tolist(), m.status(), strict=True)
-    ]
+def magnitude_cells(means: Means) -> list[Cell]:
+    m = means.values
+    cells = []
+    for x, status, partial, missing in zip(
+        m.log10.tolist(), m.status(), means.partial.tolist(), means.missing.tolist(), strict=True
+    ):
+        text = DASH if missing else magnitude_text(x, status) + (MARK if partial else "")
+        cells.append(Cell(text, Tone.PLAIN if missing else STATUS_TONE[status]))
+    return cells
 
 
-def decade_cells(values: np.ndarray) -> list[Cell]:
-    return [
-        Cell(decades_text(x), Tone.GOOD if x > 0 else Tone.BAD if x < 0 else Tone.PLAIN)
-        for x in values.tolist()
-    ]
+def decade_cells(variant: Means, base: Means) -> list[Cell]:
+    """log10 of ``variant`` over ``base`` per row; marked where either leaves zeros out."""
+    cells = []
+    for a, b, partial in zip(
+        variant.values.log10.tolist(),
+        base.values.log10.tolist(),
+        (variant.partial | base.partial).tolist(),
+        strict=True,
+    ):
+        if a == b == -math.inf:
+            cells.append(Cell("both 0"))
+            continue
+        x = a - b  # inf - inf is nan: no ratio
+        tone = Tone.GOOD if x > 0 else Tone.BAD if x < 0 else Tone.PLAIN
+        cells.append(Cell(decades_text(x) + (MARK if partial else ""), tone))
+    return cells
 
 
 def number_cells(values: np.ndarray, digits: int = 2) -> list[Cell]:
@@ -276,7 +321,8 @@ def _health_columns(report: Report, rows: Sequence[Row], prefix: str) -> list[Co
     On a narrow screen these go first (``drop=3``): the gradient columns are the point.
     """
     layers = report.layers
-    ratio = per_row(from_log10(layers.log10_grad_weight_ratio), rows)
+    # ‖∂L/∂W‖/‖W‖ means nothing where ‖W‖ = 0 (a zero-initialised branch end): left out
+    ratio = per_row(from_log10(layers.log10_grad_weight_ratio), rows, layers.weight_norm != 0)
     std = mean_per_row(layers.act_std, rows)
     columns = [
         Column(prefix + "grad:weight", magnitude_cells(ratio), drop=3),
@@ -302,21 +348,26 @@ def layer_grid(reports: Sequence[Report], rows: Sequence[Row]) -> Grid:
         Column("#", [Cell(row.index) for row in rows]),
         Column("layer", [Cell(row.name) for row in rows], numeric=False, drop=2),
     ]
-    weight_log10 = []
+    weights = []
     for r in reports:
         prefix = "" if single else f"{r.label}\n"
         grad_w = per_row(r.layers.grad_weight, rows)
-        weight_log10.append(grad_w.log10)
+        weights.append(grad_w)
         columns.append(Column(prefix + "‖∂L/∂W‖", magnitude_cells(grad_w)))
         grad_in = per_row(r.layers.grad_input, rows)
         columns.append(Column(prefix + "‖∂L/∂in‖", magnitude_cells(grad_in), drop=1))
         columns += _health_columns(r, rows, prefix)
     base = reports[0].label
-    for r, log10 in zip(reports[1:], weight_log10[1:], strict=True):
-        with np.errstate(invalid="ignore"):  # inf - inf: no ratio
-            gain = log10 - weight_log10[0]
-        columns.append(Column(f"{r.label}÷{base}\ndecades", decade_cells(gain)))
-    return Grid(title, columns, caption)
+    for r, grad_w in zip(reports[1:], weights[1:], strict=True):
+        columns.append(Column(f"{r.label}÷{base}\ndecades", decade_cells(grad_w, weights[0])))
+    return Grid(title, columns, _with_legend(caption, columns))
+
+
+def _with_legend(caption: str, columns: Sequence[Column]) -> str:
+    """The caption, and what the mark means if a cell carries it."""
+    if any(c.text.endswith(MARK) for column in columns for c in column.cells):
+        return "; ".join(part for part in (caption, MARK_NOTE) if part)
+    return caption
 
 
 def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
@@ -342,14 +393,13 @@ def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
             columns.append(Column(prefix + name, magnitude_cells(per_row(m, rows))))
         cosine = cosine_cells(mean_per_row(blocks.cosine, rows))
         columns.append(Column(prefix + "cos", cosine, drop=1))
-    return Grid(
-        "Split at the addition, per block",
-        columns,
-        caption="skip: the gradient arriving at the add, handed back unchanged; "
+    caption = (
+        "skip: the gradient arriving at the add, handed back unchanged; "
         "branch: the part that comes back through the block's layers; "
         "sum: the gradient at the block input; cos: cosine between skip and branch parts "
-        f"({DASH}: one of them is exactly 0)",
+        f"({DASH}: one of them is exactly 0)"
     )
+    return Grid("Split at the addition, per block", columns, _with_legend(caption, columns))
 
 
 def summary_grid(reports: Sequence[Report]) -> Grid:
@@ -436,23 +486,48 @@ def is_classic(spec: NetworkSpec) -> bool:
     return (spec.activation, spec.init, spec.norm) == (Activation.SIGMOID, Init.XAVIER, Norm.NONE)
 
 
+def _why_not_finite(report: Report) -> str:
+    """Why a report's first/last weight ratio is not a finite number, without its subject
+    (``first-layer weight gradient is exactly 0``): the caller says whose."""
+    s, log10_w = report.summary, report.layers.grad_weight.log10
+    if s.zero_from is not None:
+        return f"forward signal is exactly 0 from layer {s.zero_from}"
+    first, last = float(log10_w[0]), float(log10_w[report.spec.depth - 1])
+    ends = [name for name, x in (("first", first), ("last", last)) if x == -math.inf]
+    if not ends:
+        return f"first/last ratio is {power_text(s.log10_weight_ratio)}"
+    text = f"{' and '.join(ends)}-layer weight gradient"
+    text += " is exactly 0" if len(ends) == 1 else "s are exactly 0"
+    if first == -math.inf and report.spec.zero_init_residual:
+        text += ", by construction with --zero-init-residual"
+    return text
+
+
 def comparison_sentence(reports: Sequence[Report]) -> str:
-    """One sentence: by how many orders of magnitude each variant's first/last ratio differs."""
+    """One sentence: by how many orders of magnitude each variant's first/last ratio differs,
+    or which variant's ratio has an exact zero at one end."""
     base = reports[0]
+    subject = "the first layer's weight gradient (relative to the last layer's)"
+    if not math.isfinite(base.summary.log10_weight_ratio) or base.summary.zero_from is not None:
+        others = _join([r.label for r in reports[1:]])
+        return (
+            f"With {base.label}, {subject} cannot be compared with {others}: "
+            f"{base.label}'s {_why_not_finite(base)}."
+        )
     clauses = []
     for r in reports[1:]:
         diff = r.summary.log10_weight_ratio - base.summary.log10_weight_ratio
-        if not math.isfinite(diff):
-            clauses.append(f"not comparable with {r.label} (non-finite)")
+        if r.summary.zero_from is not None or math.isnan(diff):
+            clauses.append(f"not measurable with {r.label} (its {_why_not_finite(r)})")
+        elif math.isinf(diff):
+            size = "exactly zero" if diff < 0 else "infinite"
+            clauses.append(f"{size} with {r.label} (its {_why_not_finite(r)})")
         elif round(abs(diff), 1) == 0:
             clauses.append(f"about the same with {r.label}")
         else:
             direction = "larger" if diff > 0 else "smaller"
             clauses.append(f"{abs(diff):.1f} orders of magnitude {direction} with {r.label}")
-    return (
-        f"Compared with {base.label}, the first layer's weight gradient (relative to the last "
-        f"layer's) is {_join(clauses)}."
-    )
+    return f"Compared with {base.label}, {subject} is {_join(clauses)}."
 
 
 def _join(clauses: Sequence[str]) -> str:

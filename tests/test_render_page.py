@@ -1,4 +1,5 @@
-"""The whole page as a terminal shows it: exact zeros shown as such."""
+"""The whole page as a terminal shows it, at every width: no cell cut, no trailing space, a
+caption only for what is shown; exact zeros shown as such."""
 
 from __future__ import annotations
 
@@ -8,52 +9,156 @@ import re
 import pytest
 from rich.console import Console, Group
 
-from gradflow.analysis.analyze import compare
+from gradflow.analysis.analyze import analyze, compare
 from gradflow.analysis.results import Report
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.render import table, view
+from gradflow.render.view import Grid
 
 SPEC = NetworkSpec(depth=12, width=16, batch=8, block_size=2, skip=Skip.POST)
 VARIANTS = (Skip.NONE, Skip.POST, Skip.PRE)
+WIDTHS = (40, 60, 80, 100, 200)
 
 
 @pytest.fixture(scope="module")
-def zero_init() -> list[Report]:
-    return compare(SPEC.replace(zero_init_residual=True), VARIANTS)
+def cases() -> dict[str, tuple[str, list[Report]]]:
+    return {
+        "analyze": ("analyze", [analyze(SPEC.replace(loss="xent", activation="relu"))]),
+        "compare": ("compare", compare(SPEC, VARIANTS)),
+        "zero_init": ("compare", compare(SPEC.replace(zero_init_residual=True), VARIANTS)),
+        "default": ("compare", compare(NetworkSpec(depth=50), VARIANTS)),
+    }
 
 
-def render(reports: list[Report], width: int, max_rows: int | None = 5) -> str:
+def render(
+    command: str,
+    reports: list[Report],
+    width: int,
+    max_rows: int | None = 5,
+    unicode: bool = False,
+) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, color_system=None, highlight=False)
-    page = table.page("compare", reports, max_rows=max_rows, width=width, unicode=False)
+    page = table.page(command, reports, max_rows=max_rows, width=width, unicode=unicode)
     console.print(Group(*page))
     return buffer.getvalue()
 
 
-def test_zero_init_residual_shows_the_nonzero_layers_marked(zero_init: list[Report]) -> None:
+def grids(command: str, reports: list[Report], max_rows: int | None = 5) -> list[Grid]:
+    rows = view.layer_rows(view.naming_report(reports), max_rows)
+    blocks = view.block_grid(reports, max_rows)
+    summary = view.summary_grid(reports)
+    return [view.layer_grid(reports, rows), *([blocks] if blocks else []), summary]
+
+
+def row_pattern(texts: list[str]) -> re.Pattern[str]:
+    """A row's cells in order, whole, separated by spaces."""
+    return re.compile(r"(^|\s)" + r"\s+".join(re.escape(t) for t in texts) + r"($|\s)", re.M)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("case", ["analyze", "compare", "zero_init", "default"])
+def test_no_cell_is_ever_cut(cases: dict, case: str, width: int) -> None:
+    command, reports = cases[case]
+    out = render(command, reports, width)
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert "…" not in out
+    assert all(line == line.rstrip() for line in lines)  # no trailing spaces
+    for grid in grids(command, reports):
+        layout = grid.arrange(width)
+        for panel in layout.panels:
+            assert panel.width <= width
+            for header in (h for c in panel.columns for h in c.header.split("\n")):
+                assert header in out
+            for cells in panel.rows:
+                assert row_pattern([c.text for c in cells]).search(out), cells
+        # the weight gradients and their ratios are never dropped: every such cell is shown
+        shown = {id(c.cells[0]) for p in layout.panels for c in p.columns}
+        for column in (c for c in grid.columns if not c.drop):
+            assert id(column.cells[0]) in shown, column.header
+
+
+@pytest.mark.parametrize("width", [1, 2, 7, 15, 25, 39])
+def test_any_width_prints_the_page(cases: dict, width: int) -> None:
+    """Below 40 columns (the CLI's floor) lines may be cropped, but nothing crashes and every
+    section is there."""
+    command, reports = cases["compare"]
+    lines = render(command, reports, width).splitlines()
+    assert len(lines) > 40
+    assert max(len(line) for line in lines) <= width
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_captions_explain_only_the_columns_shown(cases: dict, width: int) -> None:
+    command, reports = cases["default"]
+    for grid in grids(command, reports):
+        layout = grid.arrange(width)
+        shown = {id(c.cells) for p in layout.panels for c in p.columns}
+        for note in {c.note for c in grid.columns if c.note}:
+            has = any(id(c.cells) in shown for c in grid.columns if c.note == note)
+            assert (note in layout.caption) == has, (width, note)
+
+
+def test_at_80_columns_cos_is_dropped_and_not_explained(cases: dict) -> None:
+    out = render(*cases["default"], 80)
+    split = out[out.index("Split at the addition") : out.index("per layer, log scale")]
+    assert " cos" not in split and "cos:" not in split
+    wide = render(*cases["default"], 200)
+    split = wide[wide.index("Split at the addition") : wide.index("per layer, log scale")]
+    assert " cos" in split and "cos:" in split
+
+
+def test_narrow_screens_stack_the_variants(cases: dict) -> None:
+    command, reports = cases["default"]
+    out = render(command, reports, 40)
+    lines = out.splitlines()
+    assert {"plain", "post", "pre"} <= set(lines)  # the stacked panels' titles
+    first_rows = [line.split() for line in lines if line.split()[:1] == ["1-10"]]
+    assert len(first_rows) >= 3 + 2  # one per stacked panel (layers, blocks), and the chart's
+
+
+# ---- exact zeros ----------------------------------------------------------------------------
+
+
+def test_zero_init_residual_shows_the_nonzero_layers_marked(cases: dict) -> None:
     """Each bucket holds branch first layers (exactly 0 by construction) and branch ends (not):
     no bucket may read 0, and nothing may read nan or "non-finite"."""
-    layer = view.layer_grid(zero_init, view.layer_rows(zero_init[1], 5))
+    command, reports = cases["zero_init"]
+    layer = grids(command, reports)[0]
     for column in layer.columns:
-        if column.header in ("post\n‖∂L/∂W‖", "pre\n‖∂L/∂W‖"):
+        if column.group in ("post", "pre") and "‖∂L/∂W‖" in column.header:
             assert all(c.text.endswith(view.MARK) and c.text != "0" for c in column.cells)
         if "decades" in column.header:
             assert all(re.fullmatch(r"[+-]\d+\.\d\*", c.text) for c in column.cells)
-    out = render(zero_init, 100)
+    out = render(command, reports, 100)
     flat = " ".join(out.split())
     assert view.MARK_NOTE in flat
     assert "nan" not in out and "non-finite" not in out
     chart = out[out.index("per layer, log scale") : out.index("Summary")]
-    assert chart.count("#" + view.MARK) == 2 * len(view.layer_rows(zero_init[1], 5))
-    sentence = view.comparison_sentence(zero_init)
+    assert chart.count("#" + view.MARK) == 2 * len(view.layer_rows(reports[1], 5))
+    sentence = view.comparison_sentence(reports)
     assert "exactly zero with post" in sentence and "exactly zero with pre" in sentence
     assert "--zero-init-residual" in sentence
     assert " ".join(sentence.split()) in flat
 
 
-def test_zero_init_residual_with_every_row_shows_the_zeros(zero_init: list[Report]) -> None:
-    layer = view.layer_grid(zero_init, view.layer_rows(zero_init[1], None))
+def test_zero_init_residual_with_every_row_shows_the_zeros(cases: dict) -> None:
+    command, reports = cases["zero_init"]
+    layer = grids(command, reports, max_rows=None)[0]
     post = next(c for c in layer.columns if c.header == "post\n‖∂L/∂W‖")
     assert [c.text == "0" for c in post.cells] == [i % 2 == 0 for i in range(SPEC.depth)]
+    out = render(command, reports, 100, max_rows=None)
+    assert "0: exactly zero" in " ".join(out.split())
     weights = next(c for c in layer.columns if c.header == "post\ngrad:weight")
     assert [c.text for c in weights.cells][1::2] == [view.DASH] * (SPEC.depth // 2)  # ‖W‖ = 0
+
+
+# ---- options ------------------------------------------------------------------------------
+
+
+def test_xent_head_unicode_and_every_row(cases: dict) -> None:
+    command, reports = cases["analyze"]
+    out = render(command, reports, 100, max_rows=None, unicode=True)
+    assert any(line.split()[:2] == ["head", "head"] for line in out.splitlines())
+    assert "█" in out and "‖∂L/∂W‖ per layer" in out

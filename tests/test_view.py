@@ -1,5 +1,6 @@
-"""The view model's numbers: one format for every magnitude, no rounding that changes what a
-number says; buckets that leave exact zeros out."""
+"""The view model's numbers and layout decisions: one format for every magnitude, no rounding
+that changes what a number says, buckets that leave exact zeros out, grids that drop, stack and
+split columns rather than cut a cell, captions that explain only what is shown."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import re
 import numpy as np
 import pytest
 
-from gradflow.engine.magnitudes import Status, from_log10
+from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.render import view
+from gradflow.render.view import Cell, Column, Grid
 
 MAGNITUDE = re.compile(r"\d\.\de[+-]\d{2,}")
 
@@ -140,3 +142,89 @@ def test_statistics_means_ignore_nan() -> None:
     np.testing.assert_array_equal(
         view.mean_per_row(values, _rows((0, 2), (2, 4), (4, 6))), [1.0, np.nan, 3.0]
     )
+
+
+# ---- grids ----------------------------------------------------------------------------------
+
+
+def _grid() -> Grid:
+    """Three variants of three columns each, with row labels and optional columns."""
+    rows = 3
+    columns = [
+        Column("#", [Cell(str(i)) for i in range(rows)], key=True),
+        Column("name", [Cell(f"layer{i}") for i in range(rows)], drop=2, key=True),
+    ]
+    for variant in ("plain", "post", "pre"):
+        extra, wide = "extra: an optional column", "wide: the first to go"
+        columns += [
+            Column(f"{variant}\n‖∂L/∂W‖", [Cell("1.0e-30")] * rows, group=variant),
+            Column(f"{variant}\nextra", [Cell("12345678")] * rows, 1, 1, extra, variant),
+            Column(f"{variant}\nwide", [Cell("x" * 14)] * rows, 1, 3, wide, variant),
+        ]
+    return Grid("Title", columns, notes=("a note",))
+
+
+@pytest.mark.parametrize("width", [1, 20, 30, 40, 50, 60, 80, 100, 200])
+def test_arrange_never_cuts_and_keeps_every_mandatory_column(width: int) -> None:
+    grid = _grid()
+    layout = grid.arrange(width)
+    shown = [(p.title, c) for p in layout.panels for c in p.columns]
+    narrowest = min(c.width for c in grid.columns if not c.key) + grid.columns[0].width + 5
+    if width >= narrowest:
+        assert all(panel.width <= width for panel in layout.panels)
+    mandatory = [c for c in grid.columns if not c.drop and not c.key]
+    for column in mandatory:  # in a panel of its own variant, the variant's name off its header
+        assert any(c.cells == column.cells and column.header.endswith(c.header) for _, c in shown)
+    for panel in layout.panels:
+        assert panel.columns[0].header == "#"  # every panel keeps its row labels
+
+
+def test_arrange_drops_before_it_stacks_and_stacks_before_it_splits() -> None:
+    grid = _grid()
+    assert len(grid.arrange(200).panels) == 1
+    wide = grid.arrange(grid.width)
+    assert len(wide.panels) == 1 and wide.panels[0].columns == grid.columns
+    dropped = grid.arrange(grid.width - 1)
+    assert len(dropped.panels) == 1
+    assert {c.header for c in dropped.panels[0].columns} == {
+        c.header for c in grid.columns if c.drop != 3
+    }
+    assert len(grid.arrange(34).panels) == 1  # every optional column gone: 34 wide
+    stacked = grid.arrange(20)
+    assert [p.title for p in stacked.panels] == ["plain", "post", "pre"]
+    assert [c.header for c in stacked.panels[1].columns] == ["#", "‖∂L/∂W‖"]
+    # stacked panels have room again for optional columns, the same in each
+    roomy = grid.arrange(30)
+    assert [[c.header for c in p.columns] for p in roomy.panels] == [["#", "‖∂L/∂W‖", "extra"]] * 3
+
+
+def test_a_grid_without_variants_splits_its_columns_repeating_the_row_labels() -> None:
+    rows = [Cell("plain"), Cell("post")]
+    columns = [Column("variant", rows, numeric=False, key=True)]
+    columns += [Column(f"ratio{i}", [Cell("10^-30.9")] * 2) for i in range(4)]
+    grid = Grid("Summary", columns)
+    layout = grid.arrange(32)
+    assert [[c.header for c in p.columns] for p in layout.panels] == [
+        ["variant", "ratio0", "ratio1"], ["variant", "ratio2", "ratio3"]
+    ]  # fmt: skip
+    assert all(p.width <= 32 for p in layout.panels)
+    assert layout.title == "Summary" and all(not p.title for p in layout.panels)
+
+
+def test_caption_explains_only_the_columns_shown() -> None:
+    grid = _grid()
+    assert grid.arrange(200).caption == "a note; extra: an optional column; wide: the first to go"
+    assert grid.arrange(grid.width - 1).caption == "a note; extra: an optional column"
+    assert grid.arrange(20).caption == "a note"
+
+
+def test_caption_explains_the_marks_shown() -> None:
+    grid = Grid("t", [Column("a", [Cell("1.0e-01*"), Cell("0")])], zero_note="0: all zero")
+    assert grid.caption == f"{view.MARK_NOTE}; 0: all zero"
+    assert Grid("t", [Column("a", [Cell("1.0e-01")])]).caption == ""
+
+
+def test_magnitudes_helper_is_exact() -> None:
+    """from_log10 round trip, so that the cells above are exactly what per_row gave."""
+    m = Magnitudes.from_values([1e-3])
+    assert view.magnitude_text(float(m.log10[0]), m.status()[0]) == "1.0e-03"

@@ -221,7 +221,9 @@ def _markdown_table(grid: view.Grid) -> list[str]:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     lines = [f"**{grid.title}**", ""]
-    lines.append(line([c.header.replace("\n", " ") for c in grid.columns]))
+    # "post\n÷plain\ndecades" → "post÷plain decades"
+    headers = [c.header.replace("\n÷", "÷").replace("\n", " ") for c in grid.columns]
+    lines.append(line(headers))
     lines.append("|" + "|".join("---:" if c.numeric else ":---" for c in grid.columns) + "|")
     lines += [line([cell.text for cell in cells]) for cells in grid.rows]
     if grid.caption:

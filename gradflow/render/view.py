@@ -1,17 +1,18 @@
-"""What is shown: rows (single layers or buckets of layers), their values, and the words.
+"""What is shown: rows (single layers or buckets of layers), their values, grids and the words.
 
 Shared by the table, the chart and the markdown export, so all three show the same rows with the
-same numbers. A bucket shows the geometric mean of its layers' magnitudes (the mean of their
-log10, the natural average on a log scale) and the arithmetic mean of activation statistics.
-Exact zeros are left out of a bucket's geometric mean and the row is marked, so that a ``0`` on
-screen always means that every layer of its row is exactly zero.
+same numbers. A bucket shows the geometric mean of its layers' magnitudes (the
+mean of their log10, the natural average on a log scale) and the arithmetic mean of activation
+statistics. Exact zeros are left out of a bucket's geometric mean and the row is marked, so that a
+``0`` on screen always means that every layer of its row is exactly zero.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -47,8 +48,11 @@ class Column:
     cells: list[Cell]
     numeric: bool = True  # right-aligned
     drop: int = 0  # 0: always shown; otherwise dropped on a narrow screen, highest first
+    note: str = ""  # explains the column in the caption, which names only the columns shown
+    group: str = ""  # the variant the column belongs to ("" for row labels and shared columns)
+    key: bool = False  # labels the rows: repeated in every panel of a stacked grid
 
-    @property
+    @cached_property
     def width(self) -> int:
         return max(len(text) for text in [*self.header.split("\n"), *(c.text for c in self.cells)])
 
@@ -59,20 +63,95 @@ class Grid:
 
     title: str
     columns: list[Column]
-    caption: str = ""
+    notes: tuple[str, ...] = ()  # caption sentences about the whole grid
+    zero_note: str = "0: exactly zero"  # the caption's word on a ``0`` cell, when one is shown
 
     @property
     def rows(self) -> list[list[Cell]]:
         return [list(cells) for cells in zip(*(c.cells for c in self.columns), strict=True)]
 
-    def fit(self, width: int, gap: int = 3) -> Grid:
+    @property
+    def width(self) -> int:
+        """Columns wide as drawn: one space of padding each side, one rule between columns."""
+        return sum(c.width + 3 for c in self.columns) - 1 if self.columns else 0
+
+    @property
+    def caption(self) -> str:
+        """The notes, then what the shown columns and marks mean (nothing about dropped ones)."""
+        return explain(self, self.columns)
+
+    def fit(self, width: int) -> Grid:
         """Drop optional columns, highest ``drop`` first, until the grid fits ``width``."""
-        columns = list(self.columns)
-        for level in sorted({c.drop for c in columns if c.drop}, reverse=True):
-            if sum(c.width for c in columns) + gap * (len(columns) - 1) <= width:
-                break
-            columns = [c for c in columns if c.drop != level]
-        return Grid(self.title, columns, self.caption)
+        return fit_together([self], width)[0]
+
+    def only(self, group: str) -> Grid:
+        """The key columns and one variant's columns, titled with the variant (and so without
+        it atop their headers)."""
+        columns = [
+            replace(c, header=c.header.removeprefix(f"{group}\n"))
+            for c in self.columns
+            if c.key or c.group == group
+        ]
+        return replace(self, title=group, columns=columns, notes=())
+
+    def chunks(self, width: int) -> list[Grid]:
+        """Consecutive runs of columns that fit ``width`` each, the key columns in every run (a
+        run that does not fit even alone is kept whole: a cell is never cut)."""
+        keys = [c for c in self.columns if c.key]
+        runs: list[list[Column]] = [[]]
+        for column in (c for c in self.columns if not c.key):
+            if runs[-1] and replace(self, columns=[*keys, *runs[-1], column]).width > width:
+                runs.append([])
+            runs[-1].append(column)
+        return [
+            replace(self, title=self.title if i == 0 else "", columns=[*keys, *run])
+            for i, run in enumerate(runs)
+        ]
+
+    def arrange(self, width: int) -> Layout:
+        """The grid laid out for a screen ``width`` columns wide, never cutting a cell: optional
+        columns dropped; if it is still too wide, one panel per variant stacked top to bottom
+        (dropping columns again, the same in every panel); if one is still too wide, its columns
+        split over panels that repeat the row labels."""
+        panels = [replace(self.fit(width), title="")]
+        groups = list(dict.fromkeys(c.group for c in self.columns if c.group))
+        if panels[0].width > width and len(groups) > 1:
+            panels = fit_together([self.only(g) for g in groups], width)
+        panels = [chunk for panel in panels for chunk in panel.chunks(width)]
+        shown = [c for panel in panels for c in panel.columns]
+        return Layout(self.title, panels, explain(self, shown))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A grid arranged for a screen: its title, its panels top to bottom (one unless the grid
+    was too wide; then each titled with its variant), and one caption for all of them."""
+
+    title: str
+    panels: list[Grid]
+    caption: str
+
+
+def fit_together(grids: Sequence[Grid], width: int) -> list[Grid]:
+    """Drop the same optional columns from every grid, highest ``drop`` first, until all fit."""
+    grids = list(grids)
+    levels = sorted({c.drop for g in grids for c in g.columns if c.drop}, reverse=True)
+    for level in levels:
+        if all(g.width <= width for g in grids):
+            break
+        grids = [replace(g, columns=[c for c in g.columns if c.drop != level]) for g in grids]
+    return grids
+
+
+def explain(grid: Grid, columns: Sequence[Column]) -> str:
+    """A caption: the grid's notes, each shown column's note once, the marks that are shown."""
+    texts = [c.text for column in columns if not column.key for c in column.cells]
+    parts = [*grid.notes, *dict.fromkeys(c.note for c in columns if c.note)]
+    if any(text.endswith(MARK) for text in texts):
+        parts.append(MARK_NOTE)
+    if "0" in texts:
+        parts.append(grid.zero_note)
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -320,54 +399,66 @@ def _health_columns(report: Report, rows: Sequence[Row], prefix: str) -> list[Co
 
     On a narrow screen these go first (``drop=3``): the gradient columns are the point.
     """
-    layers = report.layers
+    layers, group = report.layers, report.label
     # ‖∂L/∂W‖/‖W‖ means nothing where ‖W‖ = 0 (a zero-initialised branch end): left out
     ratio = per_row(from_log10(layers.log10_grad_weight_ratio), rows, layers.weight_norm != 0)
+    note = "grad:weight: ‖∂L/∂W‖/‖W‖, the relative size of one plain SGD step"
+    if ratio.missing.any():
+        note += f" ({DASH}: the weights are all 0)"
     std = mean_per_row(layers.act_std, rows)
     columns = [
-        Column(prefix + "grad:weight", magnitude_cells(ratio), drop=3),
-        Column(prefix + "act std", number_cells(std), drop=3),
-    ]
-    for title, values in (("dead", layers.dead_fraction), ("saturated", layers.saturated_fraction)):
+        Column(prefix + "grad:weight", magnitude_cells(ratio), drop=3, note=note, group=group),
+        Column(prefix + "act std", number_cells(std), drop=3, group=group,
+               note="act std: standard deviation of the activation's output"),
+    ]  # fmt: skip
+    for title, values, note in (
+        ("dead", layers.dead_fraction, "dead: share of units inactive for every example"),
+        ("saturated", layers.saturated_fraction, "saturated: share of outputs in flat tails"),
+    ):
         shares = mean_per_row(values, rows)
         if not np.isnan(shares).all():
-            columns.append(Column(prefix + title, percent_cells(shares), drop=3))
+            cells = percent_cells(shares)
+            columns.append(Column(prefix + title, cells, drop=3, note=note, group=group))
     return columns
+
+
+def _bucket_notes(rows: Sequence[Row], what: str) -> tuple[tuple[str, ...], str]:
+    """The grouping note and the meaning of a ``0`` cell, for rows of ``what`` (layers/blocks)."""
+    size = max((len(row.members) for row in rows), default=1)
+    if size == 1:
+        return (), "0: exactly zero"
+    note = f"rows group up to {size} {what} (geometric mean); --all-rows shows each one"
+    return (note,), f"0: exactly zero in every one of the row's {what}"
 
 
 def layer_grid(reports: Sequence[Report], rows: Sequence[Row]) -> Grid:
     """Per layer (or bucket): gradient norms and health per variant, then each variant against
     the first, in decades (log10 of the ratio of their ‖∂L/∂W‖)."""
     single = len(reports) == 1
-    title = "Gradient per layer, layer 1 at the input end"
-    size = max(len(row.members) for row in rows)
-    caption = ""
-    if size > 1:
-        caption = f"rows group up to {size} layers (geometric mean); --all-rows shows each layer"
+    notes, zero_note = _bucket_notes(rows, "layers")
     columns = [
-        Column("#", [Cell(row.index) for row in rows]),
-        Column("layer", [Cell(row.name) for row in rows], numeric=False, drop=2),
+        Column("#", [Cell(row.index) for row in rows], key=True),
+        Column("layer", [Cell(row.name) for row in rows], numeric=False, drop=2, key=True),
     ]
     weights = []
     for r in reports:
         prefix = "" if single else f"{r.label}\n"
         grad_w = per_row(r.layers.grad_weight, rows)
         weights.append(grad_w)
-        columns.append(Column(prefix + "‖∂L/∂W‖", magnitude_cells(grad_w)))
-        grad_in = per_row(r.layers.grad_input, rows)
-        columns.append(Column(prefix + "‖∂L/∂in‖", magnitude_cells(grad_in), drop=1))
+        columns.append(Column(prefix + "‖∂L/∂W‖", magnitude_cells(grad_w), group=r.label))
+        grad_in = magnitude_cells(per_row(r.layers.grad_input, rows))
+        note = "‖∂L/∂in‖: gradient at the layer's input"
+        columns.append(Column(prefix + "‖∂L/∂in‖", grad_in, drop=1, note=note, group=r.label))
         columns += _health_columns(r, rows, prefix)
     base = reports[0].label
     for r, grad_w in zip(reports[1:], weights[1:], strict=True):
-        columns.append(Column(f"{r.label}÷{base}\ndecades", decade_cells(grad_w, weights[0])))
-    return Grid(title, columns, _with_legend(caption, columns))
-
-
-def _with_legend(caption: str, columns: Sequence[Column]) -> str:
-    """The caption, and what the mark means if a cell carries it."""
-    if any(c.text.endswith(MARK) for column in columns for c in column.cells):
-        return "; ".join(part for part in (caption, MARK_NOTE) if part)
-    return caption
+        cells = decade_cells(grad_w, weights[0])
+        note = f"÷{base}: decades (log10) of the variant's ‖∂L/∂W‖ over {base}'s"
+        if any(c.text.endswith("inf") for c in cells):
+            note += f" ({DASH}inf, +inf: exactly 0 in the variant, in {base})"
+        header = f"{r.label}\n÷{base}\ndecades"
+        columns.append(Column(header, cells, note=note, group=r.label))
+    return Grid("Gradient per layer, layer 1 at the input end", columns, notes, zero_note)
 
 
 def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
@@ -376,12 +467,18 @@ def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
     if not residual:
         return None
     rows = block_rows(residual[0], max_rows)
+    notes, zero_note = _bucket_notes(rows, "blocks")
     first, last = residual[0].blocks.first_layer, residual[0].blocks.last_layer
     spans = [f"{first[row.members[0]]}{DASH}{last[row.members[-1]]}" for row in rows]
     columns = [
-        Column("block", [Cell(row.name) for row in rows], numeric=False),
-        Column("layers", [Cell(span) for span in spans], drop=2),
+        Column("block", [Cell(row.index) for row in rows], key=True),
+        Column("layers", [Cell(span) for span in spans], drop=2, key=True),
     ]
+    words = {
+        "skip": "skip: the gradient arriving at the add, handed back unchanged",
+        "branch": "branch: the part that comes back through the block's layers",
+        "sum": "sum: the gradient at the block input",
+    }
     for r in residual:
         prefix = "" if len(residual) == 1 else f"{r.label}\n"
         blocks = r.blocks
@@ -390,16 +487,14 @@ def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
             ("branch", blocks.grad_branch),
             ("sum", blocks.grad_input),
         ):
-            columns.append(Column(prefix + name, magnitude_cells(per_row(m, rows))))
+            cells = magnitude_cells(per_row(m, rows))
+            columns.append(Column(prefix + name, cells, note=words[name], group=r.label))
         cosine = cosine_cells(mean_per_row(blocks.cosine, rows))
-        columns.append(Column(prefix + "cos", cosine, drop=1))
-    caption = (
-        "skip: the gradient arriving at the add, handed back unchanged; "
-        "branch: the part that comes back through the block's layers; "
-        "sum: the gradient at the block input; cos: cosine between skip and branch parts "
-        f"({DASH}: one of them is exactly 0)"
-    )
-    return Grid("Split at the addition, per block", columns, _with_legend(caption, columns))
+        note = "cos: cosine between skip and branch parts"
+        if any(c.text == DASH for c in cosine):
+            note += f" ({DASH}: one of them is exactly 0)"
+        columns.append(Column(prefix + "cos", cosine, drop=1, note=note, group=r.label))
+    return Grid("Split at the addition, per block", columns, notes, zero_note)
 
 
 def summary_grid(reports: Sequence[Report]) -> Grid:
@@ -415,7 +510,7 @@ def summary_grid(reports: Sequence[Report]) -> Grid:
     return Grid(
         "Summary: first layer against last layer",
         [
-            Column("variant", [Cell(r.label) for r in reports], numeric=False),
+            Column("variant", [Cell(r.label) for r in reports], numeric=False, key=True),
             Column(
                 "‖∂L/∂W₁‖/‖∂L/∂W_L‖", [Cell(power_text(s.log10_weight_ratio)) for s in summaries]
             ),

@@ -239,3 +239,30 @@ def test_json_lists_the_findings_and_every_threshold(reports: list[Report]) -> N
             assert record["limit"] == finding.limit == getattr(strict, finding.threshold)
         total += len(got)
     assert total > 0
+
+
+def _titles(lines: list[str]) -> list[str]:
+    """The sections a page shows, in order, by their title words."""
+    marks = ("gradflow compare", "Showing", "Gradient per layer", "Split at the addition",
+             "per layer, log scale", "Summary", "plain is", "Compared with")  # fmt: skip
+    order = []
+    for line in lines:
+        for mark in marks:
+            if mark in line and mark not in order:
+                order.append(mark)
+    return order
+
+
+def test_markdown_and_the_terminal_page_share_one_order(reports: list[Report]) -> None:
+    from rich.console import Console, Group
+
+    from gradflow.render import table
+
+    text = export.to_markdown("compare", reports, max_rows=None, width=100, unicode=False)
+    buffer = io.StringIO()
+    page = table.page("compare", reports, max_rows=None, width=100, unicode=False)
+    Console(file=buffer, width=100, color_system=None).print(Group(*page))
+    sections = view.sections("compare", reports, max_rows=None, unicode=False)
+    assert len(sections) == 7
+    assert _titles(text.splitlines()) == _titles(buffer.getvalue().splitlines())
+    assert len(_titles(text.splitlines())) == len(sections)

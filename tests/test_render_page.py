@@ -45,10 +45,8 @@ def render(
 
 
 def grids(command: str, reports: list[Report], max_rows: int | None = 5) -> list[Grid]:
-    rows = view.layer_rows(view.naming_report(reports), max_rows)
-    blocks = view.block_grid(reports, max_rows)
-    summary = view.summary_grid(reports)
-    return [view.layer_grid(reports, rows), *([blocks] if blocks else []), summary]
+    sections = view.sections(command, reports, max_rows=max_rows, unicode=False)
+    return [s for s in sections if isinstance(s, Grid)]
 
 
 def row_pattern(texts: list[str]) -> re.Pattern[str]:

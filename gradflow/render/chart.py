@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradflow.analysis.results import Report
 from gradflow.engine.magnitudes import Magnitudes, Status
 from gradflow.render import view
 
@@ -204,10 +203,7 @@ def _fit(text: str, width: int) -> str:
     return text[:width].ljust(width)
 
 
-def layer_chart(
-    reports: Sequence[Report], rows: Sequence[view.Row], *, width: int, unicode: bool
-) -> list[str]:
-    """‖∂L/∂W‖ per layer (or bucket), one panel per variant, on one shared log scale."""
-    means = [view.per_row(r.layers.grad_weight, rows) for r in reports]
-    series = [Series(r.label, m.values, m.partial) for r, m in zip(reports, means, strict=True)]
-    return render([row.index for row in rows], series, width=width, unicode=unicode)
+def draw(data: view.ChartData, *, width: int, unicode: bool) -> list[str]:
+    """The page's chart (its title is the caller's to show): one panel per variant."""
+    series = [Series(title, m.values, m.partial) for title, m in data.panels]
+    return render(data.labels, series, width=width, unicode=unicode)

@@ -228,7 +228,19 @@ def _markdown_table(grid: view.Grid) -> list[str]:
     lines += [line([cell.text for cell in cells]) for cells in grid.rows]
     if grid.caption:
         lines += ["", f"_{grid.caption}_"]
-    return [*lines, ""]
+    return lines
+
+
+def _markdown(section: view.Section, width: int, unicode: bool) -> list[str]:
+    """One section of the page as markdown lines."""
+    if isinstance(section, view.Heading):
+        return [f"### {section.text}"]
+    if isinstance(section, view.Paragraph):
+        return [f"**{section.text}**" if section.strong else section.text]
+    if isinstance(section, view.ChartData):
+        lines = chart.draw(section, width=width, unicode=unicode)
+        return [f"**{section.title}**", "", "```text", *lines, "```"]
+    return _markdown_table(section.fit(width))
 
 
 def to_markdown(
@@ -239,17 +251,11 @@ def to_markdown(
     width: int,
     unicode: bool,
 ) -> str:
-    """Summary, per-layer and per-block tables and the chart, for a pull-request comment."""
-    rows = view.layer_rows(view.naming_report(reports), max_rows)
-    lines = [f"### {view.header_line(command, reports)}", "", view.shown_line(reports), ""]
-    lines += _markdown_table(view.summary_grid(reports))
-    if len(reports) > 1:
-        lines += [view.comparison_sentence(reports), ""]
-    lines += _markdown_table(view.layer_grid(reports, rows).fit(width))
-    blocks = view.block_grid(reports, max_rows)
-    if blocks is not None:
-        lines += _markdown_table(blocks)
-    lines += ["```text", *chart.layer_chart(reports, rows, width=width, unicode=unicode), "```", ""]
+    """The page as markdown, for a pull-request comment: the same sections in the same order as
+    the terminal's, tables fitted to ``width`` by dropping columns (never stacked)."""
+    lines: list[str] = []
+    for section in view.sections(command, reports, max_rows=max_rows, unicode=unicode):
+        lines += [*_markdown(section, width, unicode), ""]
     return "\n".join(lines)
 
 

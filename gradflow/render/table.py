@@ -107,8 +107,16 @@ def _line(pieces: Sequence[tuple[str, Style | None]]) -> Iterable[Segment]:
     yield Segment.line()
 
 
-def grid_table(grid: Grid, width: int) -> LaidOutTable:
-    return LaidOutTable(grid.arrange(width), width)
+def render(section: view.Section, width: int, unicode: bool) -> list[RenderableType]:
+    """One section of the page as renderables."""
+    if isinstance(section, view.Heading):
+        return [prose(section.text, width, "bold")]
+    if isinstance(section, view.Paragraph):
+        return [prose(section.text, width, "bold" if section.strong else "")]
+    if isinstance(section, view.ChartData):
+        lines = chart.draw(section, width=width, unicode=unicode)
+        return [prose(section.title, width, "bold"), Lines(lines)]
+    return [LaidOutTable(section.arrange(width), width)]
 
 
 def page(
@@ -119,22 +127,12 @@ def page(
     width: int,
     unicode: bool,
 ) -> list[RenderableType]:
-    """Everything ``analyze``/``compare`` show on a terminal, top to bottom."""
-    rows = view.layer_rows(view.naming_report(reports), max_rows)
-    blank = Lines([""])
-    parts: list[RenderableType] = [
-        prose(view.header_line(command, reports), width, "bold"),
-        prose(view.shown_line(reports), width),
-        blank,
-        grid_table(view.layer_grid(reports, rows), width),
-    ]
-    blocks = view.block_grid(reports, max_rows)
-    if blocks is not None:
-        parts += [blank, grid_table(blocks, width)]
-    title = "‖∂L/∂W‖ per layer" if unicode else "|dL/dW| per layer"
-    parts += [blank, prose(f"{title}, log scale, layer 1 at the top", width, "bold")]
-    parts.append(Lines(chart.layer_chart(reports, rows, width=width, unicode=unicode)))
-    parts += [blank, grid_table(view.summary_grid(reports), width)]
-    if len(reports) > 1:
-        parts += [blank, prose(view.comparison_sentence(reports), width, "bold")]
+    """Everything ``analyze``/``compare`` show on a terminal, top to bottom, in the view's order;
+    a blank line between sections (none under the heading)."""
+    parts: list[RenderableType] = []
+    sections = view.sections(command, reports, max_rows=max_rows, unicode=unicode)
+    for i, section in enumerate(sections):
+        if i and not isinstance(sections[i - 1], view.Heading):
+            parts.append(Lines([""]))
+        parts += render(section, width, unicode)
     return parts

@@ -1,7 +1,8 @@
-"""What is shown: rows (single layers or buckets of layers), their values, grids and the words.
+"""What is shown: rows (single layers or buckets of layers), their values, grids, the words, and
+the page's sections in their order.
 
 Shared by the table, the chart and the markdown export, so all three show the same rows with the
-same numbers. A bucket shows the geometric mean of its layers' magnitudes (the
+same numbers in the same order. A bucket shows the geometric mean of its layers' magnitudes (the
 mean of their log10, the natural average on a log scale) and the arithmetic mean of activation
 statistics. Exact zeros are left out of a bucket's geometric mean and the row is marked, so that a
 ``0`` on screen always means that every layer of its row is exactly zero.
@@ -647,3 +648,55 @@ def summary_lines(reports: Sequence[Report]) -> list[str]:
     if len(reports) > 1:
         lines.append(comparison_sentence(reports))
     return lines
+
+
+# ---- the page -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    strong: bool = False
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """The per-layer chart: one panel per variant, one bar per row."""
+
+    title: str
+    labels: list[str]
+    panels: list[tuple[str, Means]]  # (variant, its ‖∂L/∂W‖ per row)
+
+
+Section = Heading | Paragraph | Grid | ChartData
+
+
+def sections(
+    command: str, reports: Sequence[Report], *, max_rows: int | None, unicode: bool
+) -> list[Section]:
+    """Everything a page shows, in the one order both the terminal and markdown use: heading,
+    what is shown, the layer table, the block table, the chart, the summary, and the comparison
+    sentence."""
+    rows = layer_rows(naming_report(reports), max_rows)
+    parts: list[Section] = [
+        Heading(header_line(command, reports)),
+        Paragraph(shown_line(reports)),
+        layer_grid(reports, rows),
+    ]
+    blocks = block_grid(reports, max_rows)
+    if blocks is not None:
+        parts.append(blocks)
+    title = "‖∂L/∂W‖ per layer" if unicode else "|dL/dW| per layer"
+    panels = [(r.label, per_row(r.layers.grad_weight, rows)) for r in reports]
+    parts.append(
+        ChartData(f"{title}, log scale, layer 1 at the top", [r.index for r in rows], panels)
+    )
+    parts.append(summary_grid(reports))
+    if len(reports) > 1:
+        parts.append(Paragraph(comparison_sentence(reports), strong=True))
+    return parts

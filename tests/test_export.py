@@ -263,6 +263,6 @@ def test_markdown_and_the_terminal_page_share_one_order(reports: list[Report]) -
     page = table.page("compare", reports, max_rows=None, width=100, unicode=False)
     Console(file=buffer, width=100, color_system=None).print(Group(*page))
     sections = view.sections("compare", reports, max_rows=None, unicode=False)
-    assert len(sections) == 7
+    assert len(sections) == 8
     assert _titles(text.splitlines()) == _titles(buffer.getvalue().splitlines())
     assert len(_titles(text.splitlines())) == len(sections)

@@ -1,5 +1,6 @@
 """The whole page as a terminal shows it, at every width: no cell cut, no trailing space, a
-caption only for what is shown; exact zeros shown as such."""
+caption only for what is shown; exact zeros shown as such; the summary's three ratios and the
+reasons for each verdict."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.console import Console, Group
 
 from gradflow.analysis.analyze import analyze, compare
 from gradflow.analysis.results import Report
+from gradflow.analysis.verdict import Quantity
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.render import table, view
 from gradflow.render.view import Grid
@@ -152,7 +154,42 @@ def test_zero_init_residual_with_every_row_shows_the_zeros(cases: dict) -> None:
     assert [c.text for c in weights.cells][1::2] == [view.DASH] * (SPEC.depth // 2)  # ‖W‖ = 0
 
 
-# ---- options ------------------------------------------------------------------------------
+def test_a_signal_that_dies_makes_the_weight_ratio_not_applicable() -> None:
+    spec = NetworkSpec(depth=200, width=4, batch=2, activation="linear", init="orthogonal",
+                       weight_var=1e-4, loss="linear")  # fmt: skip
+    report = analyze(spec)
+    assert report.summary.zero_from is not None
+    summary = grids("analyze", [report])[-1]
+    assert summary.columns[1].cells[0].text == "n/a"
+    reason = view.verdict_reason(report)
+    assert f"from layer {report.summary.zero_from}" in reason and "layer 200" in reason
+    line = view.summary_lines([report])[0]
+    assert "n/a" in line and "inf" not in line
+
+
+# ---- the summary ----------------------------------------------------------------------------
+
+
+def test_summary_shows_the_three_ratios_and_the_reasons(cases: dict) -> None:
+    command, reports = cases["default"]
+    summary = grids(command, reports)[-1]
+    ratios = {
+        q: [c.text for c in col.cells]
+        for q, col in zip(Quantity, summary.columns[1:4], strict=True)
+    }
+    for quantity, texts in ratios.items():
+        assert texts == [view.power_text(view.ratio_log10(r, quantity)) for r in reports]
+    out = " ".join(render(command, reports, 100).split())
+    for r in reports:
+        for finding in r.summary.findings:
+            assert view.finding_text(finding) in out
+    assert "plain is vanishing" in out and "pre is healthy" in out
+    lines = view.summary_lines(reports)
+    assert len(lines) == len(reports) + 1
+    for line, r in zip(lines[:-1], reports, strict=True):
+        for quantity in Quantity:
+            assert view.QUANTITY_TEXT[quantity] in line
+        assert view.verdict_reason(r) in line
 
 
 def test_xent_head_unicode_and_every_row(cases: dict) -> None:
@@ -160,3 +197,10 @@ def test_xent_head_unicode_and_every_row(cases: dict) -> None:
     out = render(command, reports, 100, max_rows=None, unicode=True)
     assert any(line.split()[:2] == ["head", "head"] for line in out.splitlines())
     assert "█" in out and "‖∂L/∂W‖ per layer" in out
+
+
+def test_postnorm_is_a_variant_like_the_others() -> None:
+    spec = SPEC.replace(norm="layer")
+    reports = compare(spec, [Skip.NONE, Skip.POSTNORM])
+    out = render("compare", reports, 100)
+    assert "postnorm (" in out and "Compared with plain" in out

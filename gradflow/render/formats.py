@@ -237,6 +237,8 @@ def _markdown(section: view.Section, width: int, unicode: bool) -> list[str]:
         return [f"### {section.text}"]
     if isinstance(section, view.Paragraph):
         return [f"**{section.text}**" if section.strong else section.text]
+    if isinstance(section, view.Items):
+        return [f"- {line}" for line in section.lines]
     if isinstance(section, view.ChartData):
         lines = chart.draw(section, width=width, unicode=unicode)
         return [f"**{section.title}**", "", "```text", *lines, "```"]

@@ -113,6 +113,8 @@ def render(section: view.Section, width: int, unicode: bool) -> list[RenderableT
         return [prose(section.text, width, "bold")]
     if isinstance(section, view.Paragraph):
         return [prose(section.text, width, "bold" if section.strong else "")]
+    if isinstance(section, view.Items):
+        return [prose(line, width, indent="  ") for line in section.lines]
     if isinstance(section, view.ChartData):
         lines = chart.draw(section, width=width, unicode=unicode)
         return [prose(section.title, width, "bold"), Lines(lines)]

@@ -498,28 +498,55 @@ def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
     return Grid("Split at the addition, per block", columns, notes, zero_note)
 
 
+RATIO_HEADERS = {  # three lines each, so that the summary fits 60 columns
+    Quantity.WEIGHT_RATIO: "first/last\n‖∂L/∂W₁‖\n÷‖∂L/∂W_L‖",
+    Quantity.GAIN: "gain\n‖∂L/∂x‖\n÷‖∂L/∂y‖",
+    Quantity.SIGNAL: "signal\nrms(y)\n÷rms(x)",
+}
+RATIO_NOTES = {
+    Quantity.WEIGHT_RATIO: "first/last: the first layer's weight gradient over the last layer's",
+    Quantity.GAIN: "gain: the gradient at the network input over the one at its output",
+    Quantity.SIGNAL: "signal: the forward signal's size at the output over the input's",
+}
+
+
+def ratio_log10(report: Report, quantity: Quantity) -> float:
+    s = report.summary
+    return {
+        Quantity.WEIGHT_RATIO: s.log10_weight_ratio,
+        Quantity.GAIN: s.log10_gain,
+        Quantity.SIGNAL: s.log10_signal,
+    }[quantity]
+
+
+def ratio_text(report: Report, quantity: Quantity) -> str:
+    """The judged ratio as shown: ``10^-30.9``, ``0``, ``inf``; the weight ratio is ``n/a``
+    when the forward signal is exactly zero before the last layer."""
+    if quantity is Quantity.WEIGHT_RATIO and report.summary.zero_from is not None:
+        return "n/a"
+    return power_text(ratio_log10(report, quantity))
+
+
 def summary_grid(reports: Sequence[Report]) -> Grid:
-    """Per variant: first/last-layer gradient ratios, the loss and the verdict."""
-    verdicts = []
-    for r in reports:
-        s = r.summary
-        text = str(s.verdict)
-        if s.nonfinite_from is not None:
-            text += f" (forward pass not finite from layer {s.nonfinite_from})"
-        verdicts.append(Cell(text, VERDICT_TONE[s.verdict]))
-    summaries = [r.summary for r in reports]
-    return Grid(
-        "Summary: first layer against last layer",
-        [
-            Column("variant", [Cell(r.label) for r in reports], numeric=False, key=True),
-            Column(
-                "‖∂L/∂W₁‖/‖∂L/∂W_L‖", [Cell(power_text(s.log10_weight_ratio)) for s in summaries]
-            ),
-            Column("‖∂L/∂x‖/‖∂L/∂y‖", [Cell(power_text(s.log10_gain)) for s in summaries]),
-            Column("loss", number_cells(np.array([s.loss for s in summaries]), 4)),
-            Column("verdict", verdicts, numeric=False),
-        ],
-    )
+    """Per variant: the three judged ratios, the loss and the verdict (its reasons follow the
+    grid, one line per variant: ``verdict_lines``)."""
+    columns = [Column("variant", [Cell(r.label) for r in reports], numeric=False, key=True)]
+    for quantity in Quantity:
+        cells = []
+        for r in reports:
+            judged = {f.quantity for f in r.summary.findings}
+            cells.append(
+                Cell(ratio_text(r, quantity), Tone.BAD if quantity in judged else Tone.PLAIN)
+            )
+        note = RATIO_NOTES[quantity]
+        if quantity is Quantity.WEIGHT_RATIO and any(c.text == "n/a" for c in cells):
+            note += " (n/a: the forward signal is exactly 0 before the last layer)"
+        columns.append(Column(RATIO_HEADERS[quantity], cells, note=note))
+    losses = number_cells(np.array([r.summary.loss for r in reports]), 4)
+    columns.append(Column("loss", losses, drop=1))
+    verdicts = [Cell(str(r.summary.verdict), VERDICT_TONE[r.summary.verdict]) for r in reports]
+    columns.append(Column("verdict", verdicts, numeric=False))
+    return Grid("Summary: the judged ratios and the verdict", columns, zero_note="0: exactly zero")
 
 
 QUANTITY_TEXT = {
@@ -539,12 +566,40 @@ def finding_text(finding: Finding) -> str:
     )
 
 
+def verdict_reason(report: Report) -> str:
+    """Why the verdict is what it is: every finding (the one that decided it first) and what
+    could not be judged."""
+    s = report.summary
+    reasons = []
+    if s.verdict is Verdict.NONFINITE:
+        where = f" from layer {s.nonfinite_from}" if s.nonfinite_from is not None else ""
+        reasons.append(f"the pass produced non-finite values{where}")
+    reasons += [finding_text(f) for f in s.findings]
+    weight_ratio = QUANTITY_TEXT[Quantity.WEIGHT_RATIO]
+    if s.zero_from is not None:
+        reasons.append(
+            f"{weight_ratio} is n/a: the forward signal is exactly 0 from layer {s.zero_from}, "
+            f"so it never reached layer {report.spec.depth}"
+        )
+    elif not math.isfinite(s.log10_weight_ratio) and all(
+        f.quantity is not Quantity.WEIGHT_RATIO for f in s.findings
+    ):
+        reasons.append(f"{weight_ratio} is not judged: the {_why_not_finite(report)}")
+    return "; ".join(reasons) or "every judged ratio is within its thresholds"
+
+
+def verdict_lines(reports: Sequence[Report]) -> list[str]:
+    """One line per variant: ``plain is vanishing: <reasons>``."""
+    return [f"{r.label} is {r.summary.verdict}: {verdict_reason(r)}" for r in reports]
+
+
 # ---- words ----------------------------------------------------------------------------------
 
 VARIANT_WORDS = {
     "plain": "plain (no shortcuts)",
     "post": "post (original ResNet: activation after the add)",
     "pre": "pre (pre-activation: nothing after the add)",
+    "postnorm": "postnorm (Post-LN: normalization after the add)",
 }
 
 
@@ -553,7 +608,12 @@ def header_line(command: str, reports: Sequence[Report]) -> str:
     spec = reports[0].spec
     depth = f"depth {spec.depth}"
     if any(r.spec.residual for r in reports):
-        depth += f" (blocks of {spec.block_size}, α={spec.residual_scale:g})"
+        depth += f" (blocks of {spec.block_size}, α={spec.residual_scale:g}"
+        if spec.skip_scale != 1:
+            depth += f", s={spec.skip_scale:g}"
+        if spec.branch_weight_scale != 1:
+            depth += f", β={spec.branch_weight_scale:g}"
+        depth += ")"
     parts = [f"gradflow {command}", depth, f"width {spec.width}", f"batch {spec.batch}"]
     parts += [str(spec.activation), str(spec.init)]
     if spec.weight_var is not None:
@@ -568,7 +628,8 @@ def header_line(command: str, reports: Sequence[Report]) -> str:
 
 def shown_line(reports: Sequence[Report]) -> str:
     """What the page shows, and for the default network why it is the one shown."""
-    line = "Showing " + ", ".join(VARIANT_WORDS[r.label] for r in reports) + "."
+    words = [VARIANT_WORDS.get(r.label, r.label) for r in reports]
+    line = "Showing " + ", ".join(words) + "."
     if is_classic(reports[0].spec):
         line += (
             " Sigmoid + Xavier is the classic vanishing-gradient case;"
@@ -633,18 +694,13 @@ def _join(clauses: Sequence[str]) -> str:
 
 
 def summary_lines(reports: Sequence[Report]) -> list[str]:
-    """Plain-text summary: one line per variant, then the comparison sentence."""
+    """Plain-text summary: one line per variant (the three ratios, the verdict and its reasons),
+    then the comparison sentence."""
     width = max(len(r.label) for r in reports)
     lines = []
     for r in reports:
-        s = r.summary
-        line = (
-            f"{r.label:<{width}}  first/last ‖∂L/∂W‖ {power_text(s.log10_weight_ratio):>9}"
-            f"  gain ‖∂L/∂x‖/‖∂L/∂y‖ {power_text(s.log10_gain):>9}  {s.verdict}"
-        )
-        if s.nonfinite_from is not None:
-            line += f" (forward pass not finite from layer {s.nonfinite_from})"
-        lines.append(line)
+        ratios = "  ".join(f"{QUANTITY_TEXT[q]} {ratio_text(r, q):>9}" for q in Quantity)
+        lines.append(f"{r.label:<{width}}  {ratios}  {r.summary.verdict}: {verdict_reason(r)}")
     if len(reports) > 1:
         lines.append(comparison_sentence(reports))
     return lines
@@ -665,6 +721,13 @@ class Paragraph:
 
 
 @dataclass(frozen=True)
+class Items:
+    """Short statements, one each (a list in markdown)."""
+
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ChartData:
     """The per-layer chart: one panel per variant, one bar per row."""
 
@@ -673,15 +736,15 @@ class ChartData:
     panels: list[tuple[str, Means]]  # (variant, its ‖∂L/∂W‖ per row)
 
 
-Section = Heading | Paragraph | Grid | ChartData
+Section = Heading | Paragraph | Items | Grid | ChartData
 
 
 def sections(
     command: str, reports: Sequence[Report], *, max_rows: int | None, unicode: bool
 ) -> list[Section]:
     """Everything a page shows, in the one order both the terminal and markdown use: heading,
-    what is shown, the layer table, the block table, the chart, the summary, and the comparison
-    sentence."""
+    what is shown, the layer table, the block table, the chart, the summary with the verdicts'
+    reasons, and the comparison sentence."""
     rows = layer_rows(naming_report(reports), max_rows)
     parts: list[Section] = [
         Heading(header_line(command, reports)),
@@ -696,7 +759,7 @@ def sections(
     parts.append(
         ChartData(f"{title}, log scale, layer 1 at the top", [r.index for r in rows], panels)
     )
-    parts.append(summary_grid(reports))
+    parts += [summary_grid(reports), Items(tuple(verdict_lines(reports)))]
     if len(reports) > 1:
         parts.append(Paragraph(comparison_sentence(reports), strong=True))
     return parts

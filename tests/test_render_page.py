@@ -204,3 +204,17 @@ def test_postnorm_is_a_variant_like_the_others() -> None:
     reports = compare(spec, [Skip.NONE, Skip.POSTNORM])
     out = render("compare", reports, 100)
     assert "postnorm (" in out and "Compared with plain" in out
+
+
+def test_a_pass_that_overflows_says_so_and_which_end_is_nan() -> None:
+    spec = NetworkSpec(depth=1100, width=4, batch=2, activation="linear", init="orthogonal",
+                       weight_var=4.0, loss="linear")  # fmt: skip
+    report = analyze(spec)
+    summary = grids("analyze", [report])[-1]
+    loss = next(c for c in summary.columns if c.header == "loss")
+    assert loss.cells[0].text == "nan"  # a broken number, not a missing one
+    reason = view.verdict_reason(report)
+    assert "non-finite values from layer" in reason
+    assert "last-layer weight gradient is nan" in reason
+    out = render("analyze", [report], 80)
+    assert "nonfinite" in out

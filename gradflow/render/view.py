@@ -542,7 +542,7 @@ def summary_grid(reports: Sequence[Report]) -> Grid:
         if quantity is Quantity.WEIGHT_RATIO and any(c.text == "n/a" for c in cells):
             note += " (n/a: the forward signal is exactly 0 before the last layer)"
         columns.append(Column(RATIO_HEADERS[quantity], cells, note=note))
-    losses = number_cells(np.array([r.summary.loss for r in reports]), 4)
+    losses = [Cell(number_text(r.summary.loss, 4)) for r in reports]  # nan: a broken pass
     columns.append(Column("loss", losses, drop=1))
     verdicts = [Cell(str(r.summary.verdict), VERDICT_TONE[r.summary.verdict]) for r in reports]
     columns.append(Column("verdict", verdicts, numeric=False))
@@ -650,14 +650,19 @@ def _why_not_finite(report: Report) -> str:
     if s.zero_from is not None:
         return f"forward signal is exactly 0 from layer {s.zero_from}"
     first, last = float(log10_w[0]), float(log10_w[report.spec.depth - 1])
-    ends = [name for name, x in (("first", first), ("last", last)) if x == -math.inf]
-    if not ends:
-        return f"first/last ratio is {power_text(s.log10_weight_ratio)}"
-    text = f"{' and '.join(ends)}-layer weight gradient"
-    text += " is exactly 0" if len(ends) == 1 else "s are exactly 0"
-    if first == -math.inf and report.spec.zero_init_residual:
-        text += ", by construction with --zero-init-residual"
-    return text
+    for value, word in ((-math.inf, "exactly 0"), (math.inf, "inf"), (math.nan, "nan")):
+        ends = [name for name, x in (("first", first), ("last", last)) if _same(x, value)]
+        if ends:
+            text = f"{' and '.join(ends)}-layer weight gradient"
+            text += f" is {word}" if len(ends) == 1 else f"s are {word}"
+            if first == -math.inf and report.spec.zero_init_residual:
+                text += ", by construction with --zero-init-residual"
+            return text
+    return f"first/last ratio is {power_text(s.log10_weight_ratio)}"
+
+
+def _same(x: float, value: float) -> bool:
+    return math.isnan(x) if math.isnan(value) else x == value
 
 
 def comparison_sentence(reports: Sequence[Report]) -> str:

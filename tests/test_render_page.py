@@ -5,7 +5,11 @@ reasons for each verdict."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from rich.console import Console, Group
@@ -218,3 +222,21 @@ def test_a_pass_that_overflows_says_so_and_which_end_is_nan() -> None:
     assert "last-layer weight gradient is nan" in reason
     out = render("analyze", [report], 80)
     assert "nonfinite" in out
+
+
+def test_the_page_does_not_load_rich_table() -> None:
+    """rich.table costs ~10 ms to import and the page does not need it."""
+    code = (
+        "import io, sys\n"
+        "from rich.console import Console, Group\n"
+        "from gradflow.analysis.analyze import compare\n"
+        "from gradflow.engine.spec import NetworkSpec\n"
+        "from gradflow.render import table\n"
+        "reports = compare(NetworkSpec(depth=4, width=4, batch=2, skip='pre'), ['none', 'pre'])\n"
+        "page = table.page('compare', reports, max_rows=None, width=40, unicode=False)\n"
+        "Console(file=io.StringIO(), width=40).print(Group(*page))\n"
+        "assert 'rich.table' not in sys.modules\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])  # this tree's gradflow, not an installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

@@ -34,6 +34,12 @@ def bar_length(cell: str) -> int:
     return len(cell.rstrip())
 
 
+def legend(lines: list[str]) -> str:
+    """The legend under the axis, its wrapped lines joined again."""
+    start = max(i for i, line in enumerate(lines) if line.strip().startswith(("+", "1e"))) + 1
+    return " ".join(line.strip() for line in lines[start:])
+
+
 def test_bar_length_is_linear_in_log10() -> None:
     log10s = [-30.0, -20.0, -10.0, 0.0]
     labels = ["1", "2", "3", "4"]
@@ -66,7 +72,8 @@ def test_panels_share_one_scale() -> None:
 
 def test_decade_labels_sit_under_ticks() -> None:
     lines = chart.render(["1"], [chart.Series("x", magnitudes([-20.0, 0.0]))], width=WIDTH)
-    axis, names = lines[-3], lines[-2]
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("+"))
+    axis, names = lines[at], lines[at + 1]
     labels = {m.group(): m.start() for m in re.finditer(r"1e-?\d+", names)}
     assert "1e0" in labels and "1e-20" in labels
     for text, start in labels.items():
@@ -109,7 +116,7 @@ def test_special_values_are_marked_not_blank(log10: float, status: Status, mark:
     lines = chart.render(["1", "2", "3"], [chart.Series("x", values)], width=60)
     cell = bars(lines, ["2"])["2"][0]
     assert cell.strip() == mark
-    assert chart.MEANING[status] in lines[-1]
+    assert chart.MEANING[status] in legend(lines)
 
 
 def test_beyond_float_range_is_drawn_from_the_exact_log10() -> None:
@@ -120,15 +127,16 @@ def test_beyond_float_range_is_drawn_from_the_exact_log10() -> None:
     assert set(rows["1"][0].strip()) == {"."}
     assert set(rows["4"][0].strip()) == {"="}
     assert bar_length(rows["1"][0]) < bar_length(rows["2"][0]) < bar_length(rows["3"][0])
-    legend = lines[-1]
-    assert chart.MEANING[Status.UNDERFLOW] in legend
-    assert chart.MEANING[Status.OVERFLOW] in legend
-    assert "1e-2000" in lines[-2]
+    text = legend(lines)
+    assert chart.MEANING[Status.UNDERFLOW] in text
+    assert chart.MEANING[Status.OVERFLOW] in text
+    assert any("1e-2000" in line for line in lines)
 
 
 def test_legend_lists_only_what_is_drawn() -> None:
     lines = chart.render(["1"], [chart.Series("x", magnitudes([-1.0]))], width=60)
-    assert all(meaning not in lines[-1] for meaning in chart.MEANING.values())
+    assert all(meaning not in legend(lines) for meaning in chart.MEANING.values())
+    assert view.MARK not in "".join(lines)
 
 
 # ---- rows and numbers ---------------------------------------------------------------------
@@ -149,13 +157,7 @@ def test_no_max_rows_means_one_row_each() -> None:
 def test_bucket_is_the_geometric_mean() -> None:
     m = magnitudes([-30.0, -10.0, -2.0, -4.0])
     rows = [view.Row("1-2", "a", range(0, 2)), view.Row("3-4", "b", range(2, 4))]
-    np.testing.assert_allclose(view.per_row(m, rows).log10, [-20.0, -3.0])
-
-
-def test_bucket_with_a_nan_is_nan_and_with_a_zero_is_zero() -> None:
-    m = magnitudes([-3.0, math.nan, -3.0, -math.inf])
-    rows = [view.Row("1-2", "a", range(0, 2)), view.Row("3-4", "b", range(2, 4))]
-    assert view.per_row(m, rows).status() == [Status.NAN, Status.ZERO]
+    np.testing.assert_allclose(view.per_row(m, rows).values.log10, [-20.0, -3.0])
 
 
 def test_from_log10_round_trips_beyond_float_range() -> None:
@@ -178,3 +180,60 @@ def test_span_names() -> None:
     assert view.span_name("block1.fc2", "block2.fc1") == "block1.fc2-block2.fc1"
     assert view.span_name("fc3", "fc4") == "fc3-fc4"
     assert view.span_name("fc3", "fc3") == "fc3"
+
+
+# ---- exact zeros, narrow and wide screens, nothing finite ---------------------------------
+
+
+def test_a_bucket_with_some_zero_layers_draws_the_others_mean_marked() -> None:
+    """zero-init residual: each bucket holds a branch's first layer (exactly 0) and its last."""
+    m = magnitudes([-math.inf, 1.0, -math.inf, 1.2, -math.inf, -math.inf])
+    rows = [view.Row(f"{i + 1}", "x", range(i, i + 2)) for i in (0, 2, 4)]
+    means = view.per_row(m, rows)
+    np.testing.assert_allclose(means.values.log10[:2], [1.0, 1.2])
+    assert means.values.status()[2] is Status.ZERO  # only an all-zero bucket is 0
+    assert means.partial.tolist() == [True, True, False]
+    series = chart.Series("post", means.values, means.partial)
+    lines = chart.render(["1", "3", "5"], [series], width=60)
+    cells = bars(lines, ["1", "3", "5"])
+    assert cells["1"][0].endswith("#" + view.MARK) and cells["3"][0].endswith("#" + view.MARK)
+    assert cells["5"][0].strip() == "0"
+    assert view.MARK_NOTE.split(": ", 1)[1] in legend(lines)
+
+
+def test_panels_stack_on_one_scale_when_they_do_not_fit_side_by_side() -> None:
+    series = [chart.Series(name, magnitudes([-30.0, 0.0])) for name in ("plain", "post", "pre")]
+    lines = chart.render(["1-2", "3-4"], series, width=30)
+    assert max(len(line) for line in lines) <= 30
+    assert [line.split() for line in lines if "plain" in line or "pre" in line] == [
+        ["plain", "post"], ["pre"]
+    ]  # fmt: skip
+    assert len([line for line in lines if line.strip().startswith("+")]) == 2  # two axes
+    rows = [line for line in lines if line.strip().startswith("1-2 ")]
+    assert [row.count("|") for row in rows] == [2, 1]
+    # the same value draws the same bar in every panel of every stack
+    assert len({cell.rstrip() for row in rows for cell in row.split("|")[1:]}) == 1
+
+
+@pytest.mark.parametrize("width", [1, 5, 12, 23])
+def test_any_width_draws_every_row(width: int) -> None:
+    series = [chart.Series("plain", magnitudes([-3.0, 0.0]))]
+    lines = chart.render(["1", "2"], series, width=width)
+    assert set(bars(lines, ["1", "2"])) == {"1", "2"}
+
+
+def test_width_is_capped() -> None:
+    series = [chart.Series("plain", magnitudes([-3.0, 0.0]))]
+    lines = chart.render(["1", "2"], series, width=400)
+    assert chart.MAX_WIDTH - 3 <= max(len(line) for line in lines) <= chart.MAX_WIDTH
+
+
+def test_nothing_finite_draws_no_axis_and_says_so() -> None:
+    values = magnitudes([math.nan, math.nan, -math.inf])
+    lines = chart.render(["1", "2", "3"], [chart.Series("x", values)], width=60)
+    assert not any(line.strip().startswith("+") for line in lines)
+    assert not any(re.search(r"\b1e-?\d", line) for line in lines)
+    assert "no axis" in " ".join(lines)
+    assert [cell.strip() for cells in bars(lines, ["1", "2", "3"]).values() for cell in cells] == [
+        "nan", "nan", "0"
+    ]  # fmt: skip

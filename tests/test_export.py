@@ -17,6 +17,7 @@ import pytest
 
 from gradflow.analysis.analyze import compare
 from gradflow.analysis.results import Report
+from gradflow.analysis.verdict import Thresholds
 from gradflow.engine.magnitudes import from_log10
 from gradflow.engine.network import build
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
@@ -174,3 +175,94 @@ def test_save_arrays_round_trip(tmp_path: Path) -> None:
         assert set(saved.files) == set(expected)
         for key, value in expected.items():
             np.testing.assert_array_equal(saved[key], value)
+
+
+# ---- exact zeros, findings and thresholds in JSON; the page's order in markdown ------------
+
+ZERO_INIT = SPEC.replace(depth=8, zero_init_residual=True)
+
+
+@pytest.fixture(scope="module")
+def zero_init() -> list[Report]:
+    return compare(ZERO_INIT, VARIANTS)
+
+
+def test_json_ratio_with_an_exact_zero_is_null_with_its_status(zero_init: list[Report]) -> None:
+    document = strict_loads(export.to_json("compare", ZERO_INIT, zero_init))
+    assert isinstance(document, dict)
+    runs = {run["label"]: run for run in document["runs"]}
+    for label in ("post", "pre"):  # the first layer's gradient is 0 by construction
+        summary = runs[label]["summary"]
+        assert summary["log10_weight_ratio"] is None
+        assert summary["weight_ratio_status"] == "zero"
+        assert runs[label]["decades_vs_first"] is None
+        assert runs[label]["decades_vs_first_status"] == "zero"
+    plain = runs["plain"]["summary"]
+    assert plain["weight_ratio_status"] == "ok" and plain["log10_weight_ratio"] is not None
+    for name in ("grad_output", "gain", "signal"):
+        assert plain[f"{name}_status"] == "ok"
+        assert plain[f"log10_{name}"] == getattr(zero_init[0].summary, f"log10_{name}")
+
+
+def test_json_zero_weights_have_a_status(zero_init: list[Report]) -> None:
+    """A zero-initialised branch end has ‖W‖ = 0: its grad_to_weight is no ratio, and the record
+    says why (grad_to_weight and its status keep their values for old readers)."""
+    document = strict_loads(export.to_json("compare", ZERO_INIT, zero_init))
+    assert isinstance(document, dict)
+    for run in document["runs"]:
+        for layer in run["layers"]:
+            zero = run["label"] != "plain" and layer["index"] % 2 == 0
+            assert layer["weight_norm_status"] == ("zero" if zero else "ok")
+            assert (layer["weight_norm"] == 0.0) == zero
+            if zero:
+                assert layer["grad_to_weight"] is None and layer["log10_grad_to_weight"] is None
+
+
+def test_json_lists_the_findings_and_every_threshold(reports: list[Report]) -> None:
+    strict = Thresholds(vanish_below=0.5, gain_below=0.9, signal_above=1.01)
+    judged = compare(SPEC, VARIANTS, thresholds=strict)
+    document = strict_loads(export.to_json("compare", SPEC, judged))
+    assert isinstance(document, dict)
+    config = document["config"]
+    for name in ("vanish_below", "explode_above", "gain_below", "gain_above",
+                 "signal_below", "signal_above"):  # fmt: skip
+        assert config[name] == getattr(strict, name)
+    total = 0
+    for run, report in zip(document["runs"], judged, strict=True):
+        got = run["summary"]["findings"]
+        assert [f["quantity"] for f in got] == [str(f.quantity) for f in report.summary.findings]
+        for record, finding in zip(got, report.summary.findings, strict=True):
+            assert record["log10"] == finding.log10
+            assert record["status"] == "ok"
+            assert record["verdict"] == str(finding.verdict)
+            assert record["threshold"] == finding.threshold
+            assert record["limit"] == finding.limit == getattr(strict, finding.threshold)
+        total += len(got)
+    assert total > 0
+
+
+def _titles(lines: list[str]) -> list[str]:
+    """The sections a page shows, in order, by their title words."""
+    marks = ("gradflow compare", "Showing", "Gradient per layer", "Split at the addition",
+             "per layer, log scale", "Summary", "plain is", "Compared with")  # fmt: skip
+    order = []
+    for line in lines:
+        for mark in marks:
+            if mark in line and mark not in order:
+                order.append(mark)
+    return order
+
+
+def test_markdown_and_the_terminal_page_share_one_order(reports: list[Report]) -> None:
+    from rich.console import Console, Group
+
+    from gradflow.render import table
+
+    text = export.to_markdown("compare", reports, max_rows=None, width=100, unicode=False)
+    buffer = io.StringIO()
+    page = table.page("compare", reports, max_rows=None, width=100, unicode=False)
+    Console(file=buffer, width=100, color_system=None).print(Group(*page))
+    sections = view.sections("compare", reports, max_rows=None, unicode=False)
+    assert len(sections) == 8
+    assert _titles(text.splitlines()) == _titles(buffer.getvalue().splitlines())
+    assert len(_titles(text.splitlines())) == len(sections)

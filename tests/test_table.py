@@ -1,29 +1,37 @@
-"""The laid-out table against rich.Table: the same bytes, colours included, wherever it is used."""
+"""The drawn table against rich.Table's own layout, line for line; no trailing spaces; tones as
+styles."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
-from rich.console import Console
+from rich import box
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
 
 from gradflow.analysis.analyze import analyze, compare
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render import table, view
-from gradflow.render.view import Cell, Column, Grid, Tone
+from gradflow.render.view import Cell, Column, Grid, Layout, Tone
 
 
-def _render(renderable: object, width: int, color: bool) -> str:
+def _render(renderable: RenderableType, width: int) -> list[str]:
     buffer = io.StringIO()
-    console = Console(
-        file=buffer,
-        width=width,
-        force_terminal=color,
-        color_system="truecolor" if color else None,
-        highlight=False,
-    )
-    console.print(renderable)
-    return buffer.getvalue()
+    Console(file=buffer, width=width, color_system=None, highlight=False).print(renderable)
+    return buffer.getvalue().splitlines()
+
+
+def reference(grid: Grid) -> Table:
+    """rich.Table drawing the grid's columns, as gradflow drew them before it laid them out."""
+    reference = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for column in grid.columns:
+        reference.add_column(column.header, justify="right" if column.numeric else "left")
+    for cells in grid.rows:
+        reference.add_row(*(Text(c.text) for c in cells))
+    return reference
 
 
 def _grids() -> list[Grid]:
@@ -37,33 +45,42 @@ def _grids() -> list[Grid]:
         blocks = view.block_grid(reports, None)
         assert blocks is not None
         grids += [blocks, view.summary_grid(reports)]
-    # every tone, a bottom-aligned multi-line header, a left-aligned column, no title or caption
+    # every tone, a bottom-aligned multi-line header, a left-aligned last column
     tones = [Cell(f"{tone.value} cell", tone) for tone in Tone]
     names = [Cell(f"row{i}") for i in range(len(tones))]
     grids.append(
-        Grid("", [Column("name", names, numeric=False), Column("two\nlines\nhere", tones)])
+        Grid("", [Column("two\nlines\nhere", tones), Column("name", names, numeric=False)])
     )
     return grids
 
 
-@pytest.mark.parametrize("color", [False, True])
-@pytest.mark.parametrize("width", [100, 160])
-def test_laid_out_table_draws_what_rich_table_draws(width: int, color: bool) -> None:
-    checked = 0
-    for grid in _grids():
-        fitted = grid.fit(width)
-        laid_out = table.rich_table(fitted, width)
-        if not isinstance(laid_out, table.LaidOutTable):
-            continue
-        assert _render(laid_out, width, color) == _render(
-            table.measured_table(fitted), width, color
-        )
-        checked += 1
-    assert checked >= 6  # the comparison ran on (nearly) every grid
+@pytest.mark.parametrize("grid", _grids(), ids=lambda g: g.title[:12] or "tones")
+def test_drawn_table_is_rich_tables_layout_without_trailing_spaces(grid: Grid) -> None:
+    width = grid.width
+    untitled = dataclasses.replace(grid, title="")
+    drawn = _render(table.LaidOutTable(Layout("", [untitled], ""), width), width)
+    expected = [line.rstrip() for line in _render(reference(grid), width)]
+    assert drawn == expected
+    assert all(line == line.rstrip() for line in drawn)
+    assert max(len(line) for line in drawn) == width
 
 
-def test_grid_too_wide_for_the_screen_falls_back_to_rich_measuring() -> None:
-    grid = _grids()[3]  # compare's layer grid
-    assert isinstance(table.rich_table(grid, 30), type(table.measured_table(grid)))
-    lines = _render(table.rich_table(grid, 30), 30, False).splitlines()
-    assert max(len(line) for line in lines) <= 30
+def test_stacked_panels_are_titled_and_captioned_once() -> None:
+    grid = _grids()[4]  # compare's block grid: two residual variants
+    layout = grid.arrange(45)
+    assert [panel.title for panel in layout.panels] == ["post", "pre"]
+    lines = _render(table.LaidOutTable(layout, 45), 45)
+    assert lines[0] == grid.title
+    assert "post" in lines and "pre" in lines
+    assert " ".join(lines).count("skip: the gradient") == 1
+    assert max(len(line) for line in lines) <= 45
+
+
+def test_tones_become_styles() -> None:
+    grid = _grids()[-1]
+    console = Console(file=io.StringIO(), width=80, force_terminal=True, color_system="truecolor")
+    segments = list(console.render(table.LaidOutTable(Layout("", [grid], ""), 80)))
+    styles = {s.text.strip(): s.style for s in segments if s.text.strip().endswith(" cell")}
+    for tone, style in table.TONE_STYLE.items():
+        got = styles[f"{tone.value} cell"]
+        assert (got or console.get_style("none")) == console.get_style(style or "none")

@@ -1,23 +1,28 @@
 """A horizontal bar chart of magnitudes on a log10 scale, as lines of text.
 
-One panel per series (variant), side by side, all on one scale so that bars compare by eye. A
-bar's length is proportional to log10 of the magnitude above the scale's floor; every nonzero
-magnitude gets at least one cell. Exact zeros, NaN and inf have no length and are drawn as marks;
-magnitudes beyond float64's range are drawn from their exact log10 with their own fill.
-Pure ASCII unless ``unicode`` is asked for (then eighth-cell blocks give finer bars).
+One panel per series (variant), side by side (stacked when the screen is too narrow), all on one
+scale so that bars compare by eye. A bar's length is proportional to log10 of the magnitude above
+the scale's floor; every nonzero magnitude gets at least one cell. Exact zeros, NaN and inf have
+no length and are drawn as marks; a bucket's mean that leaves exact zeros out ends in ``*``;
+magnitudes beyond float64's range are drawn from their exact log10 with their own fill. Without
+a finite nonzero magnitude there is no scale, and no axis. Pure ASCII unless ``unicode`` is asked
+for (then eighth-cell blocks give finer bars).
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gradflow.analysis.results import Report
+import numpy as np
+
 from gradflow.engine.magnitudes import Magnitudes, Status
 from gradflow.render import view
 
 MIN_FIELD = 10  # narrowest bar field that still shows a scale
+MAX_WIDTH = 160  # wider bars add nothing but eye travel
 TICK_STEPS = (1, 2, 5)  # decades between labels: 1, 2, 5, 10, 20, 50, ...
 
 
@@ -51,6 +56,10 @@ MEANING = {
 class Series:
     title: str
     values: Magnitudes  # one per row
+    partial: np.ndarray | None = None  # bool per row: a mean that leaves exact zeros out
+
+    def marked(self, row: int) -> bool:
+        return self.partial is not None and bool(self.partial[row])
 
 
 @dataclass(frozen=True)
@@ -62,10 +71,11 @@ class Scale:
     field: int
 
     @classmethod
-    def covering(cls, log10s: Sequence[float], field: int) -> Scale:
+    def covering(cls, log10s: Sequence[float], field: int) -> Scale | None:
+        """The decades around every finite value; None when there is none (no axis)."""
         finite = [x for x in log10s if math.isfinite(x)]
         if not finite:
-            return cls(-1, 0, field)
+            return None
         lo, hi = math.floor(min(finite)), math.ceil(max(finite))
         return cls(lo, max(hi, lo + 1), field)
 
@@ -93,11 +103,15 @@ def decade_label(decade: int) -> str:
 def render(
     labels: Sequence[str], series: Sequence[Series], *, width: int, unicode: bool = False
 ) -> list[str]:
-    """The chart as lines no wider than ``width`` (unless that leaves bars under MIN_FIELD)."""
+    """The chart as lines no wider than ``width`` (capped at MAX_WIDTH). Panels that do not fit
+    side by side with a field of MIN_FIELD cells are stacked, on the same scale; only a screen
+    too narrow for a single such panel gets longer lines."""
+    width = min(width, MAX_WIDTH)
     glyphs = UNICODE if unicode else ASCII
     label_width = max((len(label) for label in labels), default=0)
-    panel = max(MIN_FIELD + 2, (width - label_width - 1) // len(series))
-    field = panel - 2  # "|" + bars + " "
+    room = width - label_width - 1
+    per_line = max(1, min(len(series), room // (MIN_FIELD + 2)))
+    panel = max(MIN_FIELD + 2, room // per_line)
     statuses = [s.values.status() for s in series]
     scale = Scale.covering(
         [
@@ -106,34 +120,46 @@ def render(
             for x, status in zip(s.values.log10.tolist(), st, strict=True)
             if status in glyphs.fill
         ],
-        field,
+        panel - 2,  # "|" + bars + " "
     )
     indent = " " * (label_width + 1)
-    lines = [indent + "".join(_fit(" " + s.title, panel) for s in series)]
-    for i, label in enumerate(labels):
-        cells = [
-            "|" + _bar(float(s.values.log10[i]), st[i], scale, glyphs) + " "
-            for s, st in zip(series, statuses, strict=True)
-        ]
-        lines.append(f"{label:>{label_width}} " + "".join(cells))
-    axis, names = _axis(scale)
-    lines.append(indent + axis * len(series))
-    lines.append(indent + names * len(series))
-    lines.append(indent + _legend({x for st in statuses for x in st}, glyphs))
+    lines: list[str] = []
+    for start in range(0, len(series), per_line):
+        shown = range(start, min(start + per_line, len(series)))
+        if start:
+            lines.append("")
+        lines.append(indent + "".join(_fit(" " + series[j].title, panel) for j in shown))
+        for i, label in enumerate(labels):
+            cells = [
+                "|" + _bar(float(series[j].values.log10[i]), statuses[j][i],
+                           series[j].marked(i), scale, glyphs, panel - 1)
+                for j in shown
+            ]  # fmt: skip
+            lines.append(f"{label:>{label_width}} " + "".join(cells))
+        if scale is not None:
+            axis, names = _axis(scale)
+            lines += [indent + axis * len(shown), indent + names * len(shown)]
+    marked = any(s.marked(i) for s in series for i in range(len(labels)))
+    legend = _legend({x for st in statuses for x in st}, glyphs, scale is not None, marked)
+    lines += [indent + line for line in _wrap(legend, width - len(indent))]
     return [line.rstrip() for line in lines]
 
 
-def _bar(log10: float, status: Status, scale: Scale, glyphs: Glyphs) -> str:
-    if status in glyphs.marks:
-        return _fit(glyphs.marks[status], scale.field)
-    fill = glyphs.fill[status]
-    if status is Status.OK and glyphs.eighths:
-        eighths = scale.cells(log10, steps=8)
-        whole, part = divmod(eighths, 8)
-        bar = fill * whole + (glyphs.eighths[part - 1] if part else "")
+def _bar(
+    log10: float, status: Status, marked: bool, scale: Scale | None, glyphs: Glyphs, width: int
+) -> str:
+    """One panel's cell: the bar (or a mark instead), then ``*`` if it leaves zeros out."""
+    if status in glyphs.marks or scale is None:
+        bar = glyphs.marks[status]
     else:
-        bar = fill * scale.cells(log10)
-    return _fit(bar, scale.field)
+        fill = glyphs.fill[status]
+        if status is Status.OK and glyphs.eighths:
+            eighths = scale.cells(log10, steps=8)
+            whole, part = divmod(eighths, 8)
+            bar = fill * whole + (glyphs.eighths[part - 1] if part else "")
+        else:
+            bar = fill * scale.cells(log10)
+    return _fit(bar[: width - 1] + (view.MARK if marked else ""), width)
 
 
 def _axis(scale: Scale) -> tuple[str, str]:
@@ -155,22 +181,29 @@ def _axis(scale: Scale) -> tuple[str, str]:
     return "".join(axis), "".join(names)
 
 
-def _legend(present: set[Status], glyphs: Glyphs) -> str:
-    parts = ["log10 scale shared by all panels"]
+def _legend(present: set[Status], glyphs: Glyphs, scaled: bool, marked: bool) -> str:
+    if scaled:
+        parts = ["log10 scale shared by all panels"]
+    else:
+        parts = ["no axis: no magnitude here is finite and nonzero"]
     for status, meaning in MEANING.items():
         if status in present:
             mark = glyphs.fill.get(status) or glyphs.marks[status]
             parts.append(f"{mark} {meaning}")
+    if marked:
+        parts.append(view.MARK_NOTE.replace(": ", " ", 1))
     return "; ".join(parts)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, max(width, 1), break_on_hyphens=False)
 
 
 def _fit(text: str, width: int) -> str:
     return text[:width].ljust(width)
 
 
-def layer_chart(
-    reports: Sequence[Report], rows: Sequence[view.Row], *, width: int, unicode: bool
-) -> list[str]:
-    """‖∂L/∂W‖ per layer (or bucket), one panel per variant, on one shared log scale."""
-    series = [Series(r.label, view.per_row(r.layers.grad_weight, rows)) for r in reports]
-    return render([row.index for row in rows], series, width=width, unicode=unicode)
+def draw(data: view.ChartData, *, width: int, unicode: bool) -> list[str]:
+    """The page's chart (its title is the caller's to show): one panel per variant."""
+    series = [Series(title, m.values, m.partial) for title, m in data.panels]
+    return render(data.labels, series, width=width, unicode=unicode)

@@ -21,6 +21,7 @@ import numpy as np
 
 from gradflow import __version__
 from gradflow.analysis.results import Report
+from gradflow.analysis.verdict import PAIRS
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render import chart, view
@@ -56,6 +57,8 @@ def layer_records(report: Report) -> list[dict[str, Any]]:
         _magnitude("grad_to_weight", grad_to_weight),
         strict=True,
     )
+    # "zero" at a zero-initialised branch end: its grad_to_weight, ‖∂L/∂W‖/0, is then no ratio
+    weight_status = [str(s) for s in Magnitudes.from_values(layers.weight_norm).status()]
     records = []
     for i, parts in enumerate(columns):
         record: dict[str, Any] = {"index": i + 1, "name": layers.name[i]}
@@ -63,6 +66,7 @@ def layer_records(report: Report) -> list[dict[str, Any]]:
             record.update(part)
         record.update(
             weight_norm=_number(float(layers.weight_norm[i])),
+            weight_norm_status=weight_status[i],
             act_mean=_number(float(layers.act_mean[i])),
             act_std=_number(float(layers.act_std[i])),
             dead_fraction=_number(float(layers.dead_fraction[i])),
@@ -97,15 +101,37 @@ def block_records(report: Report) -> list[dict[str, Any]]:
     return records
 
 
+def _log10(name: str, log10: float) -> dict[str, Any]:
+    """``log10_name`` (null unless finite) and ``name_status``: ``zero`` for -inf (an exact zero
+    at the top of a ratio), ``inf`` for +inf (at the bottom), ``nan``, ``ok``, or ``underflow`` /
+    ``overflow`` beyond float64's range, as for every magnitude."""
+    return {f"log10_{name}": _number(log10), f"{name}_status": str(_status(log10))}
+
+
+def _status(log10: float) -> Status:
+    return from_log10(np.array([log10])).status()[0]
+
+
 def summary_record(report: Report) -> dict[str, Any]:
     s = report.summary
     return {
         "loss": _number(s.loss),
-        "log10_grad_output": _number(s.log10_grad_output),
-        "log10_weight_ratio": _number(s.log10_weight_ratio),
-        "log10_gain": _number(s.log10_gain),
-        "log10_signal": _number(s.log10_signal),
+        **_log10("grad_output", s.log10_grad_output),
+        **_log10("weight_ratio", s.log10_weight_ratio),
+        **_log10("gain", s.log10_gain),
+        **_log10("signal", s.log10_signal),
         "verdict": str(s.verdict),
+        "findings": [
+            {
+                "quantity": str(f.quantity),
+                "log10": _number(f.log10),
+                "status": str(_status(f.log10)),
+                "verdict": str(f.verdict),
+                "threshold": f.threshold,
+                "limit": f.limit,
+            }
+            for f in s.findings
+        ],
         "nonfinite_from": s.nonfinite_from,
         "zero_from": s.zero_from,
         "warnings": list(s.warnings),
@@ -119,8 +145,8 @@ def config_record(command: str, spec: NetworkSpec, reports: Sequence[Report]) ->
         del config["skip"]
         config["variants"] = [str(r.spec.skip) for r in reports]
     thresholds = reports[0].summary.thresholds
-    config["vanish_below"] = thresholds.vanish_below
-    config["explode_above"] = thresholds.explode_above
+    for name in (name for pair in PAIRS for name in pair):
+        config[name] = getattr(thresholds, name)
     return config
 
 
@@ -138,7 +164,7 @@ def to_json(command: str, spec: NetworkSpec, reports: Sequence[Report]) -> str:
                 "spec": r.spec.to_dict(),
                 "summary": summary_record(r),
                 # log10(this run's first/last ratio ÷ the first run's): orders of magnitude gained
-                "decades_vs_first": _number(r.summary.log10_weight_ratio - base),
+                **_decades(r.summary.log10_weight_ratio, base),
                 "layers": layer_records(r),
                 "blocks": block_records(r),
             }
@@ -146,6 +172,12 @@ def to_json(command: str, spec: NetworkSpec, reports: Sequence[Report]) -> str:
         ],
     }
     return _pretty(document) + "\n"
+
+
+def _decades(log10: float, base: float) -> dict[str, Any]:
+    """``decades_vs_first`` and its status (``zero``: -inf, ``inf``: +inf, ``nan``, ``ok``)."""
+    diff = float(log10) - float(base)  # Python floats: inf - inf is nan, no warning
+    return {"decades_vs_first": _number(diff), "decades_vs_first_status": str(_status(diff))}
 
 
 def _pretty(value: Any, level: int = 0, expand: int = 4) -> str:
@@ -189,12 +221,28 @@ def _markdown_table(grid: view.Grid) -> list[str]:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     lines = [f"**{grid.title}**", ""]
-    lines.append(line([c.header.replace("\n", " ") for c in grid.columns]))
+    # "post\n÷plain\ndecades" → "post÷plain decades"
+    headers = [c.header.replace("\n÷", "÷").replace("\n", " ") for c in grid.columns]
+    lines.append(line(headers))
     lines.append("|" + "|".join("---:" if c.numeric else ":---" for c in grid.columns) + "|")
     lines += [line([cell.text for cell in cells]) for cells in grid.rows]
     if grid.caption:
         lines += ["", f"_{grid.caption}_"]
-    return [*lines, ""]
+    return lines
+
+
+def _markdown(section: view.Section, width: int, unicode: bool) -> list[str]:
+    """One section of the page as markdown lines."""
+    if isinstance(section, view.Heading):
+        return [f"### {section.text}"]
+    if isinstance(section, view.Paragraph):
+        return [f"**{section.text}**" if section.strong else section.text]
+    if isinstance(section, view.Items):
+        return [f"- {line}" for line in section.lines]
+    if isinstance(section, view.ChartData):
+        lines = chart.draw(section, width=width, unicode=unicode)
+        return [f"**{section.title}**", "", "```text", *lines, "```"]
+    return _markdown_table(section.fit(width))
 
 
 def to_markdown(
@@ -205,17 +253,11 @@ def to_markdown(
     width: int,
     unicode: bool,
 ) -> str:
-    """Summary, per-layer and per-block tables and the chart, for a pull-request comment."""
-    rows = view.layer_rows(view.naming_report(reports), max_rows)
-    lines = [f"### {view.header_line(command, reports)}", "", view.shown_line(reports), ""]
-    lines += _markdown_table(view.summary_grid(reports))
-    if len(reports) > 1:
-        lines += [view.comparison_sentence(reports), ""]
-    lines += _markdown_table(view.layer_grid(reports, rows).fit(width))
-    blocks = view.block_grid(reports, max_rows)
-    if blocks is not None:
-        lines += _markdown_table(blocks)
-    lines += ["```text", *chart.layer_chart(reports, rows, width=width, unicode=unicode), "```", ""]
+    """The page as markdown, for a pull-request comment: the same sections in the same order as
+    the terminal's, tables fitted to ``width`` by dropping columns (never stacked)."""
+    lines: list[str] = []
+    for section in view.sections(command, reports, max_rows=max_rows, unicode=unicode):
+        lines += [*_markdown(section, width, unicode), ""]
     return "\n".join(lines)
 
 

@@ -1,24 +1,24 @@
-"""The page a person sees: rich tables (per layer, per block, summary) and the bar chart.
+"""The page a person sees: the view's sections, in the view's order, as rich renderables.
 
-Returns renderables; only the CLI prints them.
+Returns renderables; only the CLI prints them. Grids are drawn here rather than by rich.Table:
+every cell is one line of known width, and a grid too wide for the screen has already been
+arranged by the view (optional columns dropped, then variants stacked), so a cell is never
+squeezed or cut. Prose is wrapped here too, so that no line ends in spaces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import textwrap
+from collections.abc import Iterable, Sequence
 
 from rich import box
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.segment import Segment
-from rich.text import Text
+from rich.style import Style
 
 from gradflow.analysis.results import Report
 from gradflow.render import chart, view
-from gradflow.render.view import Grid, Tone
-
-if TYPE_CHECKING:
-    from rich.table import Table
+from gradflow.render.view import Grid, Layout, Tone
 
 TONE_STYLE = {
     Tone.PLAIN: "",
@@ -27,90 +27,98 @@ TONE_STYLE = {
     Tone.ODD: "yellow",
     Tone.BROKEN: "bold magenta",
 }
-
-
 BOX, TITLE_STYLE, CAPTION_STYLE = box.SIMPLE_HEAD, "bold", "dim"
 
 
-def rich_table(grid: Grid, width: int) -> RenderableType:
-    """The grid as a rich table for a screen ``width`` columns wide."""
-    if sum(c.width + 3 for c in grid.columns) <= width:
-        return LaidOutTable(grid)
-    return measured_table(grid)  # too wide even after dropping optional columns
+class Lines:
+    """Lines drawn as they are: no wrapping, no padding (rich's Text would measure and wrap
+    each again, which costs more than everything else on the page)."""
+
+    def __init__(self, lines: Sequence[str], style: str = "") -> None:
+        self.lines, self.style = lines, style
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        style = console.get_style(self.style) if self.style else None
+        for line in self.lines:
+            yield Segment(line, style)
+            yield Segment.line()
 
 
-def measured_table(grid: Grid) -> Table:
-    """rich.Table's own layout: it measures every cell, then shrinks and wraps to fit."""
-    from rich.table import Table  # imported only when needed: it costs ~10 ms
-
-    table = Table(
-        title=grid.title,
-        caption=grid.caption or None,
-        box=BOX,
-        show_edge=False,
-        title_style=TITLE_STYLE,
-        caption_style=CAPTION_STYLE,
-        title_justify="left",
-        caption_justify="left",
-    )
-    for column in grid.columns:
-        table.add_column(column.header, justify="right" if column.numeric else "left")
-    for cells in grid.rows:
-        table.add_row(*(Text(c.text, style=TONE_STYLE[c.tone]) for c in cells))
-    return table
+def prose(text: str, width: int, style: str = "", indent: str = "") -> Lines:
+    """``text`` wrapped at spaces to ``width`` (later lines indented by ``indent``)."""
+    wrap = textwrap.wrap(text, max(width, 1), subsequent_indent=indent, break_on_hyphens=False)
+    return Lines(wrap, style)
 
 
 class LaidOutTable:
-    """A grid that fits the screen, drawn exactly as ``measured_table`` draws it.
+    """A grid arranged for the screen: title, panels (one, or one per variant), caption."""
 
-    Every cell is one line of known width, so the layout is fixed before drawing; rich.Table
-    measures, wraps and pads each cell through its general machinery (~0.3 ms a cell), which
-    made rendering the slowest step of ``gradflow compare``. The tests hold the two to the same
-    text at every width where this one is used.
-    """
-
-    def __init__(self, grid: Grid) -> None:
-        self.grid = grid
+    def __init__(self, layout: Layout, width: int) -> None:
+        self.layout = layout
+        self.width = width
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        columns = self.grid.columns
-        sizes = [c.width for c in columns]
-        align = [str.rjust if c.numeric else str.ljust for c in columns]
-        widths = [size + 2 for size in sizes]  # padding: one space each side
-        around = options.update(width=sum(widths) + len(widths) - 1, highlight=False, height=None)
-        if self.grid.title:
-            title = console.render_str(self.grid.title, style=TITLE_STYLE, highlight=False)
-            yield from console.render(title, around.update(justify="left"))
+        if self.layout.title:
+            yield prose(self.layout.title, self.width, TITLE_STYLE)
+        for i, panel in enumerate(self.layout.panels):
+            if i:
+                yield Segment.line()
+            if panel.title:
+                yield prose(panel.title, self.width, TITLE_STYLE)
+            yield from _body(panel, console, options)
+        if self.layout.caption:
+            yield prose(self.layout.caption, self.width, CAPTION_STYLE)
 
-        header, space = console.get_style("table.header"), Segment(" ")
-        headers = [c.header.split("\n") for c in columns]
-        height = max(len(lines) for lines in headers)
-        for row in range(height):
-            for j, lines in enumerate(headers):
-                if j:
-                    yield space
-                blank = height - len(lines)  # headers sit at the bottom
-                if row < blank:
-                    yield Segment(" " * widths[j], header)
-                else:
-                    text = align[j](lines[row - blank], sizes[j])
-                    yield from (Segment(" ", header), Segment(text, header), Segment(" ", header))
-            yield Segment.line()
-        rule = BOX.substitute(options, safe=console.safe_box)
-        yield Segment(rule.get_row(widths, "head", edge=False))
-        yield Segment.line()
 
-        styles = {tone: console.get_style(style) for tone, style in TONE_STYLE.items()}
-        for cells in self.grid.rows:
-            yield space
-            for j, cell in enumerate(cells):
-                if j:
-                    yield Segment("   ")  # padding, separator, padding
-                yield Segment(align[j](cell.text, sizes[j]), styles[cell.tone])
-            yield from (space, Segment.line())
-        if self.grid.caption:
-            caption = console.render_str(self.grid.caption, style=CAPTION_STYLE, highlight=False)
-            yield from console.render(caption, around.update(justify="left"))
+def _body(grid: Grid, console: Console, options: ConsoleOptions) -> Iterable[Segment]:
+    """Header lines (bottom-aligned), the rule, then one line per row."""
+    columns = grid.columns
+    sizes = [c.width for c in columns]
+    align = [str.rjust if c.numeric else str.ljust for c in columns]
+    header = console.get_style("table.header")
+    headers = [c.header.split("\n") for c in columns]
+    height = max((len(lines) for lines in headers), default=0)
+    for row in range(height):
+        pieces = []
+        for j, lines in enumerate(headers):
+            blank = height - len(lines)  # headers sit at the bottom
+            text = "" if row < blank else lines[row - blank]
+            pieces.append((" " + align[j](text, sizes[j]) + " ", header))
+        yield from _line(pieces)
+    rule = BOX.substitute(options, safe=console.safe_box)
+    yield from _line([(rule.get_row([size + 2 for size in sizes], "head", edge=False), None)])
+    styles = {tone: console.get_style(style) for tone, style in TONE_STYLE.items()}
+    for cells in grid.rows:
+        yield from _line(
+            [(" " + align[j](cell.text, sizes[j]) + " ", styles[cell.tone])
+             for j, cell in enumerate(cells)]
+        )  # fmt: skip
+
+
+def _line(pieces: Sequence[tuple[str, Style | None]]) -> Iterable[Segment]:
+    """One line of pieces separated by a space, with no trailing whitespace."""
+    pieces = list(pieces)
+    while pieces and not pieces[-1][0].strip():
+        pieces.pop()
+    for j, (text, style) in enumerate(pieces):
+        if j:
+            yield Segment(" ")
+        yield Segment(text.rstrip() if j == len(pieces) - 1 else text, style)
+    yield Segment.line()
+
+
+def render(section: view.Section, width: int, unicode: bool) -> list[RenderableType]:
+    """One section of the page as renderables."""
+    if isinstance(section, view.Heading):
+        return [prose(section.text, width, "bold")]
+    if isinstance(section, view.Paragraph):
+        return [prose(section.text, width, "bold" if section.strong else "")]
+    if isinstance(section, view.Items):
+        return [prose(line, width, indent="  ") for line in section.lines]
+    if isinstance(section, view.ChartData):
+        lines = chart.draw(section, width=width, unicode=unicode)
+        return [prose(section.title, width, "bold"), Lines(lines)]
+    return [LaidOutTable(section.arrange(width), width)]
 
 
 def page(
@@ -121,21 +129,12 @@ def page(
     width: int,
     unicode: bool,
 ) -> list[RenderableType]:
-    """Everything ``analyze``/``compare`` show on a terminal, top to bottom."""
-    rows = view.layer_rows(view.naming_report(reports), max_rows)
-    parts: list[RenderableType] = [
-        Text(view.header_line(command, reports), style="bold"),
-        Text(view.shown_line(reports)),
-        Text(),
-        rich_table(view.layer_grid(reports, rows).fit(width), width),
-    ]
-    blocks = view.block_grid(reports, max_rows)
-    if blocks is not None:
-        parts += [Text(), rich_table(blocks.fit(width), width)]
-    title = "‖∂L/∂W‖ per layer" if unicode else "|dL/dW| per layer"
-    parts += [Text(), Text(f"{title}, log scale, layer 1 at the top", style="bold")]
-    parts += [Text(line) for line in chart.layer_chart(reports, rows, width=width, unicode=unicode)]
-    parts += [Text(), rich_table(view.summary_grid(reports), width)]
-    if len(reports) > 1:
-        parts += [Text(), Text(view.comparison_sentence(reports), style="bold")]
+    """Everything ``analyze``/``compare`` show on a terminal, top to bottom, in the view's order;
+    a blank line between sections (none under the heading)."""
+    parts: list[RenderableType] = []
+    sections = view.sections(command, reports, max_rows=max_rows, unicode=unicode)
+    for i, section in enumerate(sections):
+        if i and not isinstance(sections[i - 1], view.Heading):
+            parts.append(Lines([""]))
+        parts += render(section, width, unicode)
     return parts

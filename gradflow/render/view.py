@@ -1,15 +1,19 @@
-"""What is shown: rows (single layers or buckets of layers), their values, and the words.
+"""What is shown: rows (single layers or buckets of layers), their values, grids, the words, and
+the page's sections in their order.
 
 Shared by the table, the chart and the markdown export, so all three show the same rows with the
-same numbers. A bucket shows the geometric mean of its layers' magnitudes (the mean of their
-log10, the natural average on a log scale) and the arithmetic mean of activation statistics.
+same numbers in the same order. A bucket shows the geometric mean of its layers' magnitudes (the
+mean of their log10, the natural average on a log scale) and the arithmetic mean of activation
+statistics. Exact zeros are left out of a bucket's geometric mean and the row is marked, so that a
+``0`` on screen always means that every layer of its row is exactly zero.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -18,7 +22,9 @@ from gradflow.analysis.verdict import Finding, Quantity, Verdict
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import Activation, Choice, Init, NetworkSpec, Norm
 
-DASH = "-"  # ASCII, so row labels survive any log
+DASH = "-"  # ASCII, so row labels survive any log; also a cell with nothing to show
+MARK = "*"  # after a bucket's mean that leaves some exactly-zero layers out
+MARK_NOTE = f"{MARK}: mean of the row's nonzero layers; its other layers are exactly 0"
 
 
 class Tone(Choice):
@@ -43,8 +49,11 @@ class Column:
     cells: list[Cell]
     numeric: bool = True  # right-aligned
     drop: int = 0  # 0: always shown; otherwise dropped on a narrow screen, highest first
+    note: str = ""  # explains the column in the caption, which names only the columns shown
+    group: str = ""  # the variant the column belongs to ("" for row labels and shared columns)
+    key: bool = False  # labels the rows: repeated in every panel of a stacked grid
 
-    @property
+    @cached_property
     def width(self) -> int:
         return max(len(text) for text in [*self.header.split("\n"), *(c.text for c in self.cells)])
 
@@ -55,20 +64,95 @@ class Grid:
 
     title: str
     columns: list[Column]
-    caption: str = ""
+    notes: tuple[str, ...] = ()  # caption sentences about the whole grid
+    zero_note: str = "0: exactly zero"  # the caption's word on a ``0`` cell, when one is shown
 
     @property
     def rows(self) -> list[list[Cell]]:
         return [list(cells) for cells in zip(*(c.cells for c in self.columns), strict=True)]
 
-    def fit(self, width: int, gap: int = 3) -> Grid:
+    @property
+    def width(self) -> int:
+        """Columns wide as drawn: one space of padding each side, one rule between columns."""
+        return sum(c.width + 3 for c in self.columns) - 1 if self.columns else 0
+
+    @property
+    def caption(self) -> str:
+        """The notes, then what the shown columns and marks mean (nothing about dropped ones)."""
+        return explain(self, self.columns)
+
+    def fit(self, width: int) -> Grid:
         """Drop optional columns, highest ``drop`` first, until the grid fits ``width``."""
-        columns = list(self.columns)
-        for level in sorted({c.drop for c in columns if c.drop}, reverse=True):
-            if sum(c.width for c in columns) + gap * (len(columns) - 1) <= width:
-                break
-            columns = [c for c in columns if c.drop != level]
-        return Grid(self.title, columns, self.caption)
+        return fit_together([self], width)[0]
+
+    def only(self, group: str) -> Grid:
+        """The key columns and one variant's columns, titled with the variant (and so without
+        it atop their headers)."""
+        columns = [
+            replace(c, header=c.header.removeprefix(f"{group}\n"))
+            for c in self.columns
+            if c.key or c.group == group
+        ]
+        return replace(self, title=group, columns=columns, notes=())
+
+    def chunks(self, width: int) -> list[Grid]:
+        """Consecutive runs of columns that fit ``width`` each, the key columns in every run (a
+        run that does not fit even alone is kept whole: a cell is never cut)."""
+        keys = [c for c in self.columns if c.key]
+        runs: list[list[Column]] = [[]]
+        for column in (c for c in self.columns if not c.key):
+            if runs[-1] and replace(self, columns=[*keys, *runs[-1], column]).width > width:
+                runs.append([])
+            runs[-1].append(column)
+        return [
+            replace(self, title=self.title if i == 0 else "", columns=[*keys, *run])
+            for i, run in enumerate(runs)
+        ]
+
+    def arrange(self, width: int) -> Layout:
+        """The grid laid out for a screen ``width`` columns wide, never cutting a cell: optional
+        columns dropped; if it is still too wide, one panel per variant stacked top to bottom
+        (dropping columns again, the same in every panel); if one is still too wide, its columns
+        split over panels that repeat the row labels."""
+        panels = [replace(self.fit(width), title="")]
+        groups = list(dict.fromkeys(c.group for c in self.columns if c.group))
+        if panels[0].width > width and len(groups) > 1:
+            panels = fit_together([self.only(g) for g in groups], width)
+        panels = [chunk for panel in panels for chunk in panel.chunks(width)]
+        shown = [c for panel in panels for c in panel.columns]
+        return Layout(self.title, panels, explain(self, shown))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A grid arranged for a screen: its title, its panels top to bottom (one unless the grid
+    was too wide; then each titled with its variant), and one caption for all of them."""
+
+    title: str
+    panels: list[Grid]
+    caption: str
+
+
+def fit_together(grids: Sequence[Grid], width: int) -> list[Grid]:
+    """Drop the same optional columns from every grid, highest ``drop`` first, until all fit."""
+    grids = list(grids)
+    levels = sorted({c.drop for g in grids for c in g.columns if c.drop}, reverse=True)
+    for level in levels:
+        if all(g.width <= width for g in grids):
+            break
+        grids = [replace(g, columns=[c for c in g.columns if c.drop != level]) for g in grids]
+    return grids
+
+
+def explain(grid: Grid, columns: Sequence[Column]) -> str:
+    """A caption: the grid's notes, each shown column's note once, the marks that are shown."""
+    texts = [c.text for column in columns if not column.key for c in column.cells]
+    parts = [*grid.notes, *dict.fromkeys(c.note for c in columns if c.note)]
+    if any(text.endswith(MARK) for text in texts):
+        parts.append(MARK_NOTE)
+    if "0" in texts:
+        parts.append(grid.zero_note)
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -128,26 +212,54 @@ def naming_report(reports: Sequence[Report]) -> Report:
     return next((r for r in reports if len(r.blocks)), reports[0])
 
 
-def per_row(m: Magnitudes, rows: Sequence[Row]) -> Magnitudes:
-    """One magnitude per row: the layer's own, or the geometric mean over a bucket."""
+@dataclass(frozen=True)
+class Means:
+    """One magnitude per row, and how each was formed."""
+
+    values: Magnitudes  # the layer's own, or a bucket's geometric mean over its nonzero layers
+    partial: np.ndarray  # bool: some of the row's layers are exactly 0, left out of the mean
+    missing: np.ndarray  # bool: no layer of the row has a value to show (e.g. ‖W‖ = 0)
+
+
+def per_row(m: Magnitudes, rows: Sequence[Row], defined: np.ndarray | None = None) -> Means:
+    """One magnitude per row: the layer's own, or the geometric mean over a bucket's nonzero
+    layers (exact zeros left out and the row marked partial; 0 only when all are 0). Layers
+    where ``defined`` is False are left out altogether. A nan in a bucket makes it nan; an inf,
+    inf."""
+    count = len(rows)
     if all(len(row.members) == 1 for row in rows):
         index = np.array([row.members[0] for row in rows], dtype=np.int64)
-        return Magnitudes(m.mantissa[index], m.exponent[index])
+        missing = np.zeros(count, bool) if defined is None else ~defined[index]
+        values = Magnitudes(m.mantissa[index], m.exponent[index])
+        return Means(values, np.zeros(count, bool), missing)
     log10 = m.log10
-    with np.errstate(invalid="ignore"):  # a bucket holding both 0 and inf has no mean: nan
-        means = [float(np.mean(log10[row.members.start : row.members.stop])) for row in rows]
-    return from_log10(np.array(means))
+    used = np.ones(len(log10), bool) if defined is None else defined
+    nonzero = used & (log10 != -math.inf)
+    finite = used & np.isfinite(log10)
+    counts = [_sums(x, rows) for x in (used, nonzero, finite, used & np.isnan(log10))]
+    used_n, nonzero_n, finite_n, nan_n = counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = _sums(np.where(finite, log10, 0.0), rows) / finite_n
+    means[nonzero_n > finite_n] = math.inf  # an inf in the bucket
+    means[nonzero_n == 0] = -math.inf  # all exactly zero
+    means[(nan_n > 0) | (used_n == 0)] = math.nan
+    partial = (nonzero_n > 0) & (nonzero_n < used_n) & (nan_n == 0)
+    return Means(from_log10(means), partial, used_n == 0)
+
+
+def _sums(values: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
+    """The sum of ``values`` over each row's members, as float64."""
+    bounds = np.array([[row.members.start, row.members.stop] for row in rows]).ravel()
+    padded = np.append(values.astype(np.float64), 0.0)  # reduceat needs stop < len
+    return np.add.reduceat(padded, bounds)[::2]
 
 
 def mean_per_row(values: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
     """Arithmetic mean per row, ignoring nan (nan when a row has no value)."""
-    out = np.full(len(rows), np.nan)
-    for i, row in enumerate(rows):
-        chunk = values[row.members.start : row.members.stop]
-        chunk = chunk[~np.isnan(chunk)]
-        if chunk.size:
-            out[i] = float(np.mean(chunk))
-    return out
+    present = ~np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        means: np.ndarray = _sums(np.where(present, values, 0.0), rows) / _sums(present, rows)
+    return means
 
 
 # ---- numbers as text ----------------------------------------------------------------------
@@ -170,7 +282,8 @@ VERDICT_TONE = {
 
 
 def magnitude_text(log10: float, status: Status) -> str:
-    """``3.2e-31`` from an exact log10, also beyond float64's range (``1.5e-2000``)."""
+    """``3.2e-31`` from an exact log10, also beyond float64's range (``1.5e-2000``): always one
+    mantissa digit after the point and a signed exponent of at least two digits."""
     if status in SPECIAL_TEXT:
         return SPECIAL_TEXT[status]
     exponent = math.floor(log10)
@@ -187,40 +300,96 @@ def _nonfinite_text(log10: float) -> str:
     return "inf" if log10 > 0 else "0"
 
 
+def _tenths(x: float, sign: str = "") -> str:
+    """One decimal, never ``-0.0``."""
+    text = f"{x:{sign}.1f}"
+    return "0.0" if float(text) == 0 else text
+
+
 def power_text(log10: float) -> str:
-    """A ratio as a power of ten: ``10^-31.1``."""
-    return _nonfinite_text(log10) if not math.isfinite(log10) else f"10^{log10:.1f}"
+    """A ratio as a power of ten: ``10^-31.1``; ``0`` or ``inf`` where one end is exactly 0."""
+    return _nonfinite_text(log10) if not math.isfinite(log10) else f"10^{_tenths(log10)}"
 
 
 def decades_text(log10: float) -> str:
-    """A difference of log10 values with its sign: ``+14.5``."""
-    return _nonfinite_text(log10) if not math.isfinite(log10) else f"{log10:+.1f}"
+    """A difference of log10 values with its sign: ``+14.5``; ``0.0`` when it rounds to nothing;
+    ``-inf``/``+inf`` when one side is exactly 0."""
+    if math.isnan(log10):
+        return "nan"
+    return f"{log10:+}" if math.isinf(log10) else _tenths(log10, "+")
 
 
 def number_text(x: float, digits: int = 2) -> str:
-    return "nan" if math.isnan(x) else f"{x:.{digits}g}"
+    """``digits`` significant digits, in plain notation between 1e-3 and 1e4 and otherwise as
+    ``magnitude_text`` writes them (``2.0e+118``, never ``2e+118``)."""
+    if not math.isfinite(x) or x == 0:
+        return "0" if x == 0 else str(x)
+    size = abs(x)
+    if size < 1e-3 or size >= 1e4:
+        return ("-" if x < 0 else "") + magnitude_text(math.log10(size), Status.OK)
+    decimals = max(0, digits - 1 - math.floor(math.log10(size)))
+    text = f"{x:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def magnitude_cells(m: Magnitudes) -> list[Cell]:
-    return [
-        Cell(magnitude_text(x, s), STATUS_TONE[s])
-        for x, s in zip(m.log10.tolist(), m.status(), strict=True)
-    ]
+def percent_text(share: float) -> str:
+    """A share as a percentage: ``99.8%``, never rounding a share that is not 1 up to ``100%``
+    nor a nonzero one down to ``0%`` (``<0.01%``, ``>99.99%`` at the ends)."""
+    percent = 100 * share
+    if percent in (0.0, 100.0):
+        return f"{percent:.0f}%"
+    for decimals in range(3):
+        text = f"{percent:.{decimals}f}"
+        if float(text) not in (0.0, 100.0):
+            return text + "%"
+    return "<0.01%" if percent < 50 else ">99.99%"
 
 
-def decade_cells(values: np.ndarray) -> list[Cell]:
-    return [
-        Cell(decades_text(x), Tone.GOOD if x > 0 else Tone.BAD if x < 0 else Tone.PLAIN)
-        for x in values.tolist()
-    ]
+def magnitude_cells(means: Means) -> list[Cell]:
+    m = means.values
+    cells = []
+    for x, status, partial, missing in zip(
+        m.log10.tolist(), m.status(), means.partial.tolist(), means.missing.tolist(), strict=True
+    ):
+        text = DASH if missing else magnitude_text(x, status) + (MARK if partial else "")
+        cells.append(Cell(text, Tone.PLAIN if missing else STATUS_TONE[status]))
+    return cells
+
+
+def decade_cells(variant: Means, base: Means) -> list[Cell]:
+    """log10 of ``variant`` over ``base`` per row; marked where either leaves zeros out."""
+    cells = []
+    for a, b, partial in zip(
+        variant.values.log10.tolist(),
+        base.values.log10.tolist(),
+        (variant.partial | base.partial).tolist(),
+        strict=True,
+    ):
+        if a == b == -math.inf:
+            cells.append(Cell("both 0"))
+            continue
+        x = a - b  # inf - inf is nan: no ratio
+        tone = Tone.GOOD if x > 0 else Tone.BAD if x < 0 else Tone.PLAIN
+        cells.append(Cell(decades_text(x) + (MARK if partial else ""), tone))
+    return cells
 
 
 def number_cells(values: np.ndarray, digits: int = 2) -> list[Cell]:
-    return [Cell(number_text(x, digits)) for x in values.tolist()]
+    return [Cell(DASH if math.isnan(x) else number_text(x, digits)) for x in values.tolist()]
 
 
 def percent_cells(values: np.ndarray) -> list[Cell]:
-    return [Cell("" if math.isnan(x) else f"{100 * x:.0f}%") for x in values.tolist()]
+    return [Cell(DASH if math.isnan(x) else percent_text(x)) for x in values.tolist()]
+
+
+def cosine_cells(values: np.ndarray) -> list[Cell]:
+    """``+0.42``; a dash where there is no cosine (one of the two parts is exactly 0)."""
+    return [Cell(DASH if math.isnan(x) else _signed(x)) for x in values.tolist()]
+
+
+def _signed(x: float) -> str:
+    text = f"{x:+.2f}"
+    return "+0.00" if float(text) == 0 else text
 
 
 # ---- grids --------------------------------------------------------------------------------
@@ -231,48 +400,66 @@ def _health_columns(report: Report, rows: Sequence[Row], prefix: str) -> list[Co
 
     On a narrow screen these go first (``drop=3``): the gradient columns are the point.
     """
-    layers = report.layers
-    ratio = per_row(from_log10(layers.log10_grad_weight_ratio), rows)
+    layers, group = report.layers, report.label
+    # ‖∂L/∂W‖/‖W‖ means nothing where ‖W‖ = 0 (a zero-initialised branch end): left out
+    ratio = per_row(from_log10(layers.log10_grad_weight_ratio), rows, layers.weight_norm != 0)
+    note = "grad:weight: ‖∂L/∂W‖/‖W‖, the relative size of one plain SGD step"
+    if ratio.missing.any():
+        note += f" ({DASH}: the weights are all 0)"
     std = mean_per_row(layers.act_std, rows)
     columns = [
-        Column(prefix + "grad:weight", magnitude_cells(ratio), drop=3),
-        Column(prefix + "act std", number_cells(std), drop=3),
-    ]
-    for title, values in (("dead", layers.dead_fraction), ("saturated", layers.saturated_fraction)):
+        Column(prefix + "grad:weight", magnitude_cells(ratio), drop=3, note=note, group=group),
+        Column(prefix + "act std", number_cells(std), drop=3, group=group,
+               note="act std: standard deviation of the activation's output"),
+    ]  # fmt: skip
+    for title, values, note in (
+        ("dead", layers.dead_fraction, "dead: share of units inactive for every example"),
+        ("saturated", layers.saturated_fraction, "saturated: share of outputs in flat tails"),
+    ):
         shares = mean_per_row(values, rows)
         if not np.isnan(shares).all():
-            columns.append(Column(prefix + title, percent_cells(shares), drop=3))
+            cells = percent_cells(shares)
+            columns.append(Column(prefix + title, cells, drop=3, note=note, group=group))
     return columns
+
+
+def _bucket_notes(rows: Sequence[Row], what: str) -> tuple[tuple[str, ...], str]:
+    """The grouping note and the meaning of a ``0`` cell, for rows of ``what`` (layers/blocks)."""
+    size = max((len(row.members) for row in rows), default=1)
+    if size == 1:
+        return (), "0: exactly zero"
+    note = f"rows group up to {size} {what} (geometric mean); --all-rows shows each one"
+    return (note,), f"0: exactly zero in every one of the row's {what}"
 
 
 def layer_grid(reports: Sequence[Report], rows: Sequence[Row]) -> Grid:
     """Per layer (or bucket): gradient norms and health per variant, then each variant against
     the first, in decades (log10 of the ratio of their ‖∂L/∂W‖)."""
     single = len(reports) == 1
-    title = "Gradient per layer, layer 1 at the input end"
-    size = max(len(row.members) for row in rows)
-    caption = ""
-    if size > 1:
-        caption = f"rows group up to {size} layers (geometric mean); --all-rows shows each layer"
+    notes, zero_note = _bucket_notes(rows, "layers")
     columns = [
-        Column("#", [Cell(row.index) for row in rows]),
-        Column("layer", [Cell(row.name) for row in rows], numeric=False, drop=2),
+        Column("#", [Cell(row.index) for row in rows], key=True),
+        Column("layer", [Cell(row.name) for row in rows], numeric=False, drop=2, key=True),
     ]
-    weight_log10 = []
+    weights = []
     for r in reports:
         prefix = "" if single else f"{r.label}\n"
         grad_w = per_row(r.layers.grad_weight, rows)
-        weight_log10.append(grad_w.log10)
-        columns.append(Column(prefix + "‖∂L/∂W‖", magnitude_cells(grad_w)))
-        grad_in = per_row(r.layers.grad_input, rows)
-        columns.append(Column(prefix + "‖∂L/∂in‖", magnitude_cells(grad_in), drop=1))
+        weights.append(grad_w)
+        columns.append(Column(prefix + "‖∂L/∂W‖", magnitude_cells(grad_w), group=r.label))
+        grad_in = magnitude_cells(per_row(r.layers.grad_input, rows))
+        note = "‖∂L/∂in‖: gradient at the layer's input"
+        columns.append(Column(prefix + "‖∂L/∂in‖", grad_in, drop=1, note=note, group=r.label))
         columns += _health_columns(r, rows, prefix)
     base = reports[0].label
-    for r, log10 in zip(reports[1:], weight_log10[1:], strict=True):
-        with np.errstate(invalid="ignore"):  # inf - inf: no ratio
-            gain = log10 - weight_log10[0]
-        columns.append(Column(f"{r.label}÷{base}\ndecades", decade_cells(gain)))
-    return Grid(title, columns, caption)
+    for r, grad_w in zip(reports[1:], weights[1:], strict=True):
+        cells = decade_cells(grad_w, weights[0])
+        note = f"÷{base}: decades (log10) of the variant's ‖∂L/∂W‖ over {base}'s"
+        if any(c.text.endswith("inf") for c in cells):
+            note += f" ({DASH}inf, +inf: exactly 0 in the variant, in {base})"
+        header = f"{r.label}\n÷{base}\ndecades"
+        columns.append(Column(header, cells, note=note, group=r.label))
+    return Grid("Gradient per layer, layer 1 at the input end", columns, notes, zero_note)
 
 
 def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
@@ -281,12 +468,18 @@ def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
     if not residual:
         return None
     rows = block_rows(residual[0], max_rows)
+    notes, zero_note = _bucket_notes(rows, "blocks")
     first, last = residual[0].blocks.first_layer, residual[0].blocks.last_layer
     spans = [f"{first[row.members[0]]}{DASH}{last[row.members[-1]]}" for row in rows]
     columns = [
-        Column("block", [Cell(row.name) for row in rows], numeric=False),
-        Column("layers", [Cell(span) for span in spans], drop=2),
+        Column("block", [Cell(row.index) for row in rows], key=True),
+        Column("layers", [Cell(span) for span in spans], drop=2, key=True),
     ]
+    words = {
+        "skip": "skip: the gradient arriving at the add, handed back unchanged",
+        "branch": "branch: the part that comes back through the block's layers",
+        "sum": "sum: the gradient at the block input",
+    }
     for r in residual:
         prefix = "" if len(residual) == 1 else f"{r.label}\n"
         blocks = r.blocks
@@ -295,40 +488,65 @@ def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
             ("branch", blocks.grad_branch),
             ("sum", blocks.grad_input),
         ):
-            columns.append(Column(prefix + name, magnitude_cells(per_row(m, rows))))
-        cosine = [Cell(f"{x:+.2f}") for x in mean_per_row(blocks.cosine, rows).tolist()]
-        columns.append(Column(prefix + "cos", cosine, drop=1))
-    return Grid(
-        "Split at the addition, per block",
-        columns,
-        caption="skip: the gradient arriving at the add, handed back unchanged; "
-        "branch: the part that comes back through the block's layers; "
-        "sum: the gradient at the block input; cos: cosine between skip and branch parts",
-    )
+            cells = magnitude_cells(per_row(m, rows))
+            columns.append(Column(prefix + name, cells, note=words[name], group=r.label))
+        cosine = cosine_cells(mean_per_row(blocks.cosine, rows))
+        note = "cos: cosine between skip and branch parts"
+        if any(c.text == DASH for c in cosine):
+            note += f" ({DASH}: one of them is exactly 0)"
+        columns.append(Column(prefix + "cos", cosine, drop=1, note=note, group=r.label))
+    return Grid("Split at the addition, per block", columns, notes, zero_note)
+
+
+RATIO_HEADERS = {  # three lines each, so that the summary fits 60 columns
+    Quantity.WEIGHT_RATIO: "first/last\n‖∂L/∂W₁‖\n÷‖∂L/∂W_L‖",
+    Quantity.GAIN: "gain\n‖∂L/∂x‖\n÷‖∂L/∂y‖",
+    Quantity.SIGNAL: "signal\nrms(y)\n÷rms(x)",
+}
+RATIO_NOTES = {
+    Quantity.WEIGHT_RATIO: "first/last: the first layer's weight gradient over the last layer's",
+    Quantity.GAIN: "gain: the gradient at the network input over the one at its output",
+    Quantity.SIGNAL: "signal: the forward signal's size at the output over the input's",
+}
+
+
+def ratio_log10(report: Report, quantity: Quantity) -> float:
+    s = report.summary
+    return {
+        Quantity.WEIGHT_RATIO: s.log10_weight_ratio,
+        Quantity.GAIN: s.log10_gain,
+        Quantity.SIGNAL: s.log10_signal,
+    }[quantity]
+
+
+def ratio_text(report: Report, quantity: Quantity) -> str:
+    """The judged ratio as shown: ``10^-30.9``, ``0``, ``inf``; the weight ratio is ``n/a``
+    when the forward signal is exactly zero before the last layer."""
+    if quantity is Quantity.WEIGHT_RATIO and report.summary.zero_from is not None:
+        return "n/a"
+    return power_text(ratio_log10(report, quantity))
 
 
 def summary_grid(reports: Sequence[Report]) -> Grid:
-    """Per variant: first/last-layer gradient ratios, the loss and the verdict."""
-    verdicts = []
-    for r in reports:
-        s = r.summary
-        text = str(s.verdict)
-        if s.nonfinite_from is not None:
-            text += f" (forward pass not finite from layer {s.nonfinite_from})"
-        verdicts.append(Cell(text, VERDICT_TONE[s.verdict]))
-    summaries = [r.summary for r in reports]
-    return Grid(
-        "Summary: first layer against last layer",
-        [
-            Column("variant", [Cell(r.label) for r in reports], numeric=False),
-            Column(
-                "‖∂L/∂W₁‖/‖∂L/∂W_L‖", [Cell(power_text(s.log10_weight_ratio)) for s in summaries]
-            ),
-            Column("‖∂L/∂x‖/‖∂L/∂y‖", [Cell(power_text(s.log10_gain)) for s in summaries]),
-            Column("loss", number_cells(np.array([s.loss for s in summaries]), 4)),
-            Column("verdict", verdicts, numeric=False),
-        ],
-    )
+    """Per variant: the three judged ratios, the loss and the verdict (its reasons follow the
+    grid, one line per variant: ``verdict_lines``)."""
+    columns = [Column("variant", [Cell(r.label) for r in reports], numeric=False, key=True)]
+    for quantity in Quantity:
+        cells = []
+        for r in reports:
+            judged = {f.quantity for f in r.summary.findings}
+            cells.append(
+                Cell(ratio_text(r, quantity), Tone.BAD if quantity in judged else Tone.PLAIN)
+            )
+        note = RATIO_NOTES[quantity]
+        if quantity is Quantity.WEIGHT_RATIO and any(c.text == "n/a" for c in cells):
+            note += " (n/a: the forward signal is exactly 0 before the last layer)"
+        columns.append(Column(RATIO_HEADERS[quantity], cells, note=note))
+    losses = [Cell(number_text(r.summary.loss, 4)) for r in reports]  # nan: a broken pass
+    columns.append(Column("loss", losses, drop=1))
+    verdicts = [Cell(str(r.summary.verdict), VERDICT_TONE[r.summary.verdict]) for r in reports]
+    columns.append(Column("verdict", verdicts, numeric=False))
+    return Grid("Summary: the judged ratios and the verdict", columns, zero_note="0: exactly zero")
 
 
 QUANTITY_TEXT = {
@@ -348,12 +566,40 @@ def finding_text(finding: Finding) -> str:
     )
 
 
+def verdict_reason(report: Report) -> str:
+    """Why the verdict is what it is: every finding (the one that decided it first) and what
+    could not be judged."""
+    s = report.summary
+    reasons = []
+    if s.verdict is Verdict.NONFINITE:
+        where = f" from layer {s.nonfinite_from}" if s.nonfinite_from is not None else ""
+        reasons.append(f"the pass produced non-finite values{where}")
+    reasons += [finding_text(f) for f in s.findings]
+    weight_ratio = QUANTITY_TEXT[Quantity.WEIGHT_RATIO]
+    if s.zero_from is not None:
+        reasons.append(
+            f"{weight_ratio} is n/a: the forward signal is exactly 0 from layer {s.zero_from}, "
+            f"so it never reached layer {report.spec.depth}"
+        )
+    elif not math.isfinite(s.log10_weight_ratio) and all(
+        f.quantity is not Quantity.WEIGHT_RATIO for f in s.findings
+    ):
+        reasons.append(f"{weight_ratio} is not judged: the {_why_not_finite(report)}")
+    return "; ".join(reasons) or "every judged ratio is within its thresholds"
+
+
+def verdict_lines(reports: Sequence[Report]) -> list[str]:
+    """One line per variant: ``plain is vanishing: <reasons>``."""
+    return [f"{r.label} is {r.summary.verdict}: {verdict_reason(r)}" for r in reports]
+
+
 # ---- words ----------------------------------------------------------------------------------
 
 VARIANT_WORDS = {
     "plain": "plain (no shortcuts)",
     "post": "post (original ResNet: activation after the add)",
     "pre": "pre (pre-activation: nothing after the add)",
+    "postnorm": "postnorm (Post-LN: normalization after the add)",
 }
 
 
@@ -362,7 +608,12 @@ def header_line(command: str, reports: Sequence[Report]) -> str:
     spec = reports[0].spec
     depth = f"depth {spec.depth}"
     if any(r.spec.residual for r in reports):
-        depth += f" (blocks of {spec.block_size}, α={spec.residual_scale:g})"
+        depth += f" (blocks of {spec.block_size}, α={spec.residual_scale:g}"
+        if spec.skip_scale != 1:
+            depth += f", s={spec.skip_scale:g}"
+        if spec.branch_weight_scale != 1:
+            depth += f", β={spec.branch_weight_scale:g}"
+        depth += ")"
     parts = [f"gradflow {command}", depth, f"width {spec.width}", f"batch {spec.batch}"]
     parts += [str(spec.activation), str(spec.init)]
     if spec.weight_var is not None:
@@ -377,7 +628,8 @@ def header_line(command: str, reports: Sequence[Report]) -> str:
 
 def shown_line(reports: Sequence[Report]) -> str:
     """What the page shows, and for the default network why it is the one shown."""
-    line = "Showing " + ", ".join(VARIANT_WORDS[r.label] for r in reports) + "."
+    words = [VARIANT_WORDS.get(r.label, r.label) for r in reports]
+    line = "Showing " + ", ".join(words) + "."
     if is_classic(reports[0].spec):
         line += (
             " Sigmoid + Xavier is the classic vanishing-gradient case;"
@@ -391,23 +643,53 @@ def is_classic(spec: NetworkSpec) -> bool:
     return (spec.activation, spec.init, spec.norm) == (Activation.SIGMOID, Init.XAVIER, Norm.NONE)
 
 
+def _why_not_finite(report: Report) -> str:
+    """Why a report's first/last weight ratio is not a finite number, without its subject
+    (``first-layer weight gradient is exactly 0``): the caller says whose."""
+    s, log10_w = report.summary, report.layers.grad_weight.log10
+    if s.zero_from is not None:
+        return f"forward signal is exactly 0 from layer {s.zero_from}"
+    first, last = float(log10_w[0]), float(log10_w[report.spec.depth - 1])
+    for value, word in ((-math.inf, "exactly 0"), (math.inf, "inf"), (math.nan, "nan")):
+        ends = [name for name, x in (("first", first), ("last", last)) if _same(x, value)]
+        if ends:
+            text = f"{' and '.join(ends)}-layer weight gradient"
+            text += f" is {word}" if len(ends) == 1 else f"s are {word}"
+            if first == -math.inf and report.spec.zero_init_residual:
+                text += ", by construction with --zero-init-residual"
+            return text
+    return f"first/last ratio is {power_text(s.log10_weight_ratio)}"
+
+
+def _same(x: float, value: float) -> bool:
+    return math.isnan(x) if math.isnan(value) else x == value
+
+
 def comparison_sentence(reports: Sequence[Report]) -> str:
-    """One sentence: by how many orders of magnitude each variant's first/last ratio differs."""
+    """One sentence: by how many orders of magnitude each variant's first/last ratio differs,
+    or which variant's ratio has an exact zero at one end."""
     base = reports[0]
+    subject = "the first layer's weight gradient (relative to the last layer's)"
+    if not math.isfinite(base.summary.log10_weight_ratio) or base.summary.zero_from is not None:
+        others = _join([r.label for r in reports[1:]])
+        return (
+            f"With {base.label}, {subject} cannot be compared with {others}: "
+            f"{base.label}'s {_why_not_finite(base)}."
+        )
     clauses = []
     for r in reports[1:]:
         diff = r.summary.log10_weight_ratio - base.summary.log10_weight_ratio
-        if not math.isfinite(diff):
-            clauses.append(f"not comparable with {r.label} (non-finite)")
+        if r.summary.zero_from is not None or math.isnan(diff):
+            clauses.append(f"not measurable with {r.label} (its {_why_not_finite(r)})")
+        elif math.isinf(diff):
+            size = "exactly zero" if diff < 0 else "infinite"
+            clauses.append(f"{size} with {r.label} (its {_why_not_finite(r)})")
         elif round(abs(diff), 1) == 0:
             clauses.append(f"about the same with {r.label}")
         else:
             direction = "larger" if diff > 0 else "smaller"
             clauses.append(f"{abs(diff):.1f} orders of magnitude {direction} with {r.label}")
-    return (
-        f"Compared with {base.label}, the first layer's weight gradient (relative to the last "
-        f"layer's) is {_join(clauses)}."
-    )
+    return f"Compared with {base.label}, {subject} is {_join(clauses)}."
 
 
 def _join(clauses: Sequence[str]) -> str:
@@ -417,18 +699,72 @@ def _join(clauses: Sequence[str]) -> str:
 
 
 def summary_lines(reports: Sequence[Report]) -> list[str]:
-    """Plain-text summary: one line per variant, then the comparison sentence."""
+    """Plain-text summary: one line per variant (the three ratios, the verdict and its reasons),
+    then the comparison sentence."""
     width = max(len(r.label) for r in reports)
     lines = []
     for r in reports:
-        s = r.summary
-        line = (
-            f"{r.label:<{width}}  first/last ‖∂L/∂W‖ {power_text(s.log10_weight_ratio):>9}"
-            f"  gain ‖∂L/∂x‖/‖∂L/∂y‖ {power_text(s.log10_gain):>9}  {s.verdict}"
-        )
-        if s.nonfinite_from is not None:
-            line += f" (forward pass not finite from layer {s.nonfinite_from})"
-        lines.append(line)
+        ratios = "  ".join(f"{QUANTITY_TEXT[q]} {ratio_text(r, q):>9}" for q in Quantity)
+        lines.append(f"{r.label:<{width}}  {ratios}  {r.summary.verdict}: {verdict_reason(r)}")
     if len(reports) > 1:
         lines.append(comparison_sentence(reports))
     return lines
+
+
+# ---- the page -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    strong: bool = False
+
+
+@dataclass(frozen=True)
+class Items:
+    """Short statements, one each (a list in markdown)."""
+
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """The per-layer chart: one panel per variant, one bar per row."""
+
+    title: str
+    labels: list[str]
+    panels: list[tuple[str, Means]]  # (variant, its ‖∂L/∂W‖ per row)
+
+
+Section = Heading | Paragraph | Items | Grid | ChartData
+
+
+def sections(
+    command: str, reports: Sequence[Report], *, max_rows: int | None, unicode: bool
+) -> list[Section]:
+    """Everything a page shows, in the one order both the terminal and markdown use: heading,
+    what is shown, the layer table, the block table, the chart, the summary with the verdicts'
+    reasons, and the comparison sentence."""
+    rows = layer_rows(naming_report(reports), max_rows)
+    parts: list[Section] = [
+        Heading(header_line(command, reports)),
+        Paragraph(shown_line(reports)),
+        layer_grid(reports, rows),
+    ]
+    blocks = block_grid(reports, max_rows)
+    if blocks is not None:
+        parts.append(blocks)
+    title = "‖∂L/∂W‖ per layer" if unicode else "|dL/dW| per layer"
+    panels = [(r.label, per_row(r.layers.grad_weight, rows)) for r in reports]
+    parts.append(
+        ChartData(f"{title}, log scale, layer 1 at the top", [r.index for r in rows], panels)
+    )
+    parts += [summary_grid(reports), Items(tuple(verdict_lines(reports)))]
+    if len(reports) > 1:
+        parts.append(Paragraph(comparison_sentence(reports), strong=True))
+    return parts

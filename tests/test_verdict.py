@@ -75,15 +75,18 @@ def test_zero_init_residual_is_judged_by_gain_and_signal() -> None:
 
 def test_each_threshold_pair_decides_its_own_quantity() -> None:
     log10s = {Quantity.WEIGHT_RATIO: 0.0, Quantity.GAIN: -2.0, Quantity.SIGNAL: 2.5}
-    verdict, findings = judge(log10s, True, Thresholds())
-    assert verdict is Verdict.HEALTHY and findings == ()
-    verdict, findings = judge(log10s, True, Thresholds(gain_below=0.1, signal_above=10.0))
-    assert verdict is Verdict.VANISHING  # the first finding, in the order weight, gain, signal
-    assert [(f.quantity, f.verdict, f.threshold) for f in findings] == [
+    judgement = judge(log10s, True, Thresholds())
+    assert judgement.verdict is Verdict.HEALTHY and judgement.findings == ()
+    judgement = judge(log10s, True, Thresholds(gain_below=0.1, signal_above=10.0))
+    assert judgement.verdict is Verdict.VANISHING  # the first finding, in verdict order
+    assert [(f.quantity, f.verdict, f.threshold) for f in judgement.findings] == [
         (Quantity.GAIN, Verdict.VANISHING, "gain_below"),
         (Quantity.SIGNAL, Verdict.EXPLODING, "signal_above"),
     ]
-    assert judge(log10s, False, Thresholds())[0] is Verdict.NONFINITE
+    assert judge(log10s, False, Thresholds()).verdict is Verdict.NONFINITE
+    unjudged = judge({**log10s, Quantity.WEIGHT_RATIO: None, Quantity.GAIN: math.nan}, True,
+                     Thresholds())  # fmt: skip
+    assert unjudged.judged == (Quantity.SIGNAL,)
 
 
 @pytest.mark.parametrize(

@@ -141,15 +141,16 @@ def report(
         Quantity.GAIN: log10_gain,
         Quantity.SIGNAL: log10_signal,
     }
-    verdict, findings = judge(judged, all_finite, thresholds)
+    judgement = judge(judged, all_finite, thresholds)
     summary = Summary(
         loss=loss.value,
         log10_grad_output=log10_grad_output,
         log10_weight_ratio=weight_ratio,
         log10_gain=log10_gain,
         log10_signal=log10_signal,
-        verdict=verdict,
-        findings=findings,
+        verdict=judgement.verdict,
+        findings=judgement.findings,
+        judged=judgement.judged,
         nonfinite_from=nonfinite_from,
         zero_from=zero_from,
         thresholds=thresholds,

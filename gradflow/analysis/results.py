@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradflow.analysis.verdict import Finding, Thresholds, Verdict
+from gradflow.analysis.verdict import Finding, Quantity, Thresholds, Verdict
 from gradflow.engine.magnitudes import Magnitudes
 from gradflow.engine.spec import NetworkSpec
 
@@ -79,6 +79,7 @@ class Summary:
     log10_signal: float  # log10(rms(y) / rms(x)): the forward signal's growth (-inf: reached 0)
     verdict: Verdict
     findings: tuple[Finding, ...]  # each judged ratio outside its thresholds, in verdict order
+    judged: tuple[Quantity, ...]  # the ratios the verdict looked at (others say nothing here)
     nonfinite_from: int | None  # first layer (1-based) whose forward output is not finite
     zero_from: int | None  # first layer (1-based) whose forward output is exactly zero
     thresholds: Thresholds

@@ -80,16 +80,22 @@ class Finding:
     limit: float  # that threshold's value
 
 
-def judge(
-    log10s: dict[Quantity, float | None], finite: bool, thresholds: Thresholds
-) -> tuple[Verdict, tuple[Finding, ...]]:
-    """The verdict from the judged log10 ratios (None: not judged, e.g. never reached) and every
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    findings: tuple[Finding, ...]  # every judged ratio outside its thresholds
+    judged: tuple[Quantity, ...]  # the ratios looked at: given, and not nan
+
+
+def judge(log10s: dict[Quantity, float | None], finite: bool, thresholds: Thresholds) -> Judgement:
+    """The verdict from the log10 ratios (None or nan: not judged, e.g. never reached) and every
     finding behind it. Non-finite beats everything; otherwise the first finding, in the order
     weight ratio, gain, signal, gives the verdict."""
-    findings = []
+    findings, judged = [], []
     for quantity, log10 in log10s.items():
         if log10 is None or math.isnan(log10):
             continue
+        judged.append(quantity)
         low, high = quantity.bounds
         if log10 < math.log10(getattr(thresholds, low)):
             findings.append(
@@ -99,6 +105,5 @@ def judge(
             findings.append(
                 Finding(quantity, log10, Verdict.EXPLODING, high, getattr(thresholds, high))
             )
-    if not finite:
-        return Verdict.NONFINITE, tuple(findings)
-    return (findings[0].verdict if findings else Verdict.HEALTHY), tuple(findings)
+    verdict = Verdict.HEALTHY if not findings else findings[0].verdict
+    return Judgement(verdict if finite else Verdict.NONFINITE, tuple(findings), tuple(judged))

@@ -581,9 +581,7 @@ def verdict_reason(report: Report) -> str:
             f"{weight_ratio} is n/a: the forward signal is exactly 0 from layer {s.zero_from}, "
             f"so it never reached layer {report.spec.depth}"
         )
-    elif not math.isfinite(s.log10_weight_ratio) and all(
-        f.quantity is not Quantity.WEIGHT_RATIO for f in s.findings
-    ):
+    elif Quantity.WEIGHT_RATIO not in s.judged:
         reasons.append(f"{weight_ratio} is not judged: the {_why_not_finite(report)}")
     return "; ".join(reasons) or "every judged ratio is within its thresholds"
 

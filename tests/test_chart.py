@@ -11,6 +11,7 @@ import pytest
 
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.render import chart, view
+from gradflow.render.grid import MARK, MARK_NOTE
 
 WIDTH = 100
 
@@ -136,7 +137,7 @@ def test_beyond_float_range_is_drawn_from_the_exact_log10() -> None:
 def test_legend_lists_only_what_is_drawn() -> None:
     lines = chart.render(["1"], [chart.Series("x", magnitudes([-1.0]))], width=60)
     assert all(meaning not in legend(lines) for meaning in chart.MEANING.values())
-    assert view.MARK not in "".join(lines)
+    assert MARK not in "".join(lines)
 
 
 # ---- rows and numbers ---------------------------------------------------------------------
@@ -196,9 +197,9 @@ def test_a_bucket_with_some_zero_layers_draws_the_others_mean_marked() -> None:
     series = chart.Series("post", means.values, means.partial)
     lines = chart.render(["1", "3", "5"], [series], width=60)
     cells = bars(lines, ["1", "3", "5"])
-    assert cells["1"][0].endswith("#" + view.MARK) and cells["3"][0].endswith("#" + view.MARK)
+    assert cells["1"][0].endswith("#" + MARK) and cells["3"][0].endswith("#" + MARK)
     assert cells["5"][0].strip() == "0"
-    assert view.MARK_NOTE.split(": ", 1)[1] in legend(lines)
+    assert MARK_NOTE.split(": ", 1)[1] in legend(lines)
 
 
 def test_panels_stack_on_one_scale_when_they_do_not_fit_side_by_side() -> None:

@@ -19,7 +19,7 @@ from gradflow.analysis.results import Report
 from gradflow.analysis.verdict import Quantity
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.render import table, view
-from gradflow.render.view import Grid
+from gradflow.render.grid import DASH, MARK, MARK_NOTE, Grid
 
 SPEC = NetworkSpec(depth=12, width=16, batch=8, block_size=2, skip=Skip.POST)
 VARIANTS = (Skip.NONE, Skip.POST, Skip.PRE)
@@ -69,8 +69,8 @@ def test_no_cell_is_ever_cut(cases: dict, case: str, width: int) -> None:
     assert max(len(line) for line in lines) <= width
     assert "…" not in out
     assert all(line == line.rstrip() for line in lines)  # no trailing spaces
-    for grid in grids(command, reports):
-        layout = grid.arrange(width)
+    for each in grids(command, reports):
+        layout = each.arrange(width)
         for panel in layout.panels:
             assert panel.width <= width
             for header in (h for c in panel.columns for h in c.header.split("\n")):
@@ -79,7 +79,7 @@ def test_no_cell_is_ever_cut(cases: dict, case: str, width: int) -> None:
                 assert row_pattern([c.text for c in cells]).search(out), cells
         # the weight gradients and their ratios are never dropped: every such cell is shown
         shown = {id(c.cells[0]) for p in layout.panels for c in p.columns}
-        for column in (c for c in grid.columns if not c.drop):
+        for column in (c for c in each.columns if not c.drop):
             assert id(column.cells[0]) in shown, column.header
 
 
@@ -96,11 +96,11 @@ def test_any_width_prints_the_page(cases: dict, width: int) -> None:
 @pytest.mark.parametrize("width", WIDTHS)
 def test_captions_explain_only_the_columns_shown(cases: dict, width: int) -> None:
     command, reports = cases["default"]
-    for grid in grids(command, reports):
-        layout = grid.arrange(width)
+    for each in grids(command, reports):
+        layout = each.arrange(width)
         shown = {id(c.cells) for p in layout.panels for c in p.columns}
-        for note in {c.note for c in grid.columns if c.note}:
-            has = any(id(c.cells) in shown for c in grid.columns if c.note == note)
+        for note in {c.note for c in each.columns if c.note}:
+            has = any(id(c.cells) in shown for c in each.columns if c.note == note)
             assert (note in layout.caption) == has, (width, note)
 
 
@@ -132,15 +132,15 @@ def test_zero_init_residual_shows_the_nonzero_layers_marked(cases: dict) -> None
     layer = grids(command, reports)[0]
     for column in layer.columns:
         if column.group in ("post", "pre") and "‖∂L/∂W‖" in column.header:
-            assert all(c.text.endswith(view.MARK) and c.text != "0" for c in column.cells)
+            assert all(c.text.endswith(MARK) and c.text != "0" for c in column.cells)
         if "decades" in column.header:
             assert all(re.fullmatch(r"[+-]\d+\.\d\*", c.text) for c in column.cells)
     out = render(command, reports, 100)
     flat = " ".join(out.split())
-    assert view.MARK_NOTE in flat
+    assert MARK_NOTE in flat
     assert "nan" not in out and "non-finite" not in out
     chart = out[out.index("per layer, log scale") : out.index("Summary")]
-    assert chart.count("#" + view.MARK) == 2 * len(view.layer_rows(reports[1], 5))
+    assert chart.count("#" + MARK) == 2 * len(view.layer_rows(reports[1], 5))
     sentence = view.comparison_sentence(reports)
     assert "exactly zero with post" in sentence and "exactly zero with pre" in sentence
     assert "--zero-init-residual" in sentence
@@ -155,7 +155,7 @@ def test_zero_init_residual_with_every_row_shows_the_zeros(cases: dict) -> None:
     out = render(command, reports, 100, max_rows=None)
     assert "0: exactly zero" in " ".join(out.split())
     weights = next(c for c in layer.columns if c.header == "post\ngrad:weight")
-    assert [c.text for c in weights.cells][1::2] == [view.DASH] * (SPEC.depth // 2)  # ‖W‖ = 0
+    assert [c.text for c in weights.cells][1::2] == [DASH] * (SPEC.depth // 2)  # ‖W‖ = 0
 
 
 def test_a_signal_that_dies_makes_the_weight_ratio_not_applicable() -> None:

@@ -15,7 +15,7 @@ from rich.text import Text
 from gradflow.analysis.analyze import analyze, compare
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render import table, view
-from gradflow.render.view import Cell, Column, Grid, Layout, Tone
+from gradflow.render.grid import Cell, Column, Grid, Layout, Tone
 
 
 def _render(renderable: RenderableType, width: int) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.render import view
-from gradflow.render.view import Cell, Column, Grid
+from gradflow.render.grid import MARK_NOTE, Cell, Column, Grid
 
 MAGNITUDE = re.compile(r"\d\.\de[+-]\d{2,}")
 
@@ -220,7 +220,7 @@ def test_caption_explains_only_the_columns_shown() -> None:
 
 def test_caption_explains_the_marks_shown() -> None:
     grid = Grid("t", [Column("a", [Cell("1.0e-01*"), Cell("0")])], zero_note="0: all zero")
-    assert grid.caption == f"{view.MARK_NOTE}; 0: all zero"
+    assert grid.caption == f"{MARK_NOTE}; 0: all zero"
     assert Grid("t", [Column("a", [Cell("1.0e-01")])]).caption == ""
 
 

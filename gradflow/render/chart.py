@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradflow.engine.magnitudes import Magnitudes, Status
-from gradflow.render import view
+from gradflow.render import grid, view
 
 MIN_FIELD = 10  # narrowest bar field that still shows a scale
 MAX_WIDTH = 160  # wider bars add nothing but eye travel
@@ -159,7 +159,7 @@ def _bar(
             bar = fill * whole + (glyphs.eighths[part - 1] if part else "")
         else:
             bar = fill * scale.cells(log10)
-    return _fit(bar[: width - 1] + (view.MARK if marked else ""), width)
+    return _fit(bar[: width - 1] + (grid.MARK if marked else ""), width)
 
 
 def _axis(scale: Scale) -> tuple[str, str]:
@@ -191,7 +191,7 @@ def _legend(present: set[Status], glyphs: Glyphs, scaled: bool, marked: bool) ->
             mark = glyphs.fill.get(status) or glyphs.marks[status]
             parts.append(f"{mark} {meaning}")
     if marked:
-        parts.append(view.MARK_NOTE.replace(": ", " ", 1))
+        parts.append(grid.MARK_NOTE.replace(": ", " ", 1))
     return "; ".join(parts)
 
 

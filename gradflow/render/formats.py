@@ -24,7 +24,7 @@ from gradflow.analysis.results import Report
 from gradflow.analysis.verdict import PAIRS
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import NetworkSpec
-from gradflow.render import chart, view
+from gradflow.render import chart, grid, view
 
 SCHEMA_VERSION = 2
 
@@ -216,7 +216,7 @@ def _csv_cell(value: Any) -> str:
     return str(value)
 
 
-def _markdown_table(grid: view.Grid) -> list[str]:
+def _markdown_table(grid: grid.Grid) -> list[str]:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 

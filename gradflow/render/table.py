@@ -18,7 +18,7 @@ from rich.style import Style
 
 from gradflow.analysis.results import Report
 from gradflow.render import chart, view
-from gradflow.render.view import Grid, Layout, Tone
+from gradflow.render.grid import Grid, Layout, Tone
 
 TONE_STYLE = {
     Tone.PLAIN: "",

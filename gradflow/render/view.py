@@ -12,147 +12,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import dataclass
 
 import numpy as np
 
 from gradflow.analysis.results import Report
 from gradflow.analysis.verdict import Finding, Quantity, Verdict
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
-from gradflow.engine.spec import Activation, Choice, Init, NetworkSpec, Norm
-
-DASH = "-"  # ASCII, so row labels survive any log; also a cell with nothing to show
-MARK = "*"  # after a bucket's mean that leaves some exactly-zero layers out
-MARK_NOTE = f"{MARK}: mean of the row's nonzero layers; its other layers are exactly 0"
-
-
-class Tone(Choice):
-    """How a cell reads; the rich table turns tones into colours, markdown ignores them."""
-
-    PLAIN = "plain"
-    GOOD = "good"
-    BAD = "bad"
-    ODD = "odd"  # beyond float64's range: exact, but worth a second look
-    BROKEN = "broken"  # nan or inf
-
-
-@dataclass(frozen=True)
-class Cell:
-    text: str
-    tone: Tone = Tone.PLAIN
-
-
-@dataclass(frozen=True)
-class Column:
-    header: str  # "‖∂L/∂W‖", or "post\n‖∂L/∂W‖" in a compare
-    cells: list[Cell]
-    numeric: bool = True  # right-aligned
-    drop: int = 0  # 0: always shown; otherwise dropped on a narrow screen, highest first
-    note: str = ""  # explains the column in the caption, which names only the columns shown
-    group: str = ""  # the variant the column belongs to ("" for row labels and shared columns)
-    key: bool = False  # labels the rows: repeated in every panel of a stacked grid
-
-    @cached_property
-    def width(self) -> int:
-        return max(len(text) for text in [*self.header.split("\n"), *(c.text for c in self.cells)])
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A table as plain data: what the rich table and the markdown export both draw."""
-
-    title: str
-    columns: list[Column]
-    notes: tuple[str, ...] = ()  # caption sentences about the whole grid
-    zero_note: str = "0: exactly zero"  # the caption's word on a ``0`` cell, when one is shown
-
-    @property
-    def rows(self) -> list[list[Cell]]:
-        return [list(cells) for cells in zip(*(c.cells for c in self.columns), strict=True)]
-
-    @property
-    def width(self) -> int:
-        """Columns wide as drawn: one space of padding each side, one rule between columns."""
-        return sum(c.width + 3 for c in self.columns) - 1 if self.columns else 0
-
-    @property
-    def caption(self) -> str:
-        """The notes, then what the shown columns and marks mean (nothing about dropped ones)."""
-        return explain(self, self.columns)
-
-    def fit(self, width: int) -> Grid:
-        """Drop optional columns, highest ``drop`` first, until the grid fits ``width``."""
-        return fit_together([self], width)[0]
-
-    def only(self, group: str) -> Grid:
-        """The key columns and one variant's columns, titled with the variant (and so without
-        it atop their headers)."""
-        columns = [
-            replace(c, header=c.header.removeprefix(f"{group}\n"))
-            for c in self.columns
-            if c.key or c.group == group
-        ]
-        return replace(self, title=group, columns=columns, notes=())
-
-    def chunks(self, width: int) -> list[Grid]:
-        """Consecutive runs of columns that fit ``width`` each, the key columns in every run (a
-        run that does not fit even alone is kept whole: a cell is never cut)."""
-        keys = [c for c in self.columns if c.key]
-        runs: list[list[Column]] = [[]]
-        for column in (c for c in self.columns if not c.key):
-            if runs[-1] and replace(self, columns=[*keys, *runs[-1], column]).width > width:
-                runs.append([])
-            runs[-1].append(column)
-        return [
-            replace(self, title=self.title if i == 0 else "", columns=[*keys, *run])
-            for i, run in enumerate(runs)
-        ]
-
-    def arrange(self, width: int) -> Layout:
-        """The grid laid out for a screen ``width`` columns wide, never cutting a cell: optional
-        columns dropped; if it is still too wide, one panel per variant stacked top to bottom
-        (dropping columns again, the same in every panel); if one is still too wide, its columns
-        split over panels that repeat the row labels."""
-        panels = [replace(self.fit(width), title="")]
-        groups = list(dict.fromkeys(c.group for c in self.columns if c.group))
-        if panels[0].width > width and len(groups) > 1:
-            panels = fit_together([self.only(g) for g in groups], width)
-        panels = [chunk for panel in panels for chunk in panel.chunks(width)]
-        shown = [c for panel in panels for c in panel.columns]
-        return Layout(self.title, panels, explain(self, shown))
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A grid arranged for a screen: its title, its panels top to bottom (one unless the grid
-    was too wide; then each titled with its variant), and one caption for all of them."""
-
-    title: str
-    panels: list[Grid]
-    caption: str
-
-
-def fit_together(grids: Sequence[Grid], width: int) -> list[Grid]:
-    """Drop the same optional columns from every grid, highest ``drop`` first, until all fit."""
-    grids = list(grids)
-    levels = sorted({c.drop for g in grids for c in g.columns if c.drop}, reverse=True)
-    for level in levels:
-        if all(g.width <= width for g in grids):
-            break
-        grids = [replace(g, columns=[c for c in g.columns if c.drop != level]) for g in grids]
-    return grids
-
-
-def explain(grid: Grid, columns: Sequence[Column]) -> str:
-    """A caption: the grid's notes, each shown column's note once, the marks that are shown."""
-    texts = [c.text for column in columns if not column.key for c in column.cells]
-    parts = [*grid.notes, *dict.fromkeys(c.note for c in columns if c.note)]
-    if any(text.endswith(MARK) for text in texts):
-        parts.append(MARK_NOTE)
-    if "0" in texts:
-        parts.append(grid.zero_note)
-    return "; ".join(parts)
+from gradflow.engine.spec import Activation, Init, NetworkSpec, Norm
+from gradflow.render.grid import (
+    DASH,
+    MARK,
+    Cell,
+    Column,
+    Grid,
+    Tone,
+)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,10 @@ class Flow:
         depth = tape.spec.depth
         self.tape, self.grads = tape, grads
         self.skip_scale = tape.skip_scale
+        # looked up once, not once per layer: at width 16 Python's overhead is the cost
+        self.phi_prime, self.weights_t = tape.phi_prime, tape.weights_t
+        self.post_order = tape.order is Order.POST
+        self.slots, self.chunk = grads.slots, grads.chunk
         # two ping-pong buffers; a layer's ∂L/∂z lives in the weight-gradient slot of its layer
         self.pair = (dy.copy(), np.empty_like(dy))
         self.g = self.pair[0]
@@ -96,11 +100,11 @@ class Flow:
     def phi_back(self, i: int) -> None:
         """g ← g ⊙ φ'(layer i). In post order the result is layer i's ∂L/∂z (or N's input),
         so it goes straight into that layer's weight-gradient slot; in pre order, in place."""
-        d = self.tape.phi_prime(i)
+        d = self.phi_prime(i)
         if d is None:
             return
-        if self.tape.order is Order.POST:
-            out = self.grads.slot(i)
+        if self.post_order:
+            out = self.slots[i % self.chunk]  # the weight-gradient slot of layer i
             np.multiply(self.g, d, out=out)
             self.g = out
         else:
@@ -114,11 +118,11 @@ class Flow:
 
     def linear_back(self, i: int) -> None:
         """g is ∂L/∂z_i: record it for ‖∂L/∂W_i‖ and ‖∂L/∂b_i‖, then g ← g W_iᵀ (B, n)."""
-        dz = self.grads.slot(i)
+        dz = self.slots[i % self.chunk]  # the weight-gradient slot of layer i
         if self.g is not dz:
             np.copyto(dz, self.g)
         out = self.pair[1] if self.g is self.pair[0] else self.pair[0]
-        np.matmul(dz, self.tape.weights_t[i], out=out)  # (B, n) @ (n, n)
+        np.matmul(dz, self.weights_t[i], out=out)  # (B, n) @ (n, n)
         self.g = out
         self.grads.recorded(i, self.e)
 

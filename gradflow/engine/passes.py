@@ -14,7 +14,7 @@ block computes is the wiring's (``wirings.py``). Its backward offers three servi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -37,10 +37,13 @@ ForwardStep = Callable[[Tape, Block, np.ndarray], np.ndarray]
 BackwardStep = Callable[[Flow, Block], None]
 
 
-def blocks(spec: NetworkSpec) -> list[Block]:
+@lru_cache(maxsize=8)
+def blocks(spec: NetworkSpec) -> tuple[Block, ...]:
     """The steps of a pass: one per layer in a plain network, one per residual block."""
     k = spec.block_size if spec.residual else 1
-    return [Block(b, range(b * k, (b + 1) * k)) for b in range(spec.depth // k)]
+    return tuple(
+        Block(b, range(b * k, (b + 1) * k), b * k, (b + 1) * k - 1) for b in range(spec.depth // k)
+    )
 
 
 def _steps(spec: NetworkSpec) -> tuple[ForwardStep, BackwardStep]:

@@ -106,6 +106,7 @@ class WeightGradients:
         self.chunk = chunk_layers(spec, dtype.itemsize, self.gram)
         self.dense_in = dense_in
         self.dz = np.empty((self.chunk, batch, n), dtype=dtype)
+        # slots[i % chunk]: where layer i's ∂L/∂z (scaled by 2**-exponent) waits for its chunk
         self.slots: list[np.ndarray] = list(self.dz)  # views made once, not per layer
         self.exponent = [0] * depth
         self.ones = np.ones((1, batch), dtype=dtype)
@@ -130,10 +131,6 @@ class WeightGradients:
             self.dw = np.empty((self.chunk, n, n), dtype=dtype)
         self.kept_w: list[np.ndarray] | None = [] if keep else None
         self.kept_b: list[np.ndarray] | None = [] if keep else None
-
-    def slot(self, i: int) -> np.ndarray:
-        """Where layer i's ∂L/∂z (scaled by 2**-exponent) is put until its chunk is taken."""
-        return self.slots[i % self.chunk]
 
     def recorded(self, i: int, exponent: int) -> None:
         """Layer i's ∂L/∂z is in its slot at scale 2**exponent. Layers arrive in reverse, so

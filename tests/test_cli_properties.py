@@ -42,7 +42,9 @@ ANALYZE_ONLY = {
     "--fail-on": ["vanishing", "exploding,nonfinite", "healthy", "vanishing,vanishing", ""],
 }
 COMPARE_ONLY = {"--variants": ["none,post,pre", "pre", "post,none", "plain", "pre,pre", "", "x"]}
-PATHS = ["out.json", "out.csv", "out.md", "out.txt", "missing/out.json", "."]
+# "@name": a file in the example's temporary directory; "-": stdout
+PATHS = ["@out.json", "@out.csv", "@out.md", "@out.txt", "@out.JSON", "@out",
+         "@missing/out.json", "@.", "-"]  # fmt: skip
 
 
 @st.composite
@@ -56,7 +58,7 @@ def command_lines(draw: st.DrawFn) -> list[str]:
         args += [flag, draw(st.sampled_from(choices[flag]))]
     args += draw(st.lists(st.sampled_from(FLAGS), max_size=2, unique=True))
     for flag in draw(st.lists(st.sampled_from(["--output", "--save-arrays"]), unique=True)):
-        args += [flag, "@" + draw(st.sampled_from(PATHS))]
+        args += [flag, draw(st.sampled_from(PATHS))]
     return args
 
 

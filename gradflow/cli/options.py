@@ -23,6 +23,8 @@ class Format(Choice):
 
 
 THRESHOLDS = Thresholds()  # the verdict's defaults, from the engine's own declaration
+# --variants takes each Skip by its value and by its label (plain for none)
+SKIP_NAMES = {name: skip for skip in Skip for name in dict.fromkeys((skip.value, skip.label))}
 
 NETWORK = "Network"
 VERDICT = "Verdict and checks"
@@ -169,7 +171,9 @@ Output = Annotated[
     Path | None,
     typer.Option(
         metavar="FILE",
-        help="Write the report here (atomically) and only the summary to stdout.",
+        help="Write the report here and only the summary to stdout (- is stdout). A file is "
+        "replaced whole or not at all; a symlink's target is written; devices and pipes are "
+        "written directly.",
         rich_help_panel=OUTPUT,
     ),
 ]

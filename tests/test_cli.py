@@ -240,7 +240,7 @@ def test_every_network_flag_reaches_the_spec() -> None:
         "--depth", "4", "--width", "5", "--batch", "3", "--skip", "pre", "--block-size", "2",
         "--residual-scale", "0.5", "--activation", "tanh", "--init", "orthogonal",
         "--weight-var", "1.5", "--bias-var", "0.1", "--zero-init-residual", "--norm", "layer",
-        "--loss", "linear", "--classes", "3", "--dtype", "float32", "--seed", "7",
+        "--loss", "xent", "--classes", "3", "--dtype", "float32", "--seed", "7",
         "--vanish-below", "1e-5", "--explode-above", "1e4",
     ]  # fmt: skip
     result = run("analyze", *args, "--format", "json")
@@ -259,7 +259,7 @@ def test_every_network_flag_reaches_the_spec() -> None:
         bias_var=0.1,
         zero_init_residual=True,
         norm=Norm.LAYER,
-        loss=Loss.LINEAR,
+        loss=Loss.XENT,
         classes=3,
         dtype=DType.FLOAT32,
         seed=7,
@@ -485,3 +485,26 @@ def test_numerical_trouble_is_reported_on_stderr_and_in_json() -> None:
     assert f"from layer {first_bad}" in result.stderr
     assert summary["warnings"] and all(w in result.stderr for w in summary["warnings"])
     assert "Traceback" not in result.stderr
+
+
+# ---- choices, defaults and error lines ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["plain", "PLAIN", "none"])
+def test_skip_takes_plain_like_variants(name: str) -> None:
+    result = run("analyze", *SMALL, "--skip", name, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    got = json.loads(result.stdout)["runs"][0]
+    assert got["spec"] == SMALL_SPEC.to_dict()
+    reference = json.loads(run("compare", *SMALL, "--variants", "plain", "--format", "json").stdout)
+    assert got["layers"] == reference["runs"][0]["layers"]
+
+
+def test_classes_only_with_xent() -> None:
+    line = one_line_error(run("analyze", *SMALL, "--classes", "3"))
+    assert "--classes" in line and "--loss" in line
+    one_line_error(run("compare", *SMALL, "--classes", "3", "--loss", "linear"))
+    chosen = run("analyze", *SMALL, "--loss", "xent", "--classes", "3", "--format", "json")
+    assert json.loads(chosen.stdout)["runs"][0]["spec"]["classes"] == 3
+    default = run("analyze", *SMALL, "--loss", "xent", "--format", "json")
+    assert json.loads(default.stdout)["runs"][0]["spec"]["classes"] == NetworkSpec().classes

@@ -19,7 +19,8 @@ from typer.core import TyperGroup
 from gradflow import __version__
 from gradflow.cli import options as o
 from gradflow.cli.errors import EXIT_CODES, ExitCode, note, one_line
-from gradflow.cli.plan import SPEC, NetworkFlags, OutputFlags, Plan, ThresholdFlags, make_plan
+from gradflow.cli.options import SPEC
+from gradflow.cli.plan import NetworkFlags, OutputFlags, Plan, ThresholdFlags, make_plan
 
 VERSION_LINE = f"gradflow {__version__}"
 MAX_ROWS = 25  # rows per table/chart before layers are grouped; depth 50 gives pairs
@@ -101,7 +102,7 @@ def analyze(
     depth: o.Depth = SPEC.depth,
     width: o.Width = SPEC.width,
     batch: o.Batch = SPEC.batch,
-    skip: o.SkipOpt = SPEC.skip,
+    skip: o.SkipOpt = SPEC.skip.value,
     block_size: o.BlockSize = SPEC.block_size,
     residual_scale: o.ResidualScale = SPEC.residual_scale,
     skip_scale: o.SkipScale = SPEC.skip_scale,
@@ -113,7 +114,7 @@ def analyze(
     zero_init_residual: o.ZeroInitResidual = SPEC.zero_init_residual,
     norm: o.NormOpt = SPEC.norm,
     loss: o.LossOpt = SPEC.loss,
-    classes: o.Classes = SPEC.classes,
+    classes: o.Classes = None,
     dtype: o.DTypeOpt = SPEC.dtype,
     seed: o.Seed = SPEC.seed,
     vanish_below: o.VanishBelow = None,
@@ -196,7 +197,7 @@ def compare(
     zero_init_residual: o.ZeroInitResidual = SPEC.zero_init_residual,
     norm: o.NormOpt = SPEC.norm,
     loss: o.LossOpt = SPEC.loss,
-    classes: o.Classes = SPEC.classes,
+    classes: o.Classes = None,
     dtype: o.DTypeOpt = SPEC.dtype,
     seed: o.Seed = SPEC.seed,
     vanish_below: o.VanishBelow = None,

@@ -15,10 +15,9 @@ from typing import Any
 from gradflow.analysis.verdict import PAIRS, Thresholds, Verdict
 from gradflow.cli.errors import BadInput, quoted
 from gradflow.cli.files import OutputTarget
-from gradflow.cli.options import SKIP_NAMES, Format
+from gradflow.cli.options import SKIP_NAMES, SPEC, Format
 from gradflow.engine.spec import Activation, DType, Init, Loss, NetworkSpec, Norm, Skip
 
-SPEC = NetworkSpec()  # every network default, from one place
 SUFFIX_FORMAT = {".json": Format.JSON, ".csv": Format.CSV, ".md": Format.MARKDOWN}
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -42,7 +41,7 @@ class NetworkFlags:
     zero_init_residual: bool
     norm: Norm
     loss: Loss
-    classes: int
+    classes: int | None  # None: not given; the spec's default
     dtype: DType
     seed: int
 
@@ -91,7 +90,7 @@ class Plan:
 def make_plan(
     command: str,
     *,
-    skip: Skip | None,
+    skip: str | None,
     variants: str | None,
     fail_on: str,
     network: NetworkFlags,
@@ -101,7 +100,7 @@ def make_plan(
 ) -> Plan:
     """Check every flag; BadInput (exit 2, one line) for the first that cannot run. The
     output files come last: checking them touches the file system."""
-    chosen = (skip,) if skip is not None else _variants(variants or "")
+    chosen = (_skip(skip),) if skip is not None else _variants(variants or "")
     spec = _spec(network, chosen)
     judged = _thresholds(thresholds)
     checks = _fail_on(fail_on)
@@ -158,7 +157,11 @@ def _spec(network: NetworkFlags, variants: tuple[Skip, ...]) -> NetworkSpec:
         raise BadInput(
             "--zero-init-residual", "needs residual branches: --skip post or pre (or --variants)"
         )
+    if network.classes is not None and network.loss is not Loss.XENT:
+        raise BadInput("--classes", f"sets the head of --loss xent; --loss {network.loss} has none")
     given = {f.name: getattr(network, f.name) for f in fields(network)}
+    if network.classes is None:
+        del given["classes"]
     try:
         return NetworkSpec(skip=skip, **given)
     except ValueError as error:
@@ -178,6 +181,14 @@ def _choices(text: str, flag_name: str, accepted: dict[str, Any]) -> list[Any]:
             raise BadInput(flag_name, f"{name!r} is listed twice")
         chosen.append(accepted[name])
     return chosen
+
+
+def _skip(text: str) -> Skip:
+    name = text.strip().lower()
+    if name not in SKIP_NAMES:
+        accepted = ", ".join(SKIP_NAMES)
+        raise BadInput("--skip", f"unknown value {text!r} (accepted: {accepted})")
+    return SKIP_NAMES[name]
 
 
 def _variants(text: str) -> tuple[Skip, ...]:

@@ -318,6 +318,8 @@ def test_seed_changes_the_numbers() -> None:
         ("r.JSON", "json"),
         ("r.Csv", "csv"),
         ("r.MD", "markdown"),
+        ("r.markdown", "markdown"),
+        ("r.TXT", "table"),
         ("report", "table"),
     ],
 )
@@ -340,6 +342,15 @@ def test_output_file_format_from_suffix(tmp_path: Path, name: str, fmt: str) -> 
 def test_explicit_format_beats_the_suffix(tmp_path: Path) -> None:
     target = tmp_path / "r.txt"
     assert run("analyze", *SMALL, "--format", "json", "--output", str(target)).exit_code == 0
+    assert json.loads(target.read_text())["command"] == "analyze"
+
+
+@pytest.mark.parametrize("name", ["out.npz", "r.jsn", "r.json.bak"])
+def test_unknown_suffix_needs_a_format(tmp_path: Path, name: str) -> None:
+    target = tmp_path / name
+    one_line_error(run("analyze", *SMALL, "--output", str(target)))
+    assert not target.exists()
+    assert run("analyze", *SMALL, "--output", str(target), "--format", "json").exit_code == 0
     assert json.loads(target.read_text())["command"] == "analyze"
 
 

@@ -43,7 +43,7 @@ ANALYZE_ONLY = {
 }
 COMPARE_ONLY = {"--variants": ["none,post,pre", "pre", "post,none", "plain", "pre,pre", "", "x"]}
 # "@name": a file in the example's temporary directory; "-": stdout
-PATHS = ["@out.json", "@out.csv", "@out.md", "@out.txt", "@out.JSON", "@out",
+PATHS = ["@out.json", "@out.csv", "@out.md", "@out.txt", "@out.JSON", "@out.npz", "@out",
          "@missing/out.json", "@.", "-"]  # fmt: skip
 
 

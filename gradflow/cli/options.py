@@ -171,7 +171,8 @@ FormatOpt = Annotated[
     Format | None,
     typer.Option(
         "--format",
-        help="What to write (default: from the --output suffix .json, .csv or .md, else table).",
+        help="What to write (default: from the --output suffix, any case: .json, .csv, "
+        ".md or .markdown, .txt or none for the table; another suffix needs --format).",
         show_default=False,
         rich_help_panel=OUTPUT,
     ),

@@ -18,7 +18,14 @@ from gradflow.cli.files import OutputTarget
 from gradflow.cli.options import SKIP_NAMES, SPEC, Format
 from gradflow.engine.spec import Activation, DType, Init, Loss, NetworkSpec, Norm, Skip
 
-SUFFIX_FORMAT = {".json": Format.JSON, ".csv": Format.CSV, ".md": Format.MARKDOWN}
+SUFFIX_FORMAT = {
+    ".json": Format.JSON,
+    ".csv": Format.CSV,
+    ".md": Format.MARKDOWN,
+    ".markdown": Format.MARKDOWN,
+    ".txt": Format.TABLE,
+    "": Format.TABLE,  # no suffix (/dev/null, a pipe): the table
+}
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -232,9 +239,15 @@ def _targets(output: OutputFlags) -> tuple[OutputTarget | None, OutputTarget | N
 
 def _format(output: OutputFlags, report: OutputTarget | None) -> Format:
     chosen = output.format
-    if chosen is None:
-        suffix = report.path.suffix.lower() if report is not None else ""
-        chosen = SUFFIX_FORMAT.get(suffix, Format.TABLE)
+    if chosen is None and report is not None:
+        suffix = report.path.suffix
+        chosen = SUFFIX_FORMAT.get(suffix.lower())
+        if chosen is None:
+            known = ", ".join(s for s in SUFFIX_FORMAT if s)
+            raise BadInput(
+                "--output", f"no format for suffix {quoted(suffix)} ({known}); or give --format"
+            )
+    chosen = chosen or Format.TABLE
     if output.quiet and chosen is not Format.TABLE and report is None:
         raise BadInput("--quiet", f"shortens the table; --format {chosen} is already for scripts")
     return chosen

@@ -519,3 +519,43 @@ def test_classes_only_with_xent() -> None:
     assert json.loads(chosen.stdout)["runs"][0]["spec"]["classes"] == 3
     default = run("analyze", *SMALL, "--loss", "xent", "--format", "json")
     assert json.loads(default.stdout)["runs"][0]["spec"]["classes"] == NetworkSpec().classes
+
+
+HUGE = "9" * 100_000
+LONG_VALUES = [
+    (["analyze", "--depth", HUGE], "--depth"),
+    (["analyze", "--depth", "-" + HUGE], "--depth"),
+    (["analyze", "--weight-var", "x" * 100_000], "--weight-var"),
+    (["analyze", "--activation", "x" * 100_000], "--activation"),
+    (["analyze", "--skip", "x" * 100_000], "--skip"),
+    (["compare", "--variants", "none," + "x " * 50_000], "--variants"),
+    (["analyze", "--fail-on", "y" * 100_000], "--fail-on"),
+    (["analyze", "--max-memory", "z" * 100_000], "--max-memory"),
+    (["analyze", "--output", "/nonexistent/" + "d" * 100_000 + "/r.json"], "--output"),
+    (["analyze", "--" + "q" * 100_000], "--qqq"),
+    (["analyze", "surplus " * 10_000], "surplus"),
+]
+
+
+@pytest.mark.parametrize(("args", "flag"), LONG_VALUES, ids=[f for _, f in LONG_VALUES])
+def test_long_values_are_cut_in_error_lines(args: list[str], flag: str) -> None:
+    line = one_line_error(run(*args))
+    assert flag in line
+    assert len(line) < 500
+
+
+def flags_named(line: str) -> list[str]:
+    return re.findall(r"--[a-z][a-z-]*", line)
+
+
+def test_unknown_flags_suggest_only_a_close_match() -> None:
+    assert flags_named(one_line_error(run("analyze", "--dept", "3"))) == ["--dept", "--depth"]
+    assert flags_named(one_line_error(run("analyze", "--widht", "3"))) == ["--widht", "--width"]
+    assert flags_named(one_line_error(run("analyze", "--frobnicate"))) == ["--frobnicate"]
+    assert flags_named(one_line_error(run("analyze", "--lr", "0.1"))) == ["--lr"]  # not --loss
+
+
+def test_unknown_commands_suggest_only_a_close_match() -> None:
+    assert "compare" in one_line_error(run("compar"))
+    line = one_line_error(run("frobnicate"))
+    assert "analyze" not in line and "compare" not in line

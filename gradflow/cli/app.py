@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 
 from gradflow import __version__
 from gradflow.cli import options as o
-from gradflow.cli.errors import EXIT_CODES, ExitCode, note, one_line
+from gradflow.cli.errors import EXIT_CODES, ExitCode, close_command, note, one_line
 from gradflow.cli.options import SPEC
 from gradflow.cli.plan import NetworkFlags, OutputFlags, Plan, ThresholdFlags, make_plan
 
@@ -67,11 +67,23 @@ class Group(TyperGroup):
         except KeyboardInterrupt:
             raise Interrupted from None
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """An unknown command gets a suggestion only when one is a close match."""
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.TyperException as error:
+            meant = close_command(args[0], list(self.commands)) if args else None
+            message = getattr(error, "message", None)
+            if meant is not None and isinstance(message, str):
+                error.message = f"{message.rstrip('.')}; did you mean {meant}?"
+            raise
+
 
 app = typer.Typer(
     cls=Group,
     epilog=EXIT_CODES,
     no_args_is_help=True,
+    suggest_commands=False,  # Group suggests only close matches
     pretty_exceptions_enable=False,
     # plain help: rich's help formatter imports markdown-it and triples the time of --help
     rich_markup_mode=None,

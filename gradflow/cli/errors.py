@@ -1,11 +1,15 @@
 """Exit codes, and the one-line errors that lead to them.
 
-Every refusal is one line on stderr: ``gradflow: error: --flag: what is wrong``.
+Every refusal is one short line on stderr: ``gradflow: error: --flag: what is wrong``. Values
+echoed back are cut to a few dozen characters, so that a 100,000-character argument still gives
+a line that fits a terminal.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import sys
 from enum import IntEnum
 from pathlib import Path
@@ -38,7 +42,9 @@ EXIT_CODES = (
     "the rest of the output is dropped."
 )
 
-ECHO_LIMIT = 60  # characters of a path echoed back in an error
+ECHO_LIMIT = 60  # characters of a user's value echoed back in an error
+LINE_LIMIT = 400  # characters of a whole error line, whatever it echoes
+CLOSE_MATCH = 0.8  # difflib ratio above which an unknown flag or command gets a suggestion
 
 
 class BadInput(typer.BadParameter):
@@ -69,15 +75,49 @@ def quoted(path: Path | str) -> str:
     return repr(shorten(str(path)))
 
 
+VALUE = re.compile(r"'[^']*'|\"[^\"]*\"|[^\s'\"]+")  # a quoted value, or a run without spaces
+
+
+def _cut_values(text: str) -> str:
+    """Every value (quoted, or a run without spaces) cut to ``ECHO_LIMIT`` characters."""
+
+    def cut(match: re.Match[str]) -> str:
+        value = match.group()
+        if len(value) <= ECHO_LIMIT + 2:
+            return value
+        if value[0] in "'\"":
+            return value[0] + shorten(value[1:-1]) + value[-1]
+        return shorten(value)
+
+    return VALUE.sub(cut, text)
+
+
 def one_line(error: typer.TyperException) -> str:
-    """``--flag: what is wrong (accepted values)`` on a single line."""
+    """``--flag: what is wrong (accepted values)`` on a single short line."""
     hint = getattr(error, "param_hint", None)
     param = getattr(error, "param", None)
     if hint is None and param is not None:
         hint = max(param.opts, key=len) if param.opts else param.name
-    message = error.format_message() if not hint else getattr(error, "message", str(error))
+    message = getattr(error, "message", str(error))
+    if type(error).__name__ == "NoSuchOption":
+        name = getattr(error, "option_name", "")
+        message = _no_such_option(name, getattr(error, "possibilities", None))
     text = message if not hint or message.startswith(hint) else f"{hint}: {message}"
-    return " ".join(text.split())
+    return shorten(_cut_values(" ".join(text.split())), LINE_LIMIT)
+
+
+def _no_such_option(name: str, possibilities: object) -> str:
+    """click suggests loosely (``--dept``: --depth, --help, --width); keep one close match."""
+    known = [str(p) for p in possibilities] if isinstance(possibilities, list | tuple) else []
+    close = difflib.get_close_matches(name, known, n=1, cutoff=CLOSE_MATCH)
+    suggestion = f" (did you mean {close[0]}?)" if close else ""
+    return f"no such option {name}{suggestion}"
+
+
+def close_command(name: str, commands: list[str]) -> str | None:
+    """The command ``name`` was probably meant to be, when one is a close match."""
+    close = difflib.get_close_matches(name, commands, n=1, cutoff=CLOSE_MATCH)
+    return close[0] if close else None
 
 
 def note(line: str) -> None:

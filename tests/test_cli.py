@@ -559,3 +559,40 @@ def test_unknown_commands_suggest_only_a_close_match() -> None:
     assert "compare" in one_line_error(run("compar"))
     line = one_line_error(run("frobnicate"))
     assert "analyze" not in line and "compare" not in line
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1536, "1.5 KiB"),
+        (5 << 30, "5.0 GiB"),
+        (3 << 60, "3.0 EiB"),
+        (1023 << 60, "1023.0 EiB"),
+        (1 << 70, "1.0e+03 EiB"),
+        (int(7.9e27) << 60, "7.9e+27 EiB"),
+        (10**600, "8.7e+581 EiB"),
+    ],
+)
+def test_memory_sizes_read_sanely(size: int, text: str) -> None:
+    from gradflow.cli.execute import bytes_text
+
+    assert bytes_text(size) == text
+
+
+def test_an_absurd_run_is_refused_in_one_short_line() -> None:
+    line = one_line_error(run("analyze", "--depth", "9" * 300, "--width", "100000000"))
+    assert "memory" in line and "EiB" in line
+    assert len(line) < 250
+
+
+@pytest.mark.parametrize(("columns", "widest"), [("0", 40), ("1", 40), ("100000", 200)])
+def test_page_width_is_kept_within_bounds(columns: str, widest: int) -> None:
+    result = run("compare", *SMALL, env={"COLUMNS": columns})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert "Split at the addition" in result.stdout
+    bars = [line for line in lines if re.match(r"\s*\d+ \|", line)]  # one chart row per layer
+    assert len(bars) == SMALL_SPEC.depth
+    assert max(len(line) for line in lines) <= widest

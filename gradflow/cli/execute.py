@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -36,8 +37,10 @@ from gradflow.render import formats, table, view
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+PAGE_WIDTH = (40, 200)  # the page's columns, whatever the terminal or COLUMNS says
 FILE_WIDTH = 100  # columns of a table or markdown report written to a file
 PROGRESS_FROM = 5e9  # multiply-adds (depth · batch · width² · variants) worth a progress bar
+BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 
 def execute(plan: Plan) -> ExitCode:
@@ -81,12 +84,19 @@ def _shrink_hint(spec: NetworkSpec) -> str:
     return hint + (", or --dtype float32" if spec.dtype is DType.FLOAT64 else "")
 
 
-def bytes_text(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.1f} {unit}" if unit != "B" else f"{size:.0f} B"
-        size /= 1024
-    return f"{size:.1f} TiB"
+def bytes_text(size: int) -> str:
+    """``512 B``, ``1.5 GiB`` … ``3.2 EiB``; beyond 1024 EiB, ``7.9e+27 EiB``."""
+    if size < 1024:
+        return f"{size} B"
+    power = min((size.bit_length() - 1) // 10, len(BYTE_UNITS) - 1)
+    if size < 1 << 10 * len(BYTE_UNITS):
+        return f"{size / (1 << 10 * power):.1f} {BYTE_UNITS[power]}"
+    decades = math.log10(size) - power * math.log10(1024)  # exact enough for any int
+    exponent = math.floor(decades)
+    mantissa = 10 ** (decades - exponent)
+    if round(mantissa, 1) >= 10:
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{mantissa:.1f}e+{exponent:02d} {BYTE_UNITS[power]}"
 
 
 # ---- the run ----------------------------------------------------------------------------------
@@ -181,8 +191,10 @@ class PageConsole(Console):
 
 
 def page_console() -> Console:
-    """A console for stdout, as wide as the terminal (or COLUMNS)."""
-    return PageConsole(highlight=False, emoji=False)  # no :codes: in our text
+    """A console for stdout as wide as the terminal (or COLUMNS), within PAGE_WIDTH."""
+    detected = Console().width
+    width = min(max(detected, PAGE_WIDTH[0]), PAGE_WIDTH[1])
+    return PageConsole(highlight=False, emoji=False, width=width)  # no :codes: in our text
 
 
 def _to_stdout(show: Callable[[], object]) -> list[WriteFailed]:

@@ -20,7 +20,7 @@ from gradflow.cli.errors import ExitCode
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
 # a page far longer than a pipe holds, so that writes go on after the reader has gone
-LONG = ["--depth", "1000", "--width", "2", "--batch", "2", "--all-rows"]
+LONG = ["--depth", "400", "--width", "2", "--batch", "2", "--all-rows"]
 
 
 def gradflow(*args: str) -> list[str]:

@@ -19,7 +19,7 @@ from gradflow.cli.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
-# a page far longer than a pipe holds, so that writes go on after the reader has gone
+# a page longer than a pipe holds (74 kB, 64 KiB), so that writes go on after the reader has gone
 LONG = ["--depth", "400", "--width", "2", "--batch", "2", "--all-rows"]
 
 

@@ -56,13 +56,14 @@ class OutputTarget:
     kind: Kind
     final: Path  # where the bytes land: a symlink's target, else ``path``
     key: tuple[int, int] | str  # (device, inode) of an existing file, else its resolved path
+    fd: int | None = None  # a stream's descriptor: 1 (stdout) or 2 (stderr)
 
     @classmethod
     def check(cls, path: Path | str, flag: str) -> OutputTarget:
         """The target ``path`` names, or BadInput (exit 2) when it cannot be written."""
         path = Path(path)
         if str(path) == "-":
-            return cls(path, flag, Kind.STREAM, path, "fd 1")
+            return cls(path, flag, Kind.STREAM, path, "fd 1", fd=1)
         final = Path(os.path.realpath(path))
         try:
             info = os.stat(path)  # follows symlinks: what the bytes would land in
@@ -74,7 +75,7 @@ class OutputTarget:
         key, mode = (info.st_dev, info.st_ino), info.st_mode
         for fd in STREAMS:  # /dev/stdout, /proc/self/fd/1: the file or pipe stdout writes to
             if not stat.S_ISCHR(mode) and _same_file(fd, key):  # (a terminal or /dev/null: open it)
-                return cls(path, flag, Kind.STREAM, path, f"fd {fd}")
+                return cls(path, flag, Kind.STREAM, path, f"fd {fd}", fd=fd)
         if stat.S_ISDIR(mode):
             raise BadInput(flag, f"{quoted(path)} is a directory; give a file name")
         if not stat.S_ISREG(mode) and not _is_stream_node(mode):
@@ -109,8 +110,8 @@ class OutputTarget:
                 _replace(self.final, write)
             elif self.kind is Kind.IN_PLACE:
                 _rewrite(self.final, write)
-            elif self.kind is Kind.STREAM:
-                _to_stream(2 if self.key == "fd 2" else 1, write)
+            elif self.fd is not None:
+                _to_stream(self.fd, write)
             else:
                 with open(self.final, "wb") as file:
                     write(file)
@@ -238,6 +239,8 @@ def _rewrite(final: Path, write: Writer) -> None:
 
 
 def _reserve(handle: int, size: int) -> None:
+    if not hasattr(os, "posix_fallocate"):  # macOS: no reservation, the rewrite goes ahead
+        return
     try:
         os.posix_fallocate(handle, 0, size)
     except OSError as error:

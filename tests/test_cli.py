@@ -87,9 +87,9 @@ def test_python_dash_m() -> None:
     assert out.stdout.strip() == f"gradflow {__version__}"
 
 
-def test_bare_command_shows_usage_and_exits_2() -> None:
+def test_bare_command_shows_the_help_and_exits_0() -> None:
     result = run()
-    assert result.exit_code == 2
+    assert result.exit_code == 0
     assert "analyze" in result.stdout and "compare" in result.stdout
 
 
@@ -240,7 +240,7 @@ def test_every_network_flag_reaches_the_spec() -> None:
         "--depth", "4", "--width", "5", "--batch", "3", "--skip", "pre", "--block-size", "2",
         "--residual-scale", "0.5", "--activation", "tanh", "--init", "orthogonal",
         "--weight-var", "1.5", "--bias-var", "0.1", "--zero-init-residual", "--norm", "layer",
-        "--loss", "linear", "--classes", "3", "--dtype", "float32", "--seed", "7",
+        "--loss", "xent", "--classes", "3", "--dtype", "float32", "--seed", "7",
         "--vanish-below", "1e-5", "--explode-above", "1e4",
     ]  # fmt: skip
     result = run("analyze", *args, "--format", "json")
@@ -259,7 +259,7 @@ def test_every_network_flag_reaches_the_spec() -> None:
         bias_var=0.1,
         zero_init_residual=True,
         norm=Norm.LAYER,
-        loss=Loss.LINEAR,
+        loss=Loss.XENT,
         classes=3,
         dtype=DType.FLOAT32,
         seed=7,
@@ -310,7 +310,18 @@ def test_seed_changes_the_numbers() -> None:
 
 @pytest.mark.parametrize(
     ("name", "fmt"),
-    [("r.json", "json"), ("r.csv", "csv"), ("r.md", "markdown"), ("r.txt", "table")],
+    [
+        ("r.json", "json"),
+        ("r.csv", "csv"),
+        ("r.md", "markdown"),
+        ("r.txt", "table"),
+        ("r.JSON", "json"),
+        ("r.Csv", "csv"),
+        ("r.MD", "markdown"),
+        ("r.markdown", "markdown"),
+        ("r.TXT", "table"),
+        ("report", "table"),
+    ],
 )
 def test_output_file_format_from_suffix(tmp_path: Path, name: str, fmt: str) -> None:
     target = tmp_path / name
@@ -334,6 +345,15 @@ def test_explicit_format_beats_the_suffix(tmp_path: Path) -> None:
     assert json.loads(target.read_text())["command"] == "analyze"
 
 
+@pytest.mark.parametrize("name", ["out.npz", "r.jsn", "r.json.bak"])
+def test_unknown_suffix_needs_a_format(tmp_path: Path, name: str) -> None:
+    target = tmp_path / name
+    one_line_error(run("analyze", *SMALL, "--output", str(target)))
+    assert not target.exists()
+    assert run("analyze", *SMALL, "--output", str(target), "--format", "json").exit_code == 0
+    assert json.loads(target.read_text())["command"] == "analyze"
+
+
 def test_failed_run_leaves_no_file(tmp_path: Path) -> None:
     target = tmp_path / "r.json"
     one_line_error(run("analyze", "--depth", "0", "--output", str(target)))
@@ -342,17 +362,6 @@ def test_failed_run_leaves_no_file(tmp_path: Path) -> None:
     one_line_error(run("analyze", *SMALL, "--max-memory", "1K", "--output", str(target)))
     assert target.read_text() == "previous\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
-
-
-def test_unwritable_output_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def disk_full(src: object, dst: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("gradflow.render.formats.os.replace", disk_full)
-    target = tmp_path / "r.json"
-    line = one_line_error(run("analyze", *SMALL, "--output", str(target)))
-    assert "--output" in line and "No space left" in line
-    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("command", ["analyze", "compare"])
@@ -438,7 +447,7 @@ BAD = [
     (["analyze", "--output", "/nonexistent-dir/r.json"], "--output"),
     (["analyze", "--output", "."], "--output"),
     (["analyze", "--save-arrays", "/nonexistent-dir/a.npz"], "--save-arrays"),
-    (["analyze", "--output", "x.npz", "--save-arrays", "x.npz"], "--save-arrays"),
+    (["analyze", "--output", "x.json", "--save-arrays", "x.json"], "--save-arrays"),
     (["analyze", "--max-rows", "0"], "--max-rows"),
     (["analyze", "--max-memory", "lots"], "--max-memory"),
     (["analyze", "--max-memory", "1K"], "memory"),
@@ -487,3 +496,103 @@ def test_numerical_trouble_is_reported_on_stderr_and_in_json() -> None:
     assert f"from layer {first_bad}" in result.stderr
     assert summary["warnings"] and all(w in result.stderr for w in summary["warnings"])
     assert "Traceback" not in result.stderr
+
+
+# ---- choices, defaults and error lines ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["plain", "PLAIN", "none"])
+def test_skip_takes_plain_like_variants(name: str) -> None:
+    result = run("analyze", *SMALL, "--skip", name, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    got = json.loads(result.stdout)["runs"][0]
+    assert got["spec"] == SMALL_SPEC.to_dict()
+    reference = json.loads(run("compare", *SMALL, "--variants", "plain", "--format", "json").stdout)
+    assert got["layers"] == reference["runs"][0]["layers"]
+
+
+def test_classes_only_with_xent() -> None:
+    line = one_line_error(run("analyze", *SMALL, "--classes", "3"))
+    assert "--classes" in line and "--loss" in line
+    one_line_error(run("compare", *SMALL, "--classes", "3", "--loss", "linear"))
+    chosen = run("analyze", *SMALL, "--loss", "xent", "--classes", "3", "--format", "json")
+    assert json.loads(chosen.stdout)["runs"][0]["spec"]["classes"] == 3
+    default = run("analyze", *SMALL, "--loss", "xent", "--format", "json")
+    assert json.loads(default.stdout)["runs"][0]["spec"]["classes"] == NetworkSpec().classes
+
+
+HUGE = "9" * 100_000
+LONG_VALUES = [
+    (["analyze", "--depth", HUGE], "--depth"),
+    (["analyze", "--depth", "-" + HUGE], "--depth"),
+    (["analyze", "--weight-var", "x" * 100_000], "--weight-var"),
+    (["analyze", "--activation", "x" * 100_000], "--activation"),
+    (["analyze", "--skip", "x" * 100_000], "--skip"),
+    (["compare", "--variants", "none," + "x " * 50_000], "--variants"),
+    (["analyze", "--fail-on", "y" * 100_000], "--fail-on"),
+    (["analyze", "--max-memory", "z" * 100_000], "--max-memory"),
+    (["analyze", "--output", "/nonexistent/" + "d" * 100_000 + "/r.json"], "--output"),
+    (["analyze", "--" + "q" * 100_000], "--qqq"),
+    (["analyze", "surplus " * 10_000], "surplus"),
+]
+
+
+@pytest.mark.parametrize(("args", "flag"), LONG_VALUES, ids=[f for _, f in LONG_VALUES])
+def test_long_values_are_cut_in_error_lines(args: list[str], flag: str) -> None:
+    line = one_line_error(run(*args))
+    assert flag in line
+    assert len(line) < 500
+
+
+def flags_named(line: str) -> list[str]:
+    return re.findall(r"--[a-z][a-z-]*", line)
+
+
+def test_unknown_flags_suggest_only_a_close_match() -> None:
+    assert flags_named(one_line_error(run("analyze", "--dept", "3"))) == ["--dept", "--depth"]
+    assert flags_named(one_line_error(run("analyze", "--widht", "3"))) == ["--widht", "--width"]
+    assert flags_named(one_line_error(run("analyze", "--frobnicate"))) == ["--frobnicate"]
+    assert flags_named(one_line_error(run("analyze", "--lr", "0.1"))) == ["--lr"]  # not --loss
+
+
+def test_unknown_commands_suggest_only_a_close_match() -> None:
+    assert "compare" in one_line_error(run("compar"))
+    line = one_line_error(run("frobnicate"))
+    assert "analyze" not in line and "compare" not in line
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1536, "1.5 KiB"),
+        (5 << 30, "5.0 GiB"),
+        (3 << 60, "3.0 EiB"),
+        (1023 << 60, "1023.0 EiB"),
+        (1 << 70, "1.0e+03 EiB"),
+        (int(7.9e27) << 60, "7.9e+27 EiB"),
+        (10**600, "8.7e+581 EiB"),
+    ],
+)
+def test_memory_sizes_read_sanely(size: int, text: str) -> None:
+    from gradflow.cli.execute import bytes_text
+
+    assert bytes_text(size) == text
+
+
+def test_an_absurd_run_is_refused_in_one_short_line() -> None:
+    line = one_line_error(run("analyze", "--depth", "9" * 300, "--width", "100000000"))
+    assert "memory" in line and "EiB" in line
+    assert len(line) < 250
+
+
+@pytest.mark.parametrize(("columns", "widest"), [("0", 40), ("1", 40), ("100000", 200)])
+def test_page_width_is_kept_within_bounds(columns: str, widest: int) -> None:
+    result = run("compare", *SMALL, env={"COLUMNS": columns})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert "Split at the addition" in result.stdout
+    bars = [line for line in lines if re.match(r"\s*\d+ \|", line)]  # one chart row per layer
+    assert len(bars) == SMALL_SPEC.depth
+    assert max(len(line) for line in lines) <= widest

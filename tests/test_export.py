@@ -8,9 +8,6 @@ import dataclasses
 import io
 import json
 import math
-import os
-import stat
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +16,7 @@ from gradflow.analysis.analyze import compare
 from gradflow.analysis.results import Report
 from gradflow.analysis.verdict import Thresholds
 from gradflow.engine.magnitudes import from_log10
-from gradflow.engine.network import build
-from gradflow.engine.spec import Loss, NetworkSpec, Skip
+from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.render import formats as export
 from gradflow.render import view
 
@@ -138,46 +134,6 @@ def test_markdown_has_tables_and_chart(reports: list[Report]) -> None:
     assert "Split at the addition" in text
     assert view.comparison_sentence(reports) in text
 
-
-def test_write_atomic_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
-    target = tmp_path / "report.json"
-    export.write_text(target, "old\n")
-
-    def fail_halfway(file: object) -> None:
-        assert hasattr(file, "write")
-        file.write(b"half")
-        raise RuntimeError("interrupted")
-
-    with pytest.raises(RuntimeError):
-        export.write_atomic(target, fail_halfway)
-    assert target.read_text() == "old\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
-    export.write_text(target, "new\n")
-    assert target.read_text() == "new\n"
-
-
-def test_written_files_follow_the_umask(tmp_path: Path) -> None:
-    old = os.umask(0o022)
-    try:
-        export.write_text(tmp_path / "a.txt", "x")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
-
-
-def test_save_arrays_round_trip(tmp_path: Path) -> None:
-    spec = NetworkSpec(depth=3, width=4, batch=2, loss=Loss.XENT, classes=3)
-    network = build(spec)
-    target = tmp_path / "run.npz"
-    export.save_arrays(target, network.arrays(spec))
-    with np.load(target) as saved:
-        expected = network.arrays(spec)
-        assert set(saved.files) == set(expected)
-        for key, value in expected.items():
-            np.testing.assert_array_equal(saved[key], value)
-
-
-# ---- exact zeros, findings and thresholds in JSON; the page's order in markdown ------------
 
 ZERO_INIT = SPEC.replace(depth=8, zero_init_residual=True)
 

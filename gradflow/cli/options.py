@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from gradflow.analysis.verdict import Thresholds
-from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, Norm, Skip
+from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
 
 
 class Format(Choice):
@@ -22,7 +22,10 @@ class Format(Choice):
     MARKDOWN = "markdown"  # tables and chart for a pull-request comment
 
 
-THRESHOLDS = Thresholds()  # the verdict's defaults, from the engine's own declaration
+SPEC = NetworkSpec()  # every network default, from the engine's own declaration
+THRESHOLDS = Thresholds()  # the verdict's defaults, likewise
+# --skip and --variants take each Skip by its value and by its label (plain for none)
+SKIP_NAMES = {name: skip for skip in Skip for name in dict.fromkeys((skip.value, skip.label))}
 
 NETWORK = "Network"
 VERDICT = "Verdict and checks"
@@ -38,9 +41,10 @@ Width = Annotated[
 ]
 Batch = Annotated[int, typer.Option(help="Rows of the input x ~ N(0, 1).", rich_help_panel=NETWORK)]
 SkipOpt = Annotated[
-    Skip,
+    str,
     typer.Option(
         "--skip",
+        metavar="[" + "|".join(SKIP_NAMES) + "]",
         help="none (or plain): no shortcuts; post: original ResNet (activation after the add); "
         "pre: pre-activation (nothing after the add); postnorm: Post-LN (--norm after the add).",
         rich_help_panel=NETWORK,
@@ -113,7 +117,14 @@ LossOpt = Annotated[
         rich_help_panel=NETWORK,
     ),
 ]
-Classes = Annotated[int, typer.Option(help="Head width for --loss xent.", rich_help_panel=NETWORK)]
+Classes = Annotated[
+    int | None,
+    typer.Option(
+        help=f"Head width for --loss xent (default {SPEC.classes}).",
+        show_default=False,
+        rich_help_panel=NETWORK,
+    ),
+]
 DTypeOpt = Annotated[
     DType, typer.Option("--dtype", help="Floating-point type of the pass.", rich_help_panel=NETWORK)
 ]
@@ -160,7 +171,8 @@ FormatOpt = Annotated[
     Format | None,
     typer.Option(
         "--format",
-        help="What to write (default: from the --output suffix .json, .csv or .md, else table).",
+        help="What to write (default: from the --output suffix, any case: .json, .csv, "
+        ".md or .markdown, .txt or none for the table; another suffix needs --format).",
         show_default=False,
         rich_help_panel=OUTPUT,
     ),
@@ -169,7 +181,9 @@ Output = Annotated[
     Path | None,
     typer.Option(
         metavar="FILE",
-        help="Write the report here (atomically) and only the summary to stdout.",
+        help="Write the report here and only the summary to stdout (- is stdout). A file is "
+        "replaced whole or not at all; a symlink's target is written; devices and pipes are "
+        "written directly.",
         rich_help_panel=OUTPUT,
     ),
 ]

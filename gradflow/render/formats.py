@@ -1,4 +1,4 @@
-"""Reports as JSON, CSV and markdown text, and atomic file writes.
+"""Reports as JSON, CSV and markdown text (files are written by the CLI).
 
 JSON is strict: a number that is not a finite float64 becomes null, next to its exact log10 (also
 null when there is none: zero, nan, inf) and a status saying which case it is. Same reports, same
@@ -11,11 +11,8 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -259,36 +256,3 @@ def to_markdown(
     for section in view.sections(command, reports, max_rows=max_rows, unicode=unicode):
         lines += [*_markdown(section, width, unicode), ""]
     return "\n".join(lines)
-
-
-def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write via a temporary file in the same directory, then rename over ``path``.
-
-    A failed or interrupted run leaves the previous file (or none), never a half-written one.
-    """
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda file: file.write(text.encode("utf-8")))
-
-
-def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` of the run's arrays, written atomically (the name is kept as given)."""
-    write_atomic(path, lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -1,0 +1,245 @@
+"""A Plan carried out: memory guarded, the engine run, every output written, --fail-on judged.
+
+Only the CLI prints: data to stdout; progress, notes and errors to stderr. The commands import
+this module when they run, so that ``gradflow --help`` never loads NumPy, rich or the engine.
+
+An output that cannot be written after the run (a full disk, ``> /dev/full``) is one line on
+stderr and exit 3; the other outputs are still written. A reader that closes the pipe early
+(``gradflow compare | head -1``) is no error: the rest of the page is dropped silently.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from rich.console import Console
+from rich.console import Group as Stack
+
+from gradflow.analysis import analyze as analysis
+from gradflow.analysis.analyze import ProgressCallback, estimate_bytes, variant_spec
+from gradflow.analysis.results import Report
+from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, silence
+from gradflow.cli.options import Format
+from gradflow.cli.plan import Plan
+from gradflow.engine import memory
+from gradflow.engine.network import Network, build
+from gradflow.engine.spec import DType, NetworkSpec
+from gradflow.render import formats, table, view
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+PAGE_WIDTH = (40, 200)  # the page's columns, whatever the terminal or COLUMNS says
+FILE_WIDTH = 100  # columns of a table or markdown report written to a file
+PROGRESS_FROM = 5e9  # multiply-adds (depth · batch · width² · variants) worth a progress bar
+BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def execute(plan: Plan) -> ExitCode:
+    """Guard memory, run the engine, write every output, judge --fail-on."""
+    _guard_memory(plan)
+    try:
+        reports, network = _run(plan)
+    except MemoryError:  # the estimate is an estimate: still one line, not a traceback
+        raise BadInput("memory", f"ran out of memory; {_shrink_hint(plan.spec)}") from None
+    failures = _save_arrays(plan, network)
+    for report in reports:  # numerical trouble met on the way: diagnostics, so stderr
+        for warning in report.summary.warnings:
+            note(f"gradflow: warning: {report.label}: {warning}")
+    failures += _show(plan, reports)
+    for failure in failures:
+        note(f"gradflow: error: {failure}")
+    failed = [r for r in reports if r.summary.verdict in plan.fail_on]
+    for r in failed:
+        note(f"gradflow: check failed: {_reason(r)}")
+    if failures:
+        return ExitCode.WRITE_FAILED
+    return ExitCode.CHECK_FAILED if failed else ExitCode.OK
+
+
+# ---- before the run: memory -------------------------------------------------------------------
+
+
+def _guard_memory(plan: Plan) -> None:
+    """Refuse, before allocating, a run that needs more memory than is free (or allowed)."""
+    need = max(estimate_bytes(variant_spec(plan.spec, v)) for v in plan.variants)
+    limit = plan.max_memory if plan.max_memory is not None else memory.available_bytes()
+    if need <= limit:
+        return
+    where = "--max-memory allows" if plan.max_memory is not None else "the machine has free"
+    needs = f"this run needs about {bytes_text(need)} but {where} {bytes_text(limit)}"
+    raise BadInput("memory", f"{needs}; {_shrink_hint(plan.spec)}")
+
+
+def _shrink_hint(spec: NetworkSpec) -> str:
+    hint = "try a smaller --depth, --width or --batch"
+    return hint + (", or --dtype float32" if spec.dtype is DType.FLOAT64 else "")
+
+
+def bytes_text(size: int) -> str:
+    """``512 B``, ``1.5 GiB`` … ``3.2 EiB``; beyond 1024 EiB, ``7.9e+27 EiB``."""
+    if size < 1024:
+        return f"{size} B"
+    power = min((size.bit_length() - 1) // 10, len(BYTE_UNITS) - 1)
+    if size < 1 << 10 * len(BYTE_UNITS):
+        return f"{size / (1 << 10 * power):.1f} {BYTE_UNITS[power]}"
+    decades = math.log10(size) - power * math.log10(1024)  # exact enough for any int
+    exponent = math.floor(decades)
+    mantissa = 10 ** (decades - exponent)
+    if round(mantissa, 1) >= 10:
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{mantissa:.1f}e+{exponent:02d} {BYTE_UNITS[power]}"
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+
+def _run(plan: Plan) -> tuple[list[Report], Network]:
+    spec = plan.spec
+    with _ProgressBar(spec, len(plan.variants)) as progress:
+        network = build(spec)  # the same arrays for every variant
+        if plan.command == "analyze":
+            reports = [
+                analysis.analyze(
+                    spec, thresholds=plan.thresholds, network=network, progress=progress
+                )
+            ]
+        else:
+            reports = analysis.compare(
+                spec, plan.variants, thresholds=plan.thresholds, network=network, progress=progress
+            )
+    return reports, network
+
+
+class _ProgressBar:
+    """A transient progress bar on stderr for large runs on a terminal; otherwise nothing."""
+
+    def __init__(self, spec: NetworkSpec, variants: int) -> None:
+        work = spec.depth * spec.batch * spec.width**2 * variants
+        self.enabled = work >= PROGRESS_FROM and sys.stderr.isatty()
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> ProgressCallback | None:
+        if not self.enabled:
+            return None
+        from rich.progress import Progress
+
+        bar = self.bar = Progress(console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task("forward and backward", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# ---- after the run: outputs -------------------------------------------------------------------
+
+
+def _save_arrays(plan: Plan, network: Network) -> list[WriteFailed]:
+    if plan.arrays is None:
+        return []
+    # compare: the first variant's arrays (with --zero-init-residual, residual variants zero
+    # their branch ends; the plain one does not)
+    arrays = network.arrays(variant_spec(plan.spec, plan.variants[0]))
+    try:
+        plan.arrays.write(lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
+    except WriteFailed as failure:
+        return [failure]
+    note(f"gradflow: saved arrays to {plan.arrays.path}")
+    return []
+
+
+def _show(plan: Plan, reports: list[Report]) -> list[WriteFailed]:
+    """The report to stdout, or to --output with the summary lines to stdout."""
+    console = page_console()
+    if plan.report is None:
+        if plan.format is Format.TABLE:
+            return _to_stdout(lambda: _print_page(console, plan, reports))
+        return _to_stdout(lambda: sys.stdout.write(_text(plan, reports, width=FILE_WIDTH)))
+    failures = []
+    try:
+        plan.report.write(_text(plan, reports, width=FILE_WIDTH).encode("utf-8"))
+    except WriteFailed as failure:
+        failures.append(failure)
+    except BrokenPipeError:  # --output into a pipe or stdout whose reader has gone
+        silence(sys.stdout)
+    else:
+        note(f"gradflow: wrote {plan.report.path}")
+    return failures + _to_stdout(lambda: _print_summary(console, reports))
+
+
+class PageConsole(Console):
+    """rich's Console, but a reader that has gone is left to ``_to_stdout`` (rich exits 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more to print
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def page_console() -> Console:
+    """A console for stdout as wide as the terminal (or COLUMNS), within PAGE_WIDTH."""
+    detected = Console().width
+    width = min(max(detected, PAGE_WIDTH[0]), PAGE_WIDTH[1])
+    return PageConsole(highlight=False, emoji=False, width=width)  # no :codes: in our text
+
+
+def _to_stdout(show: Callable[[], object]) -> list[WriteFailed]:
+    """Print to stdout; a reader that has gone (``| head``) is no error, a full disk is."""
+    try:
+        show()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence(sys.stdout)
+    except OSError as error:
+        silence(sys.stdout)
+        return [WriteFailed("stdout", None, error)]
+    return []
+
+
+def _print_summary(console: Console, reports: Sequence[Report]) -> None:
+    """One line per variant and the comparison sentence, unwrapped so that logs can grep them."""
+    for line in view.summary_lines(reports):
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def _print_page(console: Console, plan: Plan, reports: Sequence[Report]) -> None:
+    if plan.quiet:
+        _print_summary(console, reports)
+        return
+    parts = table.page(
+        plan.command, reports, max_rows=plan.max_rows, width=console.width, unicode=plan.unicode
+    )
+    console.print(Stack(*parts))  # one print call: rich's per-call setup once
+
+
+def _text(plan: Plan, reports: Sequence[Report], *, width: int) -> str:
+    """The report in the chosen format as text (a table is rendered without colour)."""
+    if plan.format is Format.JSON:
+        return formats.to_json(plan.command, plan.spec, reports)
+    if plan.format is Format.CSV:
+        return formats.to_csv(reports)
+    if plan.format is Format.MARKDOWN:
+        return formats.to_markdown(
+            plan.command, reports, max_rows=plan.max_rows, width=width, unicode=plan.unicode
+        )
+    buffer = io.StringIO()
+    _print_page(Console(file=buffer, width=width, color_system=None, emoji=False), plan, reports)
+    return buffer.getvalue()
+
+
+def _reason(report: Report) -> str:
+    s = report.summary
+    return f"{report.label} is {s.verdict} (--fail-on {s.verdict}): {view.verdict_reason(report)}"

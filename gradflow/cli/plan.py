@@ -1,0 +1,268 @@
+"""Flags → a validated Plan: every check that can refuse a run, made before any work.
+
+The commands hand over their flags in three groups (network, thresholds, output) and get back
+one frozen Plan, or a BadInput naming the flag. Nothing here imports NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from gradflow.analysis.verdict import PAIRS, Thresholds, Verdict
+from gradflow.cli.errors import BadInput, quoted
+from gradflow.cli.files import OutputTarget
+from gradflow.cli.options import SKIP_NAMES, SPEC, Format
+from gradflow.engine.spec import Activation, DType, Init, Loss, NetworkSpec, Norm, Skip
+
+SUFFIX_FORMAT = {
+    ".json": Format.JSON,
+    ".csv": Format.CSV,
+    ".md": Format.MARKDOWN,
+    ".markdown": Format.MARKDOWN,
+    ".txt": Format.TABLE,
+    "": Format.TABLE,  # no suffix (/dev/null, a pipe): the table
+}
+SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+@dataclass(frozen=True)
+class NetworkFlags:
+    """The network flags as given: every NetworkSpec field but skip, which analyze's --skip
+    and compare's --variants choose."""
+
+    depth: int
+    width: int
+    batch: int
+    block_size: int
+    residual_scale: float
+    skip_scale: float
+    branch_weight_scale: float
+    activation: Activation
+    init: Init
+    weight_var: float | None
+    bias_var: float
+    zero_init_residual: bool
+    norm: Norm
+    loss: Loss
+    classes: int | None  # None: not given; the spec's default
+    dtype: DType
+    seed: int
+
+
+@dataclass(frozen=True)
+class ThresholdFlags:
+    """The verdict's thresholds as given; None: the engine's default."""
+
+    vanish_below: float | None = None
+    explode_above: float | None = None
+    gain_below: float | None = None
+    gain_above: float | None = None
+    signal_below: float | None = None
+    signal_above: float | None = None
+
+
+@dataclass(frozen=True)
+class OutputFlags:
+    format: Format | None
+    output: Path | None
+    save_arrays: Path | None
+    max_rows: int
+    all_rows: bool
+    unicode: bool
+    quiet: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run needs, validated."""
+
+    command: str  # analyze | compare
+    spec: NetworkSpec  # skip: the analyzed one, or for compare the first residual variant
+    variants: tuple[Skip, ...]
+    thresholds: Thresholds
+    fail_on: frozenset[Verdict]
+    max_memory: int | None  # None: the free memory
+    format: Format
+    report: OutputTarget | None  # --output; None: the page goes to stdout
+    arrays: OutputTarget | None  # --save-arrays
+    max_rows: int | None  # None: every layer
+    unicode: bool
+    quiet: bool
+
+
+def make_plan(
+    command: str,
+    *,
+    skip: str | None,
+    variants: str | None,
+    fail_on: str,
+    network: NetworkFlags,
+    thresholds: ThresholdFlags,
+    output: OutputFlags,
+    max_memory: str | None,
+) -> Plan:
+    """Check every flag; BadInput (exit 2, one line) for the first that cannot run. The
+    output files come last: checking them touches the file system."""
+    chosen = (_skip(skip),) if skip is not None else _variants(variants or "")
+    spec = _spec(network, chosen)
+    judged = _thresholds(thresholds)
+    checks = _fail_on(fail_on)
+    memory = None if max_memory is None else _size(max_memory, "--max-memory")
+    max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
+    report, arrays = _targets(output)
+    return Plan(
+        command=command,
+        spec=spec,
+        variants=chosen,
+        thresholds=judged,
+        fail_on=checks,
+        max_memory=memory,
+        format=_format(output, report),
+        report=report,
+        arrays=arrays,
+        max_rows=max_rows,
+        unicode=output.unicode,
+        quiet=output.quiet,
+    )
+
+
+# ---- the network ------------------------------------------------------------------------------
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+FIELDS = (*SPEC.to_dict(), *(name for pair in PAIRS for name in pair), "variants")
+FIELD = re.compile(r"\b(" + "|".join(FIELDS) + r")\b")
+
+
+def _from_value_error(error: ValueError) -> BadInput:
+    """The engine's ``field: message`` errors, with field names spelled as flags."""
+    message = str(error)
+    name, colon, rest = message.partition(": ")
+    if colon and FIELD.fullmatch(name):
+        return BadInput(flag(name), _flags_in(rest))
+    match = FIELD.search(message)
+    return BadInput(flag(match.group(1)) if match else "flags", _flags_in(message))
+
+
+def _flags_in(text: str) -> str:
+    """Spell multi-word field names (``block_size``) as their flags (``--block-size``)."""
+    return FIELD.sub(lambda m: flag(m.group(1)) if "_" in m.group(1) else m.group(1), text)
+
+
+def _spec(network: NetworkFlags, variants: tuple[Skip, ...]) -> NetworkSpec:
+    """The spec to run: for compare, wired as its first residual variant (so that depth and
+    --zero-init-residual are checked against a residual network when there is one)."""
+    skip = next((v for v in variants if v is not Skip.NONE), Skip.NONE)
+    if network.zero_init_residual and skip is Skip.NONE:
+        raise BadInput(
+            "--zero-init-residual", "needs residual branches: --skip post or pre (or --variants)"
+        )
+    if network.classes is not None and network.loss is not Loss.XENT:
+        raise BadInput("--classes", f"sets the head of --loss xent; --loss {network.loss} has none")
+    given = {f.name: getattr(network, f.name) for f in fields(network)}
+    if network.classes is None:
+        del given["classes"]
+    try:
+        return NetworkSpec(skip=skip, **given)
+    except ValueError as error:
+        raise _from_value_error(error) from None
+
+
+def _choices(text: str, flag_name: str, accepted: dict[str, Any]) -> list[Any]:
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    listing = ", ".join(accepted)
+    if not names:
+        raise BadInput(flag_name, f"give a comma-separated list of {listing}")
+    chosen = []
+    for name in names:
+        if name not in accepted:
+            raise BadInput(flag_name, f"unknown value {name!r} (accepted: {listing})")
+        if accepted[name] in chosen:
+            raise BadInput(flag_name, f"{name!r} is listed twice")
+        chosen.append(accepted[name])
+    return chosen
+
+
+def _skip(text: str) -> Skip:
+    name = text.strip().lower()
+    if name not in SKIP_NAMES:
+        accepted = ", ".join(SKIP_NAMES)
+        raise BadInput("--skip", f"unknown value {text!r} (accepted: {accepted})")
+    return SKIP_NAMES[name]
+
+
+def _variants(text: str) -> tuple[Skip, ...]:
+    return tuple(_choices(text, "--variants", SKIP_NAMES))
+
+
+# ---- the verdict ------------------------------------------------------------------------------
+
+
+def _fail_on(text: str) -> frozenset[Verdict]:
+    if not text.strip():
+        return frozenset()
+    accepted = {v.value: v for v in Verdict if v is not Verdict.HEALTHY}
+    return frozenset(_choices(text, "--fail-on", accepted))
+
+
+def _thresholds(given: ThresholdFlags) -> Thresholds:
+    chosen = {f.name: getattr(given, f.name) for f in fields(given)}
+    try:
+        return Thresholds(**{name: value for name, value in chosen.items() if value is not None})
+    except ValueError as error:
+        raise _from_value_error(error) from None
+
+
+# ---- output -----------------------------------------------------------------------------------
+
+
+def _targets(output: OutputFlags) -> tuple[OutputTarget | None, OutputTarget | None]:
+    """--output and --save-arrays, checked; ``--output -`` is stdout, as without --output."""
+    report = arrays = None
+    if output.output is not None and str(output.output) != "-":
+        report = OutputTarget.check(output.output, "--output")
+    if output.save_arrays is not None:
+        arrays = OutputTarget.check(output.save_arrays, "--save-arrays")
+        if arrays.is_stream:
+            raise BadInput("--save-arrays", "stdout carries the report; give a file name")
+        if report is not None and arrays.same_as(report):
+            raise BadInput("--save-arrays", f"{quoted(output.save_arrays)} is also --output")
+    return report, arrays
+
+
+def _format(output: OutputFlags, report: OutputTarget | None) -> Format:
+    chosen = output.format
+    if chosen is None and report is not None:
+        suffix = report.path.suffix
+        chosen = SUFFIX_FORMAT.get(suffix.lower())
+        if chosen is None:
+            known = ", ".join(s for s in SUFFIX_FORMAT if s)
+            raise BadInput(
+                "--output", f"no format for suffix {quoted(suffix)} ({known}); or give --format"
+            )
+    chosen = chosen or Format.TABLE
+    if output.quiet and chosen is not Format.TABLE and report is None:
+        raise BadInput("--quiet", f"shortens the table; --format {chosen} is already for scripts")
+    return chosen
+
+
+def _positive(value: int, flag_name: str) -> int:
+    if value < 1:
+        raise BadInput(flag_name, f"must be at least 1, got {value}")
+    return value
+
+
+def _size(text: str, flag_name: str) -> int:
+    """``512M``, ``2G``, ``1.5GiB`` or plain bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
+    size = float(match.group(1)) * SIZE_UNITS[match.group(2).lower()] if match else 0.0
+    if not match or not math.isfinite(size) or size < 1:
+        raise BadInput(flag_name, f"expected a size such as 512M, 2G or 1.5GiB, got {text!r}")
+    return int(size)

@@ -1,0 +1,145 @@
+"""Exit codes of the ways a run can end that only a real process shows: a reader closing the pipe
+early, Ctrl-C, a full stdout. Each runs ``python -m gradflow`` (or main() with the engine held up)
+in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gradflow.analysis import analyze as engine
+from gradflow.cli.app import app
+from gradflow.cli.errors import ExitCode
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+# a page longer than a pipe holds (74 kB, 64 KiB), so that writes go on after the reader has gone
+LONG = ["--depth", "400", "--width", "2", "--batch", "2", "--all-rows"]
+
+
+def gradflow(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gradflow", *args]
+
+
+def close_early(args: list[str], lines: int) -> tuple[int, str]:
+    """Run, read ``lines`` lines of stdout (0: none, before anything is written), then close
+    the pipe as ``head`` does; the exit code and stderr."""
+    with subprocess.Popen(
+        gradflow(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        for _ in range(lines):
+            assert child.stdout.readline()
+        child.stdout.close()
+        stderr = child.stderr.read().decode()
+        return child.wait(timeout=120), stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "lines"),
+    [(["compare", *LONG], 0), (["compare", *LONG], 1), (["compare", *LONG, "--format", "csv"], 0)],
+    ids=["table, none read", "table, one line read", "csv, none read"],
+)
+def test_a_reader_closing_the_pipe_is_no_error(args: list[str], lines: int) -> None:
+    code, stderr = close_early(args, lines)
+    assert code == ExitCode.OK
+    assert stderr == ""
+
+
+def test_a_closed_pipe_keeps_a_failed_check() -> None:
+    code, stderr = close_early(
+        ["analyze", *LONG, "--vanish-below", "0.99", "--fail-on", "vanishing"], 0
+    )
+    assert code == ExitCode.CHECK_FAILED
+    (line,) = stderr.splitlines()
+    assert line.startswith("gradflow: check failed: ")
+
+
+def test_a_full_stdout_is_a_write_failure() -> None:
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            gradflow("analyze", *LONG), stdout=full, stderr=subprocess.PIPE, env=ENV, text=True
+        )
+    assert done.returncode == ExitCode.WRITE_FAILED
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("gradflow: error: ") and "stdout" in line
+
+
+def test_dev_stdout_is_the_stdout_file_not_replaced(tmp_path: Path) -> None:
+    """/dev/stdout, redirected to a file, is that file. (A link of our own to /proc/self/fd/1,
+    as /dev/stdout is: a broken version of this rule would replace the machine's /dev/stdout.)"""
+    stdout = tmp_path / "stdout"
+    stdout.symlink_to("/proc/self/fd/1")
+    target = tmp_path / "out.txt"
+    with open(target, "wb") as out:
+        inode = os.fstat(out.fileno()).st_ino
+        done = subprocess.run(
+            gradflow("analyze", "--depth", "4", "--width", "4", "--batch", "2", "--format",
+                     "json", "--output", str(stdout)),
+            stdout=out, stderr=subprocess.PIPE, env=ENV, text=True,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert target.stat().st_ino == inode  # the same file, written through, not replaced
+    assert stdout.is_symlink()
+    text = target.read_text()
+    assert text.startswith("{") and '"schema_version"' in text  # the report, then the summary
+
+
+HELD_UP = """
+import sys, time
+from gradflow.analysis import analyze as engine
+
+def held_up(*args, **kwargs):
+    print("started", file=sys.stderr, flush=True)
+    time.sleep(60)
+
+engine.analyze = held_up
+sys.argv = ["gradflow", "analyze", "--depth", "4", "--width", "4", "--batch", "2"]
+from gradflow.cli.app import main
+main()
+"""
+
+
+def test_ctrl_c_is_one_line_and_130() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", HELD_UP], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
+    ) as child:
+        assert child.stderr is not None
+        assert child.stderr.readline() == b"started\n"
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=60)
+    assert child.returncode == ExitCode.INTERRUPTED
+    assert stderr.decode().splitlines() == ["gradflow: interrupted"]
+    assert stdout == b""
+
+
+def test_ctrl_c_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "compare", interrupted)
+    result = CliRunner().invoke(app, ["compare", "--depth", "4", "--width", "4", "--batch", "2"])
+    assert result.exit_code == ExitCode.INTERRUPTED
+    assert result.stderr.splitlines() == ["gradflow: interrupted"]
+
+
+def test_exit_codes_do_not_collide() -> None:
+    codes = [code.value for code in ExitCode]
+    assert len(set(codes)) == len(codes)
+    assert ExitCode.INTERRUPTED == 128 + signal.SIGINT
+
+
+def test_a_bug_is_not_a_failed_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(engine, "analyze", broken)
+    result = CliRunner().invoke(app, ["analyze", "--depth", "4", "--width", "4", "--batch", "2"])
+    assert result.exit_code == ExitCode.INTERNAL_ERROR
+    assert "RuntimeError: a bug" in result.stderr  # the traceback, for a bug report

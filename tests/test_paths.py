@@ -1,10 +1,11 @@
 """The gradient split by path length: the parts add up to the ordinary pass's ∂L/∂x, each part
 holds exactly the paths of its length, the statistics of linear branches, exact zeros, magnitudes
-far beyond float range, single sampled paths and the memory declaration."""
+far beyond float range, single sampled paths, the memory declaration, and the rendering."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import tracemalloc
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from gradflow.analysis import paths
 from gradflow.analysis.analyze import analyze
 from gradflow.analysis.paths import (
+    Decomposition,
     compare_paths,
     decompose,
     draw_paths,
@@ -27,6 +29,7 @@ from gradflow.engine.magnitudes import Status
 from gradflow.engine.network import build
 from gradflow.engine.passes import after_add_vjp, backward, blocks, branch_vjp, forward
 from gradflow.engine.spec import NetworkSpec
+from gradflow.render import paths_view
 
 SMALL = {"depth": 8, "width": 7, "batch": 5, "block_size": 2, "bias_var": 0.1}
 
@@ -348,6 +351,118 @@ def test_memory_declaration_bounds_the_peak() -> None:
             tracemalloc.stop()
         declared = paths_bytes(spec, max_length, samples)
         assert peak <= declared <= 1.8 * peak
+
+
+# ---- rendering -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs() -> list[Decomposition]:
+    spec = NetworkSpec(depth=24, width=16, batch=8, block_size=2, activation="relu", init="he")
+    return [
+        decompose(spec.replace(skip="pre"), samples=3),
+        decompose(spec.replace(skip="post"), max_length=4),
+    ]
+
+
+def _strict(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_is_strict_and_complete(runs: list[Decomposition]) -> None:
+    document = _strict(paths_view.to_json(runs))
+    assert document["command"] == "paths"
+    first, second = document["runs"]
+    assert {"label", "blocks", "lengths", "total", "log10_total", "total_status", "check",
+            "effective", "mean_length", "mean_path_length"} <= set(first)  # fmt: skip
+    assert first["label"] == "pre" and first["blocks"] == 12 and first["mean_path_length"] == 6
+    assert len(first["lengths"]) == 13 and first["remainder"] is None
+    length = first["lengths"][6]
+    assert length["length"] == 6 and length["paths"] == math.comb(12, 6)
+    for name in ("grad", "sample_mean", "sample_min", "sample_max"):
+        assert {name, f"log10_{name}", f"{name}_status"} <= set(length)
+    assert set(first["effective"]) >= {"low", "high", "share"}
+    assert len(second["lengths"]) == 5 and second["remainder"]["low"] == 5
+    assert "sample_mean" not in second["lengths"][0]
+
+
+def test_json_writes_nonfinite_and_huge_counts_as_null() -> None:
+    spec = NetworkSpec(
+        depth=120, width=8, batch=4, block_size=1, skip="post", activation="sigmoid",  # type: ignore[arg-type]
+        skip_scale=0.2, residual_scale=0.2,
+    )  # fmt: skip
+    d = decompose(spec, max_length=70)
+    run = _strict(paths_view.to_json([d]))["runs"][0]
+    huge = run["lengths"][60]
+    assert huge["paths"] is None and huge["log10_paths"] > 15.9
+    assert run["lengths"][0]["paths"] == 1
+
+
+def test_a_broken_pass_is_reported_not_raised() -> None:
+    """Weights large enough to overflow the forward pass: nan parts, no range, strict JSON."""
+    spec = NetworkSpec(
+        depth=300,
+        width=8,
+        batch=4,
+        skip="pre",
+        activation="relu",
+        weight_var=1e6,  # type: ignore[arg-type]
+    )
+    d = decompose(spec, max_length=3, samples=2)
+    assert set(d.grad.status()) == {Status.NAN} and d.effective is None
+    run = _strict(paths_view.to_json([d]))["runs"][0]
+    assert run["check"] is None and run["effective"] is None
+    assert run["lengths"][1]["grad"] is None and run["lengths"][1]["grad_status"] == "nan"
+    assert "no check" in paths_view.summary_line(d)
+
+
+def test_csv_has_a_row_per_length(runs: list[Decomposition]) -> None:
+    lines = paths_view.to_csv(runs).splitlines()
+    assert lines[0].startswith("label,skip,blocks,length,paths,log10_paths,grad,")
+    assert len(lines) == 1 + 13 + 6  # pre: 0..12; post: 0..4 and >4
+    assert lines[-1].split(",")[3] == ">4"
+
+
+def test_grid_has_a_row_per_length_and_the_remainder(runs: list[Decomposition]) -> None:
+    pre, post = runs
+    grid = paths_view.paths_grid(pre)
+    assert [c.header for c in grid.columns] == [
+        "k", "paths", "‖G_k‖", "share", "cumulative", "path mean", "path min", "path max",
+    ]  # fmt: skip
+    assert [c.text for c in grid.columns[1].cells] == [str(math.comb(12, k)) for k in range(13)]
+    labels = [c.text for c in paths_view.paths_grid(post).columns[0].cells]
+    assert labels == ["0", "1", "2", "3", "4", ">4"]
+    grouped = paths_view.paths_grid(pre, max_rows=4)
+    assert [c.text for c in grouped.columns[0].cells] == ["0-3", "4-7", "8-11", "12"]
+    assert paths_view.GROUP_NOTE in grouped.caption
+
+
+def test_paths_text_is_exact_below_1e15() -> None:
+    assert paths_view.paths_text(math.comb(50, 25)) == "126410606437752"
+    assert paths_view.paths_text(math.comb(100, 50)) == "1.0e+29"
+
+
+def test_histogram_is_ascii_and_fits(runs: list[Decomposition]) -> None:
+    for d in runs:
+        lines = paths_view.histogram(d, width=90)
+        assert all(line.isascii() and len(line) <= 90 for line in lines)
+        assert sum(line.split()[0] == "12" for line in lines) == (d.remainder is None)
+    deep = decompose(NetworkSpec(depth=200, width=8, batch=4, block_size=1, skip="pre"))  # type: ignore[arg-type]
+    lines = paths_view.histogram(deep, width=120)
+    bars = [line for line in lines if "|" in line]
+    assert len(bars) <= 40 and any("rows group up to" in line for line in lines)
+    assert all(line.isascii() and len(line) <= 120 for line in lines)
+
+
+def test_summary_and_markdown(runs: list[Decomposition]) -> None:
+    line = paths_view.summary_line(runs[0])
+    assert "path counts peak at k = 6 of 12" in line and "B/2 = 6" in line
+    assert "check" in line and "energy-weighted mean length" in line
+    text = paths_view.to_markdown(runs, width=100)
+    assert text.count("```text") == 2 and "| k | paths |" in text
 
 
 def test_progress_counts_the_blocks() -> None:

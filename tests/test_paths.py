@@ -337,12 +337,22 @@ def test_effective_range_is_the_shortest_window(
 
 def test_memory_declaration_bounds_the_peak() -> None:
     cases: list[tuple[dict[str, Any], int | None, int]] = [
-        ({"skip": "post", "norm": "batch", "activation": "sigmoid"}, None, 0),
-        ({"skip": "pre", "norm": "layer", "activation": "relu"}, 4, 3),
+        (
+            {"depth": 60, "width": 48, "skip": "post", "norm": "batch", "activation": "sigmoid"},
+            None,
+            0,
+        ),
+        ({"depth": 60, "width": 48, "skip": "pre", "norm": "layer", "activation": "relu"}, 4, 3),
+        # several chunks of sampled paths (2 MiB each), of which the branch takes some
+        (
+            {"depth": 24, "width": 128, "skip": "pre", "norm": "batch", "activation": "relu"},
+            None,
+            8,
+        ),
     ]
     decompose(NetworkSpec(depth=4, width=8, batch=4, skip="post", norm="batch"), samples=2)  # type: ignore[arg-type]
     for fields, max_length, samples in cases:
-        spec = NetworkSpec(depth=60, width=48, batch=24, **fields)
+        spec = NetworkSpec(batch=24, **fields)
         tracemalloc.start()
         try:
             decompose(spec, max_length=max_length, samples=samples)

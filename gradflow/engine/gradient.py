@@ -34,11 +34,11 @@ from gradflow.engine.weight_grads import WeightGradients
 
 
 def flow_bytes(spec: NetworkSpec, keep_inputs: bool) -> int:
-    """Bytes ``Flow`` holds: three (B, n) buffers and the per-layer and per-block records (a
-    Python float and int per layer, 40 bytes each with the list's pointer), and with
-    ``keep_inputs`` every ∂L/∂(layer input)."""
+    """Bytes ``Flow`` holds: three (B, n) buffers, the scaled ∂L/∂x it hands back, and the
+    per-layer and per-block records (a Python float and int per layer, 40 bytes each with the
+    list's pointer), and with ``keep_inputs`` every ∂L/∂(layer input)."""
     layer = spec.batch * spec.width * np.dtype(spec.dtype.value).itemsize
-    total = 3 * layer + spec.depth * 2 * 40 + spec.blocks * 5 * 8
+    total = 4 * layer + spec.depth * 2 * 40 + spec.blocks * 5 * 8
     if keep_inputs:
         total += spec.depth * layer
     return total
@@ -67,6 +67,9 @@ class Records:
     weight_grads: list[np.ndarray] | None  # kept on request, true scale, forward order
     bias_grads: list[np.ndarray] | None
     input_grads: list[np.ndarray] | None
+    # ∂L/∂x · 2**-exponent (B, n) and the exponent: the network input's gradient, exact also
+    # where its true scale leaves float range
+    input_gradient: tuple[np.ndarray, int]
 
 
 class Flow:
@@ -204,6 +207,7 @@ class Flow:
             weight_grads=None if grads.kept_w is None else grads.kept_w[::-1],
             bias_grads=None if grads.kept_b is None else grads.kept_b[::-1],
             input_grads=None if kept is None else kept[::-1],
+            input_gradient=(self.g.copy(), self.e),  # g is now ∂L/∂x, scaled
         )
 
 

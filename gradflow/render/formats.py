@@ -26,17 +26,17 @@ from gradflow.render import chart, grid, view
 SCHEMA_VERSION = 2
 
 
-def _number(x: float) -> float | None:
+def json_number(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _magnitude(name: str, m: Magnitudes) -> list[dict[str, Any]]:
+def magnitude_records(name: str, m: Magnitudes) -> list[dict[str, Any]]:
     """``name``, ``log10_name`` and ``name_status`` for every entry of ``m``."""
     value, log10, status = m.value.tolist(), m.log10.tolist(), m.status()
     return [
         {
             name: v if s in (Status.OK, Status.ZERO) else None,
-            f"log10_{name}": _number(x),
+            f"log10_{name}": json_number(x),
             f"{name}_status": str(s),
         }
         for v, x, s in zip(value, log10, status, strict=True)
@@ -48,10 +48,10 @@ def layer_records(report: Report) -> list[dict[str, Any]]:
     layers = report.layers
     grad_to_weight = from_log10(layers.log10_grad_weight_ratio)
     columns = zip(
-        _magnitude("grad_weight", layers.grad_weight),
-        _magnitude("grad_bias", layers.grad_bias),
-        _magnitude("grad_input", layers.grad_input),
-        _magnitude("grad_to_weight", grad_to_weight),
+        magnitude_records("grad_weight", layers.grad_weight),
+        magnitude_records("grad_bias", layers.grad_bias),
+        magnitude_records("grad_input", layers.grad_input),
+        magnitude_records("grad_to_weight", grad_to_weight),
         strict=True,
     )
     # "zero" at a zero-initialised branch end: its grad_to_weight, ‖∂L/∂W‖/0, is then no ratio
@@ -62,12 +62,12 @@ def layer_records(report: Report) -> list[dict[str, Any]]:
         for part in parts:
             record.update(part)
         record.update(
-            weight_norm=_number(float(layers.weight_norm[i])),
+            weight_norm=json_number(float(layers.weight_norm[i])),
             weight_norm_status=weight_status[i],
-            act_mean=_number(float(layers.act_mean[i])),
-            act_std=_number(float(layers.act_std[i])),
-            dead_fraction=_number(float(layers.dead_fraction[i])),
-            saturated_fraction=_number(float(layers.saturated_fraction[i])),
+            act_mean=json_number(float(layers.act_mean[i])),
+            act_std=json_number(float(layers.act_std[i])),
+            dead_fraction=json_number(float(layers.dead_fraction[i])),
+            saturated_fraction=json_number(float(layers.saturated_fraction[i])),
             finite=bool(layers.finite[i]),
         )
         records.append(record)
@@ -77,10 +77,10 @@ def layer_records(report: Report) -> list[dict[str, Any]]:
 def block_records(report: Report) -> list[dict[str, Any]]:
     blocks = report.blocks
     columns = zip(
-        _magnitude("grad_add", blocks.grad_add),
-        _magnitude("grad_skip", blocks.grad_skip),
-        _magnitude("grad_branch", blocks.grad_branch),
-        _magnitude("grad_input", blocks.grad_input),
+        magnitude_records("grad_add", blocks.grad_add),
+        magnitude_records("grad_skip", blocks.grad_skip),
+        magnitude_records("grad_branch", blocks.grad_branch),
+        magnitude_records("grad_input", blocks.grad_input),
         strict=True,
     )
     records = []
@@ -93,7 +93,7 @@ def block_records(report: Report) -> list[dict[str, Any]]:
         }
         for part in parts:
             record.update(part)
-        record["cosine"] = _number(float(blocks.cosine[i]))
+        record["cosine"] = json_number(float(blocks.cosine[i]))
         records.append(record)
     return records
 
@@ -102,7 +102,7 @@ def _log10(name: str, log10: float) -> dict[str, Any]:
     """``log10_name`` (null unless finite) and ``name_status``: ``zero`` for -inf (an exact zero
     at the top of a ratio), ``inf`` for +inf (at the bottom), ``nan``, ``ok``, or ``underflow`` /
     ``overflow`` beyond float64's range, as for every magnitude."""
-    return {f"log10_{name}": _number(log10), f"{name}_status": str(_status(log10))}
+    return {f"log10_{name}": json_number(log10), f"{name}_status": str(_status(log10))}
 
 
 def _status(log10: float) -> Status:
@@ -112,7 +112,7 @@ def _status(log10: float) -> Status:
 def summary_record(report: Report) -> dict[str, Any]:
     s = report.summary
     return {
-        "loss": _number(s.loss),
+        "loss": json_number(s.loss),
         **_log10("grad_output", s.log10_grad_output),
         **_log10("weight_ratio", s.log10_weight_ratio),
         **_log10("gain", s.log10_gain),
@@ -121,7 +121,7 @@ def summary_record(report: Report) -> dict[str, Any]:
         "findings": [
             {
                 "quantity": str(f.quantity),
-                "log10": _number(f.log10),
+                "log10": json_number(f.log10),
                 "status": str(_status(f.log10)),
                 "verdict": str(f.verdict),
                 "threshold": f.threshold,
@@ -168,16 +168,16 @@ def to_json(command: str, spec: NetworkSpec, reports: Sequence[Report]) -> str:
             for r in reports
         ],
     }
-    return _pretty(document) + "\n"
+    return pretty_json(document) + "\n"
 
 
 def _decades(log10: float, base: float) -> dict[str, Any]:
     """``decades_vs_first`` and its status (``zero``: -inf, ``inf``: +inf, ``nan``, ``ok``)."""
     diff = float(log10) - float(base)  # Python floats: inf - inf is nan, no warning
-    return {"decades_vs_first": _number(diff), "decades_vs_first_status": str(_status(diff))}
+    return {"decades_vs_first": json_number(diff), "decades_vs_first_status": str(_status(diff))}
 
 
-def _pretty(value: Any, level: int = 0, expand: int = 4) -> str:
+def pretty_json(value: Any, level: int = 0, expand: int = 4) -> str:
     """JSON indented down to ``expand`` levels, each deeper value (a layer or block record) on
     one line: readable, and written by the C encoder, so 100,000 layers take seconds, not
     minutes."""
@@ -185,9 +185,9 @@ def _pretty(value: Any, level: int = 0, expand: int = 4) -> str:
         return json.dumps(value, allow_nan=False)
     pad, inner = "  " * level, "  " * (level + 1)
     if isinstance(value, dict):
-        items = [f"{inner}{json.dumps(k)}: {_pretty(v, level + 1)}" for k, v in value.items()]
+        items = [f"{inner}{json.dumps(k)}: {pretty_json(v, level + 1)}" for k, v in value.items()]
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-    items = [inner + _pretty(v, level + 1) for v in value]
+    items = [inner + pretty_json(v, level + 1) for v in value]
     return "[\n" + ",\n".join(items) + "\n" + pad + "]"
 
 
@@ -213,7 +213,7 @@ def _csv_cell(value: Any) -> str:
     return str(value)
 
 
-def _markdown_table(grid: grid.Grid) -> list[str]:
+def markdown_table(grid: grid.Grid) -> list[str]:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
@@ -239,7 +239,7 @@ def _markdown(section: view.Section, width: int, unicode: bool) -> list[str]:
     if isinstance(section, view.ChartData):
         lines = chart.draw(section, width=width, unicode=unicode)
         return [f"**{section.title}**", "", "```text", *lines, "```"]
-    return _markdown_table(section.fit(width))
+    return markdown_table(section.fit(width))
 
 
 def to_markdown(

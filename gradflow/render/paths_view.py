@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ import numpy as np
 
 from gradflow import __version__
 from gradflow.analysis.paths import Decomposition, SampledPaths
-from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
+from gradflow.engine.magnitudes import Status, from_log10
 from gradflow.render import chart, view
+from gradflow.render.formats import json_number, magnitude_records, markdown_table, pretty_json
 from gradflow.render.grid import DASH, Cell, Column, Grid
 
 SCHEMA_VERSION = 1  # of the paths JSON document
@@ -280,21 +280,6 @@ def summary_line(d: Decomposition) -> str:
 # ---- JSON, CSV, markdown ---------------------------------------------------------------------
 
 
-def _number(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def _magnitude(name: str, m: Magnitudes, i: int = 0) -> dict[str, Any]:
-    """``name``, ``log10_name`` and ``name_status``, as every magnitude in gradflow's JSON."""
-    status = m.status()[i]
-    value = float(m.value[i])
-    return {
-        name: value if status in (Status.OK, Status.ZERO) else None,
-        f"log10_{name}": _number(float(m.log10[i])),
-        f"{name}_status": str(status),
-    }
-
-
 def _count(paths: int) -> dict[str, Any]:
     return {"paths": paths if paths <= JSON_EXACT else None, "log10_paths": math.log10(paths)}
 
@@ -304,11 +289,11 @@ def length_records(d: Decomposition) -> list[dict[str, Any]]:
     records = []
     for k in range(d.max_length + 1):
         record: dict[str, Any] = {"length": k, **_count(d.paths[k])}
-        record.update(_magnitude("grad", d.grad, k))
-        record.update(share=_number(d.share[k]), cumulative=_number(d.cumulative[k]))
+        record.update(magnitude_records("grad", d.grad)[k])
+        record.update(share=json_number(d.share[k]), cumulative=json_number(d.cumulative[k]))
         if d.samples is not None:
             for name in ("mean", "min", "max"):
-                record.update(_magnitude(f"sample_{name}", getattr(d.samples, name), k))
+                record.update(magnitude_records(f"sample_{name}", getattr(d.samples, name))[k])
         records.append(record)
     return records
 
@@ -319,8 +304,8 @@ def run_record(d: Decomposition) -> dict[str, Any]:
     remainder = None
     if r is not None:
         remainder = {"low": r.low, "high": r.high, **_count(r.paths)}
-        remainder.update(_magnitude("grad", r.grad))
-        remainder.update(share=_number(r.share))
+        remainder.update(magnitude_records("grad", r.grad)[0])
+        remainder.update(share=json_number(r.share))
     return {
         "label": d.label,
         "spec": d.spec.to_dict(),
@@ -329,18 +314,18 @@ def run_record(d: Decomposition) -> dict[str, Any]:
         "samples": 0 if d.samples is None else d.samples.count,
         "lengths": length_records(d),
         "remainder": remainder,
-        **_magnitude("total", d.total),
-        "check": _number(d.check),
-        "log10_cancellation": _number(d.log10_cancellation),
+        **magnitude_records("total", d.total)[0],
+        "check": json_number(d.check),
+        "log10_cancellation": json_number(d.log10_cancellation),
         "effective": None
         if e is None
         else {
             "low": e.low,
             "high": e.high,
-            "share": _number(e.share),
+            "share": json_number(e.share),
             "includes_remainder": e.includes_remainder,
         },
-        "mean_length": _number(d.mean_length),
+        "mean_length": json_number(d.mean_length),
         "mean_length_exact": d.mean_length_exact,
         "mean_path_length": d.mean_path_length,
     }
@@ -354,7 +339,7 @@ def to_json(decompositions: Sequence[Decomposition]) -> str:
         "command": "paths",
         "runs": [run_record(d) for d in decompositions],
     }
-    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+    return pretty_json(document, expand=3) + "\n"
 
 
 def to_csv(decompositions: Sequence[Decomposition]) -> str:
@@ -366,9 +351,10 @@ def to_csv(decompositions: Sequence[Decomposition]) -> str:
         if d.remainder is not None:
             r = d.remainder
             rest: dict[str, Any] = {"length": f">{d.max_length}", **_count(r.paths)}
-            rest.update(_magnitude("grad", r.grad))
+            rest.update(magnitude_records("grad", r.grad)[0])
             rest.update(
-                share=_number(r.share), cumulative=_number(float(d.cumulative[-1]) + r.share)
+                share=json_number(r.share),
+                cumulative=json_number(float(d.cumulative[-1]) + r.share),
             )
             records.append({key: rest.get(key) for key in records[0]})
         for record in records:
@@ -406,19 +392,7 @@ def to_markdown(
     lines = [f"### {header_line(decompositions)}", ""]
     for d in decompositions:
         grid = paths_grid(d, max_rows).fit(width)
-        lines += [*_markdown_table(grid), ""]
+        lines += [*markdown_table(grid), ""]
         lines += ["```text", *histogram(d, width=width), "```", ""]
         lines += [summary_line(d), ""]
     return "\n".join(lines)
-
-
-def _markdown_table(grid: Grid) -> list[str]:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    lines = [f"**{grid.title}**", "", line([c.header.replace("\n", " ") for c in grid.columns])]
-    lines.append("|" + "|".join("---:" if c.numeric else ":---" for c in grid.columns) + "|")
-    lines += [line([cell.text for cell in cells]) for cells in grid.rows]
-    if grid.caption:
-        lines += ["", f"_{grid.caption}_"]
-    return lines

@@ -162,7 +162,7 @@ def _spec(network: NetworkFlags, variants: tuple[Skip, ...]) -> NetworkSpec:
     skip = next((v for v in variants if v is not Skip.NONE), Skip.NONE)
     if network.zero_init_residual and skip is Skip.NONE:
         raise BadInput(
-            "--zero-init-residual", "needs residual branches: --skip post or pre (or --variants)"
+            "--zero-init-residual", "needs residual branches: --skip post, pre or postnorm (or --variants)"
         )
     if network.classes is not None and network.loss is not Loss.XENT:
         raise BadInput("--classes", f"sets the head of --loss xent; --loss {network.loss} has none")

@@ -109,7 +109,7 @@ class NetworkSpec:
     depth: int = 50  # number of dense layers L (the xent head is extra)
     width: int = 128  # every layer is width → width; the picture does not change with width
     batch: int = 32  # rows of the input x ~ N(0, 1)
-    skip: Skip = Skip.NONE  # none | post | pre
+    skip: Skip = Skip.NONE  # none | post | pre | postnorm
     block_size: int = 2  # dense layers per residual block (k); depth must be a multiple
     residual_scale: float = 1.0  # α in s·h_in + α·branch
     skip_scale: float = 1.0  # s in s·h_in + α·branch (DeepNorm's α is our s)

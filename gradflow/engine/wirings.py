@@ -1,6 +1,6 @@
 """The wirings: each kind of layer or residual block, its forward step beside its backward step.
 
-Notation as in the README: a dense layer is z = a W + b; φ is the activation, N the
+Notation as in docs/engine.md: a dense layer is z = a W + b; φ is the activation, N the
 normalisation (``--norm``), α the residual scale and s the skip scale.
 
     plain     h = φ(N(h_prev W + b))                                  one layer, no addition

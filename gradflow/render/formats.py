@@ -118,6 +118,7 @@ def summary_record(report: Report) -> dict[str, Any]:
         **_log10("gain", s.log10_gain),
         **_log10("signal", s.log10_signal),
         "verdict": str(s.verdict),
+        "judged": [str(q) for q in s.judged],  # the ratios the verdict looked at
         "findings": [
             {
                 "quantity": str(f.quantity),
@@ -148,7 +149,7 @@ def config_record(command: str, spec: NetworkSpec, reports: Sequence[Report]) ->
 
 
 def to_json(command: str, spec: NetworkSpec, reports: Sequence[Report]) -> str:
-    """The whole run as strict, versioned JSON (schema in README.md)."""
+    """The whole run as strict, versioned JSON (schema in docs/reference.md)."""
     base = reports[0].summary.log10_weight_ratio
     document = {
         "schema_version": SCHEMA_VERSION,

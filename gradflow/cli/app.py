@@ -20,7 +20,15 @@ from gradflow import __version__
 from gradflow.cli import options as o
 from gradflow.cli.errors import EXIT_CODES, ExitCode, close_command, note, one_line
 from gradflow.cli.options import SPEC
-from gradflow.cli.plan import NetworkFlags, OutputFlags, Plan, ThresholdFlags, make_plan
+from gradflow.cli.plan import (
+    NetworkFlags,
+    OutputFlags,
+    PathsFlags,
+    Plan,
+    ThresholdFlags,
+    make_plan,
+)
+from gradflow.engine.spec import Skip
 
 VERSION_LINE = f"gradflow {__version__}"
 MAX_ROWS = 25  # rows per table/chart before layers are grouped; depth 50 gives pairs
@@ -270,6 +278,78 @@ def compare(
             quiet=quiet,
         ),
         max_memory=max_memory,
+    )
+    _execute(plan)
+
+
+@app.command(epilog=EXIT_CODES)
+def paths(
+    depth: o.Depth = SPEC.depth,
+    width: o.Width = SPEC.width,
+    batch: o.Batch = SPEC.batch,
+    skip: o.SkipOpt = Skip.PRE.value,
+    variants: o.PathVariants = None,
+    max_length: o.MaxLength = None,
+    samples: o.Samples = 0,
+    block_size: o.BlockSize = SPEC.block_size,
+    residual_scale: o.ResidualScale = SPEC.residual_scale,
+    skip_scale: o.SkipScale = SPEC.skip_scale,
+    branch_weight_scale: o.BranchWeightScale = SPEC.branch_weight_scale,
+    activation: o.ActivationOpt = SPEC.activation,
+    init: o.InitOpt = SPEC.init,
+    weight_var: o.WeightVar = SPEC.weight_var,
+    bias_var: o.BiasVar = SPEC.bias_var,
+    zero_init_residual: o.ZeroInitResidual = SPEC.zero_init_residual,
+    norm: o.NormOpt = SPEC.norm,
+    loss: o.LossOpt = SPEC.loss,
+    classes: o.Classes = None,
+    dtype: o.DTypeOpt = SPEC.dtype,
+    seed: o.Seed = SPEC.seed,
+    format: o.FormatOpt = None,
+    output: o.Output = None,
+    max_rows: o.MaxRows = MAX_ROWS,
+    all_rows: o.AllRows = False,
+    quiet: o.Quiet = False,
+    max_memory: o.MaxMemory = None,
+) -> None:
+    """Which paths carry the gradient: ∂L/∂x split exactly by the number of branches a path
+    passes through (Veit et al. 2016), for residual networks (default --skip pre)."""
+    plan = make_plan(
+        "paths",
+        skip=skip,
+        variants=variants,
+        fail_on="",
+        network=NetworkFlags(
+            depth=depth,
+            width=width,
+            batch=batch,
+            block_size=block_size,
+            residual_scale=residual_scale,
+            skip_scale=skip_scale,
+            branch_weight_scale=branch_weight_scale,
+            activation=activation,
+            init=init,
+            weight_var=weight_var,
+            bias_var=bias_var,
+            zero_init_residual=zero_init_residual,
+            norm=norm,
+            loss=loss,
+            classes=classes,
+            dtype=dtype,
+            seed=seed,
+        ),
+        thresholds=ThresholdFlags(),
+        output=OutputFlags(
+            format=format,
+            output=output,
+            save_arrays=None,
+            max_rows=max_rows,
+            all_rows=all_rows,
+            unicode=False,
+            quiet=quiet,
+        ),
+        max_memory=max_memory,
+        paths=PathsFlags(max_length=max_length, samples=samples),
     )
     _execute(plan)
 

@@ -44,7 +44,11 @@ BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 def execute(plan: Plan) -> ExitCode:
     """Guard memory, run the engine, write every output, judge --fail-on."""
-    _guard_memory(plan)
+    if plan.paths is not None:
+        from gradflow.cli.execute_paths import execute_paths
+
+        return execute_paths(plan)
+    guard_memory(plan, max(estimate_bytes(variant_spec(plan.spec, v)) for v in plan.variants))
     try:
         reports, network = _run(plan)
     except MemoryError:  # the estimate is an estimate: still one line, not a traceback
@@ -67,9 +71,8 @@ def execute(plan: Plan) -> ExitCode:
 # ---- before the run: memory -------------------------------------------------------------------
 
 
-def _guard_memory(plan: Plan) -> None:
+def guard_memory(plan: Plan, need: int) -> None:
     """Refuse, before allocating, a run that needs more memory than is free (or allowed)."""
-    need = max(estimate_bytes(variant_spec(plan.spec, v)) for v in plan.variants)
     limit = plan.max_memory if plan.max_memory is not None else memory.available_bytes()
     if need <= limit:
         return
@@ -167,8 +170,8 @@ def _show(plan: Plan, reports: list[Report]) -> list[WriteFailed]:
     console = page_console()
     if plan.report is None:
         if plan.format is Format.TABLE:
-            return _to_stdout(lambda: _print_page(console, plan, reports))
-        return _to_stdout(lambda: sys.stdout.write(_text(plan, reports, width=FILE_WIDTH)))
+            return to_stdout(lambda: _print_page(console, plan, reports))
+        return to_stdout(lambda: sys.stdout.write(_text(plan, reports, width=FILE_WIDTH)))
     failures = []
     try:
         plan.report.write(_text(plan, reports, width=FILE_WIDTH).encode("utf-8"))
@@ -178,11 +181,11 @@ def _show(plan: Plan, reports: list[Report]) -> list[WriteFailed]:
         silence(sys.stdout)
     else:
         note(f"gradflow: wrote {plan.report.path}")
-    return failures + _to_stdout(lambda: _print_summary(console, reports))
+    return failures + to_stdout(lambda: _print_summary(console, reports))
 
 
 class PageConsole(Console):
-    """rich's Console, but a reader that has gone is left to ``_to_stdout`` (rich exits 1)."""
+    """rich's Console, but a reader that has gone is left to ``to_stdout`` (rich exits 1)."""
 
     def on_broken_pipe(self) -> None:
         self.quiet = True  # nothing more to print
@@ -196,7 +199,7 @@ def page_console() -> Console:
     return PageConsole(highlight=False, emoji=False, width=width)  # no :codes: in our text
 
 
-def _to_stdout(show: Callable[[], object]) -> list[WriteFailed]:
+def to_stdout(show: Callable[[], object]) -> list[WriteFailed]:
     """Print to stdout; a reader that has gone (``| head``) is no error, a full disk is."""
     try:
         show()

@@ -59,6 +59,36 @@ Variants = Annotated[
         rich_help_panel=NETWORK,
     ),
 ]
+PathVariants = Annotated[
+    str | None,
+    typer.Option(
+        "--variants",
+        metavar="LIST",
+        help="Comma-separated residual wirings to split side by side on the same weights "
+        "(post, pre, postnorm); default: --skip.",
+        show_default=False,
+        rich_help_panel=NETWORK,
+    ),
+]
+MaxLength = Annotated[
+    int | None,
+    typer.Option(
+        metavar="K",
+        help="Split lengths 0..K one by one and the longer paths as one remainder "
+        "(cost O(blocks·K) instead of ~blocks²/2); default: every length.",
+        show_default=False,
+        rich_help_panel="Paths",
+    ),
+]
+Samples = Annotated[
+    int,
+    typer.Option(
+        metavar="M",
+        help="Also draw M random single paths per length and report their gradient norms "
+        "(Veit's per-path magnitude).",
+        rich_help_panel="Paths",
+    ),
+]
 BlockSize = Annotated[
     int,
     typer.Option(

@@ -77,6 +77,14 @@ class OutputFlags:
 
 
 @dataclass(frozen=True)
+class PathsFlags:
+    """What ``gradflow paths`` splits: lengths 0..max_length (None: all), samples per length."""
+
+    max_length: int | None
+    samples: int
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything a run needs, validated."""
 
@@ -92,6 +100,7 @@ class Plan:
     max_rows: int | None  # None: every layer
     unicode: bool
     quiet: bool
+    paths: PathsFlags | None = None  # set for ``gradflow paths``
 
 
 def make_plan(
@@ -104,10 +113,13 @@ def make_plan(
     thresholds: ThresholdFlags,
     output: OutputFlags,
     max_memory: str | None,
+    paths: PathsFlags | None = None,
 ) -> Plan:
     """Check every flag; BadInput (exit 2, one line) for the first that cannot run. The
     output files come last: checking them touches the file system."""
-    chosen = (_skip(skip),) if skip is not None else _variants(variants or "")
+    chosen = _variants(variants) if variants is not None else (_skip(skip or ""),)
+    if paths is not None:
+        _paths(paths, chosen, "--skip" if variants is None else "--variants")
     spec = _spec(network, chosen)
     judged = _thresholds(thresholds)
     checks = _fail_on(fail_on)
@@ -127,7 +139,17 @@ def make_plan(
         max_rows=max_rows,
         unicode=output.unicode,
         quiet=output.quiet,
+        paths=paths,
     )
+
+
+def _paths(paths: PathsFlags, variants: tuple[Skip, ...], flag_name: str) -> None:
+    if Skip.NONE in variants:
+        raise BadInput(flag_name, "a plain network has no skip paths; choose post, pre or postnorm")
+    if paths.max_length is not None:
+        _positive(paths.max_length, "--max-length")
+    if paths.samples < 0:
+        raise BadInput("--samples", f"must be at least 0, got {paths.samples}")
 
 
 # ---- the network ------------------------------------------------------------------------------
@@ -162,7 +184,8 @@ def _spec(network: NetworkFlags, variants: tuple[Skip, ...]) -> NetworkSpec:
     skip = next((v for v in variants if v is not Skip.NONE), Skip.NONE)
     if network.zero_init_residual and skip is Skip.NONE:
         raise BadInput(
-            "--zero-init-residual", "needs residual branches: --skip post, pre or postnorm (or --variants)"
+            "--zero-init-residual",
+            "needs residual branches: --skip post, pre or postnorm (or --variants)",
         )
     if network.classes is not None and network.loss is not Loss.XENT:
         raise BadInput("--classes", f"sets the head of --loss xent; --loss {network.loss} has none")

@@ -16,8 +16,9 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 
+from gradflow.analysis.paths import Decomposition
 from gradflow.analysis.results import Report
-from gradflow.render import chart, view
+from gradflow.render import chart, paths_view, view
 from gradflow.render.grid import Grid, Layout, Tone
 
 TONE_STYLE = {
@@ -137,4 +138,17 @@ def page(
         if i and not isinstance(sections[i - 1], view.Heading):
             parts.append(Lines([""]))
         parts += render(section, width, unicode)
+    return parts
+
+
+def paths_page(
+    runs: Sequence[Decomposition], *, max_rows: int | None, width: int
+) -> list[RenderableType]:
+    """Everything ``paths`` shows on a terminal: per run, the table by path length, the
+    histogram beside the binomial counts, and the summary line."""
+    parts: list[RenderableType] = [prose(paths_view.header_line(runs), width, "bold")]
+    for run in runs:
+        parts += [Lines([""]), *render(paths_view.paths_grid(run, max_rows), width, False)]
+        parts += [Lines([""]), Lines(paths_view.histogram(run, width=width))]
+        parts.append(prose(paths_view.summary_line(run), width, "bold"))
     return parts

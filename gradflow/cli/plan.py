@@ -29,8 +29,19 @@ SUFFIX_FORMAT = {
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
+class Flags:
+    """A group of flags, taken by name from a command's arguments (``locals()``): the command
+    signatures list every flag (typer reads them there), the groups name them once more."""
+
+    @classmethod
+    def pick(cls, arguments: dict[str, Any]) -> Any:
+        """The group's flags from ``arguments``; a flag a command lacks takes its default."""
+        given = {f.name: arguments[f.name] for f in fields(cls) if f.name in arguments}  # type: ignore[arg-type]
+        return cls(**given)
+
+
 @dataclass(frozen=True)
-class NetworkFlags:
+class NetworkFlags(Flags):
     """The network flags as given: every NetworkSpec field but skip, which analyze's --skip
     and compare's --variants choose."""
 
@@ -54,7 +65,7 @@ class NetworkFlags:
 
 
 @dataclass(frozen=True)
-class ThresholdFlags:
+class ThresholdFlags(Flags):
     """The verdict's thresholds as given; None: the engine's default."""
 
     vanish_below: float | None = None
@@ -66,14 +77,14 @@ class ThresholdFlags:
 
 
 @dataclass(frozen=True)
-class OutputFlags:
+class OutputFlags(Flags):
     format: Format | None
     output: Path | None
-    save_arrays: Path | None
     max_rows: int
     all_rows: bool
-    unicode: bool
     quiet: bool
+    save_arrays: Path | None = None  # not every command saves arrays
+    unicode: bool = False
 
 
 @dataclass(frozen=True)

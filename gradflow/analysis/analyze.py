@@ -17,11 +17,13 @@ from gradflow.engine.magnitudes import exact_norm
 from gradflow.engine.network import Network, build
 from gradflow.engine.passes import backward, forward
 from gradflow.engine.spec import NetworkSpec, Skip
+from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.weight_grads import Method
 
 ProgressCallback = Callable[[int, int], None]  # (layers done, layers in all)
 
 
+@one_blas_thread
 def analyze(
     spec: NetworkSpec,
     *,
@@ -39,6 +41,7 @@ def analyze(
     return _run(spec, network, thresholds, keep_gradients, progress, 0, 1, method)
 
 
+@one_blas_thread
 def compare(
     spec: NetworkSpec,
     variants: Sequence[Skip | str],

@@ -65,6 +65,7 @@ from gradflow.engine.passes import (
 )
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.engine.tape import Tape, tape_bytes
+from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.wirings import Block
 
 ProgressCallback = Callable[[int, int], None]  # (blocks done, blocks in all)
@@ -163,6 +164,7 @@ class Decomposition:
 # ---- entry points ---------------------------------------------------------------------------
 
 
+@one_blas_thread
 def decompose(
     spec: NetworkSpec,
     *,
@@ -178,6 +180,7 @@ def decompose(
     return _run(spec, network, max_length, samples, progress, 0, 1)
 
 
+@one_blas_thread
 def compare_paths(
     spec: NetworkSpec,
     variants: Sequence[Skip | str],
@@ -275,6 +278,7 @@ def _forward(spec: NetworkSpec, network: Network) -> tuple[Tape, np.ndarray]:
     return tape, LOSSES[spec.loss](y, network.loss_data).dy
 
 
+@one_blas_thread
 def split_gradient(
     spec: NetworkSpec, *, max_length: int | None = None, network: Network | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ import numpy as np
 from gradflow.engine.initializers import draw_chunk, draw_weights
 from gradflow.engine.losses import LossData
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
+from gradflow.engine.threads import one_blas_thread
 
 # What the arrays depend on; compare() reuses one Network for specs that agree on these.
 BUILD_FIELDS = (
@@ -126,6 +127,7 @@ def _build_key(spec: NetworkSpec) -> tuple[object, ...]:
     return tuple(getattr(spec, name) for name in BUILD_FIELDS)
 
 
+@one_blas_thread
 def build(spec: NetworkSpec) -> Network:
     """Draw every array of the network described by ``spec``."""
     dtype = np.dtype(spec.dtype.value)

@@ -1,0 +1,31 @@
+"""Every pass runs its BLAS calls on one thread.
+
+OpenBLAS splits a product's work differently with each thread count, and the sums then round
+differently: with two threads instead of one, weight norms, gradients and activation statistics
+changed in their last digits. One thread makes the results the same bits whatever
+OPENBLAS_NUM_THREADS or OMP_NUM_THREADS say. It costs little: at the widths gradflow runs
+(products of a few hundred rows), a second thread gains little on an idle machine, and on a busy
+one its spin-waiting made passes many times slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:
+    """Run ``function`` with the BLAS libraries NumPy loaded limited to one thread."""
+
+    @wraps(function)
+    def limited(*args: P.args, **kwargs: P.kwargs) -> R:
+        from threadpoolctl import threadpool_limits  # imported with the first pass, not at startup
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return function(*args, **kwargs)
+
+    return limited

@@ -1,0 +1,38 @@
+"""Same flags and seed, same bytes: also across BLAS thread counts (each pass runs its BLAS on
+one thread), checked by running the command under OPENBLAS_NUM_THREADS=1 and the default."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+CASES = [
+    # shapes where two OpenBLAS threads used to change the last digits of norms and gradients
+    ["analyze", "--depth", "12", "--width", "64", "--batch", "256"],
+    ["analyze", "--depth", "12", "--width", "256", "--batch", "4", "--dtype", "float32"],
+    ["compare", "--depth", "8", "--width", "96", "--batch", "160", "--norm", "batch"],
+    ["paths", "--depth", "8", "--width", "96", "--batch", "128", "--activation", "relu"],
+]
+
+
+def _json(args: list[str], threads: str | None) -> bytes:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    }
+    if threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = threads
+    out = subprocess.run(
+        [sys.executable, "-m", "gradflow", *args, "--format", "json"],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    return out.stdout
+
+
+@pytest.mark.parametrize("args", CASES, ids=[" ".join(c[:1] + c[-2:]) for c in CASES])
+def test_blas_thread_count_does_not_change_a_bit(args: list[str]) -> None:
+    assert _json(args, "1") == _json(args, None) == _json(args, "2")

@@ -104,9 +104,7 @@ class Tape:
             self.dense_in, self.act_out = self.acts[:-1], self.acts[1:]
         else:
             self.dense_in = self.act_out = self.acts
-        # (B, n) views made once, not once per layer
-        self._dense_in: list[np.ndarray] = list(self.dense_in)
-        self._act_out: list[np.ndarray] = list(self.act_out)
+        self._act_out: list[np.ndarray] = list(self.act_out)  # views made once, not per layer
 
         act = self.act
         self.deriv: np.ndarray | None = None
@@ -137,7 +135,6 @@ class Tape:
         # scratch: z (a matmul's result), the add's result, and the pre-order stream pair
         self.z, self.sum = np.empty_like(x), np.empty_like(x)
         self.stream = (np.empty_like(x), np.empty_like(x))
-        self.x = x
         self.chunk, self.observe, self.finished = chunk, observe, 0
 
     # ---- forward steps --------------------------------------------------------------------
@@ -198,10 +195,6 @@ class Tape:
             self.finished = end
 
     # ---- what backward reads -------------------------------------------------------------
-
-    def input_of(self, i: int) -> np.ndarray:
-        """The (B, n) input of layer i's matmul."""
-        return self._dense_in[i]
 
     def phi_prime(self, i: int) -> np.ndarray | None:
         """φ' at layer i, (B, n); None for a linear φ. Where φ' was not saved, it is derived

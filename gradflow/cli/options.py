@@ -137,7 +137,11 @@ ZeroInitResidual = Annotated[
 ]
 NormOpt = Annotated[
     Norm,
-    typer.Option("--norm", help="Normalisation before each activation.", rich_help_panel=NETWORK),
+    typer.Option(
+        "--norm",
+        help="Normalisation: before each activation; with --skip postnorm, after each add.",
+        rich_help_panel=NETWORK,
+    ),
 ]
 LossOpt = Annotated[
     Loss,

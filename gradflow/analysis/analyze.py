@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gradflow.analysis.assemble import report
+from gradflow.analysis.assemble import build_report
 from gradflow.analysis.results import Report
 from gradflow.analysis.statistics import StatsCollector, statistics_bytes, stats_chunk_layers
 from gradflow.analysis.verdict import Thresholds
@@ -109,7 +109,7 @@ def _run(
             spec, tape, loss.dy, method=method, keep=keep_gradients, progress=backward_progress
         )
         signal = _log10_norm(y) - _log10_norm(network.x)
-        return report(spec, network, loss, records, stats.result(), signal, thresholds)
+        return build_report(spec, network, loss, records, stats.result(), signal, thresholds)
 
 
 def _log10_norm(v: np.ndarray) -> float:

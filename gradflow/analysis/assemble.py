@@ -61,7 +61,7 @@ def _judged_weight_ratio(spec: NetworkSpec, log10_w: np.ndarray, reached: bool) 
     return first - last
 
 
-def report(
+def build_report(
     spec: NetworkSpec,
     network: Network,
     loss: LossResult,

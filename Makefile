@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev demo test lint typecheck format bench clean
+.PHONY: install install-dev demo test lint typecheck format bench bench-quick clean
 
 # An editable install leaves the sources uncompiled: compile once, as a wheel install does.
 $(STAMP): pyproject.toml
@@ -44,8 +44,12 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format gradflow tests bench
 	$(BIN)/ruff check --fix gradflow tests bench
 
+# bench writes bench/results.json; bench-quick (the headline ratios, <1 min) results-quick.json
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
+
+bench-quick: $(DEV_STAMP)
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

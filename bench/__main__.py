@@ -6,21 +6,90 @@
 4. peak RSS of a pass vs the documented estimate (the memory guard's own function)
 5. a 100,000-layer run rendered as a table and as JSON: bounded time and size, valid JSON
 6. the exact path decomposition against one ordinary pass
+
+``python -m bench --quick`` (``make bench-quick``) runs the headline ratios only: one floor case
+per dtype, depth 20,000 at width 16, and compare's CLI latency.
+
+Each run also writes its tables, with the machine facts, to bench/results.json
+(bench/results-quick.json for --quick), so runs can be compared.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 PY = sys.executable
-FLOOR_CASES = [(50, 256, 64), (50, 1024, 256), (200, 512, 128)]
+HERE = Path(__file__).resolve().parent
 TARGETS = {256: 1.3}  # width → ratio target; wider layers: 1.15
+THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures."""
+
+    name: str
+    floor_cases: list[tuple[int, int, int, str, str]]  # depth, width, batch, dtype, activation
+    floor_repeat: int
+    deep_cases: list[tuple[int, int, int]]  # depth, width, batch
+    cli_rounds: int
+    cli_full: bool  # also --help/--version against `import typer`, and their NumPy check
+    render: bool
+    path_split: bool
+    results: Path
+
+
+FULL = Plan(
+    name="full",
+    floor_cases=[
+        (depth, width, batch, dtype, activation)
+        for depth, width, batch in [(50, 256, 64), (50, 1024, 256), (200, 512, 128)]
+        for dtype in ("float64", "float32")
+        for activation in ("sigmoid", "relu")
+    ],
+    floor_repeat=3,
+    deep_cases=[(100_000, 16, 16), (10_000, 256, 32)],
+    cli_rounds=5,
+    cli_full=True,
+    render=True,
+    path_split=True,
+    results=HERE / "results.json",
+)
+
+QUICK = Plan(
+    name="quick",
+    floor_cases=[(50, 256, 64, "float64", "sigmoid"), (50, 256, 64, "float32", "sigmoid")],
+    floor_repeat=5,
+    deep_cases=[(20_000, 16, 16)],
+    cli_rounds=3,
+    cli_full=False,
+    render=False,
+    path_split=False,
+    results=HERE / "results-quick.json",
+)
+
+SECTIONS: list[dict[str, Any]] = []
+
+
+def section(name: str, title: str, *notes: str) -> list[dict[str, Any]]:
+    """Print a section's heading and notes; return the list its rows are recorded in."""
+    print(f"\n{title}")
+    for note in notes:
+        print(f"   {note}")
+    rows: list[dict[str, Any]] = []
+    SECTIONS.append({"name": name, "title": title, "notes": list(notes), "rows": rows})
+    return rows
 
 
 def case(**spec: Any) -> dict[str, Any]:
@@ -31,7 +100,7 @@ def case(**spec: Any) -> dict[str, Any]:
     return result
 
 
-def walls(commands: dict[str, list[str]], rounds: int = 11) -> dict[str, float]:
+def walls(commands: dict[str, list[str]], rounds: int) -> dict[str, float]:
     """Best wall time of each command, in seconds, over rounds that run them all in turn (so a
     slow spell of the machine hits every command alike)."""
     best = dict.fromkeys(commands, float("inf"))
@@ -51,66 +120,167 @@ def row(*cells: object) -> None:
     print(" ".join(f"{c!s:>12}" for c in cells))
 
 
-def engine_vs_floor() -> None:
-    print("\n1. one analyzed pass vs the bare matmuls of the same shapes (best of 5, interleaved)")
-    print("   floor: a @ W forward, a.T @ g and g @ W.T backward, nothing else")
-    print("   engine: the pass as run; with B < n it takes |dL/dW| from B x B Gram matrices")
-    print("   explicit: the same pass forming every n x n dL/dW, as the floor does")
-    print("   phi: the activation's own elementwise work (sigmoid: an exp per value)")
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def machine() -> dict[str, Any]:
+    """Facts that decide how the timings come out, printed first and stored with the results."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    keys = ("internal_api", "version", "threading_layer", "architecture", "num_threads", "filepath")
+    blas = [
+        {key: info.get(key) for key in keys}
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+    return {
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "load_average": load_average(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas,
+        "env": {key: os.environ.get(key) for key in THREAD_ENV},
+    }
+
+
+def print_machine(facts: dict[str, Any]) -> None:
+    load = ", ".join(f"{x:.2f}" for x in facts["load_average"]) or "unknown"
+    print(f"machine: {facts['cpu']} ({facts['machine']}), {facts['cores']} cores, load {load}")
+    print(f"Python {facts['python']}, NumPy {facts['numpy']}")
+    for lib in facts["blas"] or [{}]:
+        print(
+            f"BLAS: {lib.get('internal_api', 'none found')} {lib.get('version', '')}, "
+            f"threading {lib.get('threading_layer')}, kernel {lib.get('architecture')}, "
+            f"{lib.get('num_threads')} threads by default (each pass limits it to 1)"
+        )
+    print("env: " + ", ".join(f"{k}={v if v is not None else 'unset'}"
+                              for k, v in facts["env"].items()))  # fmt: skip
+
+
+def engine_vs_floor(plan: Plan) -> None:
+    rows = section(
+        "engine_vs_floor",
+        "1. one analyzed pass vs the bare matmuls of the same shapes "
+        f"(best of {plan.floor_repeat}, interleaved)",
+        "floor: a @ W forward, a.T @ g and g @ W.T backward, nothing else",
+        "engine: the pass as run; with B < n it takes |dL/dW| from B x B Gram matrices",
+        "explicit: the same pass forming every n x n dL/dW, as the floor does",
+        "phi: the activation's own elementwise work (sigmoid: an exp per value)",
+    )
     row("case", "activation", "engine", "explicit", "floor", "ratio", "target", "explicit/fl",
         "phi", "peak RSS", "estimate")  # fmt: skip
-    for depth, width, batch in FLOOR_CASES:
-        for dtype in ("float64", "float32"):
-            for activation in ("sigmoid", "relu"):
-                r = case(
-                    depth=depth, width=width, batch=batch, dtype=dtype, activation=activation,
-                    repeat=5,
-                )  # fmt: skip
-                engine, explicit, floor = r["engine_s"], r["explicit_s"], r["floor_s"]
-                row(
-                    f"{depth}x{width}x{batch} {dtype[-2:]}", activation,
-                    f"{engine * 1e3:.1f} ms", f"{explicit * 1e3:.1f} ms" if r["gram"] else "-",
-                    f"{floor * 1e3:.1f} ms", f"{engine / floor:.2f}",
-                    f"<= {TARGETS.get(width, 1.15)}", f"{explicit / floor:.2f}",
-                    f"{r['activation_s'] * 1e3:.1f} ms", mib(r["peak_rss"]), mib(r["estimate"]),
-                )  # fmt: skip
-
-
-def deep_and_narrow() -> None:
-    print("\n2+4. depth 100,000 (width 16, batch 16) and depth 10,000 (width 256, batch 32)")
-    row("case", "engine", "floor", "ratio", "peak RSS", "estimate", "RSS/est", "log10 |dW1|")
-    for depth, width, batch in [(100_000, 16, 16), (10_000, 256, 32)]:
-        r = case(depth=depth, width=width, batch=batch, repeat=1)
+    for depth, width, batch, dtype, activation in plan.floor_cases:
+        r = case(
+            depth=depth, width=width, batch=batch, dtype=dtype, activation=activation,
+            repeat=plan.floor_repeat,
+        )  # fmt: skip
+        engine, explicit, floor = r["engine_s"], r["explicit_s"], r["floor_s"]
+        target = TARGETS.get(width, 1.15)
+        rows.append(
+            {
+                "depth": depth, "width": width, "batch": batch, "dtype": dtype,
+                "activation": activation, "engine_s": engine,
+                "explicit_s": explicit if r["gram"] else None, "floor_s": floor,
+                "ratio": engine / floor, "target": target,
+                "explicit_ratio": explicit / floor, "activation_s": r["activation_s"],
+                "peak_rss": r["peak_rss"], "estimate": r["estimate"],
+            }
+        )  # fmt: skip
         row(
-            f"{depth}x{width}x{batch}", f"{r['engine_s']:.2f} s", f"{r['floor_s']:.2f} s",
-            f"{r['engine_s'] / r['floor_s']:.2f}", mib(r["peak_rss"]), mib(r["estimate"]),
+            f"{depth}x{width}x{batch} {dtype[-2:]}", activation,
+            f"{engine * 1e3:.1f} ms", f"{explicit * 1e3:.1f} ms" if r["gram"] else "-",
+            f"{floor * 1e3:.1f} ms", f"{engine / floor:.2f}",
+            f"<= {target}", f"{explicit / floor:.2f}",
+            f"{r['activation_s'] * 1e3:.1f} ms", mib(r["peak_rss"]), mib(r["estimate"]),
+        )  # fmt: skip
+
+
+def deep_and_narrow(plan: Plan) -> None:
+    cases = " and ".join(f"depth {d:,} (width {w}, batch {b})" for d, w, b in plan.deep_cases)
+    rows = section(
+        "deep_and_narrow",
+        f"2+4. {cases}",
+        "per layer: engine and floor time / depth; overhead: (engine - floor) / depth",
+    )
+    row("case", "engine", "floor", "ratio", "engine/layer", "overhead", "peak RSS", "estimate",
+        "RSS/est", "log10 |dW1|")  # fmt: skip
+    for depth, width, batch in plan.deep_cases:
+        r = case(depth=depth, width=width, batch=batch, repeat=1)
+        engine, floor = r["engine_s"], r["floor_s"]
+        rows.append(
+            {
+                "depth": depth, "width": width, "batch": batch, "engine_s": engine,
+                "floor_s": floor, "ratio": engine / floor,
+                "engine_per_layer_s": engine / depth,
+                "overhead_per_layer_s": (engine - floor) / depth,
+                "peak_rss": r["peak_rss"], "estimate": r["estimate"],
+                "rss_over_estimate": r["peak_rss"] / r["estimate"],
+                "log10_first_grad": r["log10_first_grad"],
+                "status_first_grad": r["status_first_grad"],
+            }
+        )  # fmt: skip
+        row(
+            f"{depth}x{width}x{batch}", f"{engine:.2f} s", f"{floor:.2f} s",
+            f"{engine / floor:.2f}", f"{engine / depth * 1e6:.1f} us",
+            f"{(engine - floor) / depth * 1e6:.1f} us", mib(r["peak_rss"]), mib(r["estimate"]),
             f"{r['peak_rss'] / r['estimate']:.2f}",
             f"{r['log10_first_grad']:.1f} ({r['status_first_grad']})",
         )  # fmt: skip
 
 
-def cli_latency() -> None:
-    print("\n3. CLI latency (best of 11 interleaved rounds; bytecode compiled, as installs do)")
+def cli_latency(plan: Plan) -> None:
+    rows = section(
+        "cli_latency",
+        f"3. CLI latency (best of {plan.cli_rounds} interleaved rounds; bytecode compiled, "
+        "as installs do)",
+    )
     subprocess.run([PY, "-m", "compileall", "-q", "gradflow"], check=True)
     gradflow = [PY, "-m", "gradflow"]
-    t = walls(
-        {
-            "imports": [PY, "-c", "import numpy, rich.console, typer"],
+    commands = {
+        "imports": [PY, "-c", "import numpy, rich.console, typer"],
+        "compare": [*gradflow, "compare", "--depth", "50"],
+    }
+    checks = [("compare", "imports", 1.5)]
+    if plan.cli_full:
+        commands |= {
             "typer": [PY, "-c", "import typer"],
-            "compare": [*gradflow, "compare", "--depth", "50"],
             "--help": [*gradflow, "--help"],
             "--version": [*gradflow, "--version"],
         }
-    )
+        checks += [("--help", "typer", 1.2), ("--version", "typer", 1.2)]
+    t = walls(commands, rounds=plan.cli_rounds)
     row("command", "time", "reference", "ratio", "target")
-    for name, reference, target in [
-        ("compare", "imports", 1.5),
-        ("--help", "typer", 1.2),
-        ("--version", "typer", 1.2),
-    ]:
+    for name, reference, target in checks:
+        rows.append(
+            {
+                "command": name, "time_s": t[name], "reference": reference,
+                "reference_s": t[reference], "ratio": t[name] / t[reference], "target": target,
+            }
+        )  # fmt: skip
         row(name, f"{t[name] * 1e3:.0f} ms", f"{t[reference] * 1e3:.0f} ms",
             f"{t[name] / t[reference]:.2f}", f"<= {target}")  # fmt: skip
-    print("   references: compare vs `import numpy, rich.console, typer`; flags vs `import typer`")
+    print("   references: compare vs `import numpy, rich.console, typer`"
+          + ("; flags vs `import typer`" if plan.cli_full else ""))  # fmt: skip
+    if not plan.cli_full:
+        return
     probe = (
         "import sys; from gradflow.cli.app import main; sys.argv = ['gradflow', '{flag}']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
@@ -118,11 +288,13 @@ def cli_latency() -> None:
     )
     for flag in ("--help", "--version"):
         out = subprocess.run([PY, "-c", probe.format(flag=flag)], capture_output=True, text=True)
-        print(f"   {flag} imports numpy: {out.stderr.strip().splitlines()[-1]}")
+        imports_numpy = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "?"
+        SECTIONS[-1].setdefault("imports_numpy", {})[flag] = imports_numpy
+        print(f"   {flag} imports numpy: {imports_numpy}")
 
 
-def huge_render() -> None:
-    print("\n5. rendering a 100,000-layer run (width 16, batch 16)")
+def huge_render(plan: Plan) -> None:
+    rows = section("huge_render", "5. rendering a 100,000-layer run (width 16, batch 16)")
     base = [PY, "-m", "gradflow", "analyze", "--depth", "100000", "--width", "16",
             "--batch", "16"]  # fmt: skip
     row("format", "time", "bytes", "valid")
@@ -137,21 +309,27 @@ def huge_render() -> None:
                 valid = "yes"
             except (ValueError, ZeroDivisionError):
                 valid = "NO"
+        rows.append({"format": fmt, "time_s": elapsed, "bytes": len(out.stdout), "valid": valid})
         row(fmt, f"{elapsed:.2f} s", f"{len(out.stdout):,}", valid)
 
 
-def path_split() -> None:
-    print("\n6. the exact path decomposition vs one ordinary pass (best of 3, same process)")
-    print("   50 pre-activation ReLU blocks of 2 layers, width 256, batch 64; full split and K=10")
+def path_split(plan: Plan) -> None:
+    rows = section(
+        "path_split",
+        "6. the exact path decomposition vs one ordinary pass (best of 3, same process)",
+        "50 pre-activation ReLU blocks of 2 layers, width 256, batch 64; full split and K=10",
+    )
     from gradflow.analysis.analyze import analyze
     from gradflow.analysis.paths import decompose
     from gradflow.engine.network import build
-    from gradflow.engine.spec import NetworkSpec
+    from gradflow.engine.spec import Activation, Init, NetworkSpec, Skip
 
-    spec = NetworkSpec(depth=100, width=256, batch=64, skip="pre", activation="relu", init="he")
+    spec = NetworkSpec(
+        depth=100, width=256, batch=64, skip=Skip.PRE, activation=Activation.RELU, init=Init.HE
+    )
     network = build(spec)
 
-    def best(run: Any) -> float:
+    def best(run: Callable[[], object]) -> float:
         times = []
         for _ in range(3):
             start = time.perf_counter()
@@ -162,20 +340,63 @@ def path_split() -> None:
     one = best(lambda: analyze(spec, network=network))
     full = best(lambda: decompose(spec, network=network))
     short = best(lambda: decompose(spec, network=network, max_length=10))
+    rows.append(
+        {
+            "pass_s": one, "full_split_s": full, "full_ratio": full / one,
+            "k10_s": short, "k10_ratio": short / one,
+        }
+    )  # fmt: skip
     row("pass", "full split", "ratio", "K=10", "ratio")
     row(f"{one * 1e3:.0f} ms", f"{full * 1e3:.0f} ms", f"{full / one:.1f}",
         f"{short * 1e3:.0f} ms", f"{short / one:.1f}")  # fmt: skip
 
 
-def main() -> None:
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
-    engine_vs_floor()
-    deep_and_narrow()
-    cli_latency()
-    huge_render()
-    path_split()
+def finite(value: Any) -> Any:
+    """The value with every non-finite float replaced by None, so the file is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the headline ratios only (<1 min)")
+    parser.add_argument("--output", type=Path, help="where to write the JSON results")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+
+    started = time.perf_counter()
+    facts = machine()
+    print_machine(facts)
+    steps: list[Callable[[Plan], None]] = [engine_vs_floor, deep_and_narrow, cli_latency]
+    if plan.render:
+        steps.append(huge_render)
+    if plan.path_split:
+        steps.append(path_split)
+    for step in steps:
+        start = time.perf_counter()
+        step(plan)
+        SECTIONS[-1]["elapsed_s"] = time.perf_counter() - start
+        print(f"   ({SECTIONS[-1]['elapsed_s']:.0f} s)")
+
+    elapsed = time.perf_counter() - started
+    load = ", ".join(f"{x:.2f}" for x in load_average())
+    print(f"\n{plan.name} bench: {elapsed:.0f} s; load average now {load}")
+    output = args.output or plan.results
+    results = {
+        "mode": plan.name,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "elapsed_s": elapsed,
+        "load_average_end": load_average(),
+        "machine": facts,
+        "sections": SECTIONS,
+    }
+    output.write_text(json.dumps(finite(results), indent=1, allow_nan=False) + "\n")
+    print(f"results: {output}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ class Plan:
 
     name: str
     floor_cases: list[tuple[int, int, int, str, str]]  # depth, width, batch, dtype, activation
-    floor_repeat: int
+    floor_repeat: int  # best of this many passes at width 256 (milliseconds each)
+    wide_repeat: int  # and at the wider widths (seconds each)
     deep_cases: list[tuple[int, int, int]]  # depth, width, batch
     cli_rounds: int
     cli_full: bool  # also --help/--version against `import typer`, and their NumPy check
@@ -64,10 +65,11 @@ FULL = Plan(
         for dtype in ("float64", "float32")
         for activation in activations
     ],
-    floor_repeat=3,
+    floor_repeat=7,
+    wide_repeat=3,
     # depth 4,000 at width 256 holds ~2.5 GB, enough to hold peak RSS to the estimate
     deep_cases=[(100_000, 16, 16), (4_000, 256, 32)],
-    cli_rounds=5,
+    cli_rounds=7,
     cli_full=True,
     render=True,
     path_split=True,
@@ -78,6 +80,7 @@ QUICK = Plan(
     name="quick",
     floor_cases=[(50, 256, 64, "float64", "sigmoid"), (50, 256, 64, "float32", "sigmoid")],
     floor_repeat=5,
+    wide_repeat=3,
     deep_cases=[(20_000, 16, 16)],
     cli_rounds=3,
     cli_full=False,
@@ -183,10 +186,12 @@ def print_machine(facts: dict[str, Any]) -> None:
 
 
 def engine_vs_floor(plan: Plan) -> None:
+    wide = any(width > 256 for _, width, *_ in plan.floor_cases)
     rows = section(
         "engine_vs_floor",
-        "1. one analyzed pass vs the bare matmuls of the same shapes "
-        f"(best of {plan.floor_repeat}, interleaved)",
+        "1. one analyzed pass vs the bare matmuls of the same shapes (best of "
+        f"{plan.floor_repeat}{f', wider than 256: {plan.wide_repeat}' if wide else ''}; "
+        "interleaved)",
         "floor: a @ W forward, a.T @ g and g @ W.T backward, nothing else",
         "engine: the pass as run; with B < n it takes |dL/dW| from B x B Gram matrices",
         "explicit: the same pass forming every n x n dL/dW, as the floor does",
@@ -195,16 +200,17 @@ def engine_vs_floor(plan: Plan) -> None:
     row("case", "activation", "engine", "explicit", "floor", "ratio", "target", "explicit/fl",
         "phi", "peak RSS", "estimate")  # fmt: skip
     for depth, width, batch, dtype, activation in plan.floor_cases:
+        repeat = plan.floor_repeat if width <= 256 else plan.wide_repeat
         r = case(
             depth=depth, width=width, batch=batch, dtype=dtype, activation=activation,
-            repeat=plan.floor_repeat,
+            repeat=repeat,
         )  # fmt: skip
         engine, explicit, floor = r["engine_s"], r["explicit_s"], r["floor_s"]
         target = TARGETS.get(width, 1.15)
         rows.append(
             {
                 "depth": depth, "width": width, "batch": batch, "dtype": dtype,
-                "activation": activation, "engine_s": engine,
+                "activation": activation, "repeat": repeat, "engine_s": engine,
                 "explicit_s": explicit if r["gram"] else None, "floor_s": floor,
                 "ratio": engine / floor, "target": target,
                 "explicit_ratio": explicit / floor, "activation_s": r["activation_s"],

@@ -84,9 +84,7 @@ def _run(
     runs: int,
     method: Method | str = Method.AUTO,
 ) -> Report:
-    weights, biases = network.weights_for(spec), network.biases_for(spec)
-    # all-zero biases (the default) are skipped rather than added layer after layer
-    nonzero_biases = biases if network.biases.any() else None
+    weights, biases = network.weights_for(spec), network.pass_biases(spec)
     stats = StatsCollector(spec)
     total, offset = 2 * spec.depth * runs, 2 * spec.depth * run_index
 
@@ -101,9 +99,7 @@ def _run(
 
     # Overflow, underflow and NaN are results to report, not warnings to print per element.
     with np.errstate(all="ignore"):
-        tape, y = forward(
-            spec, weights, nonzero_biases, network.x, observe, stats_chunk_layers(spec)
-        )
+        tape, y = forward(spec, weights, biases, network.x, observe, stats_chunk_layers(spec))
         loss = LOSSES[spec.loss](y, network.loss_data)
         records = backward(
             spec, tape, loss.dy, method=method, keep=keep_gradients, progress=backward_progress

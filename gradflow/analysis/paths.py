@@ -272,9 +272,7 @@ def _run(
 
 def _forward(spec: NetworkSpec, network: Network) -> tuple[Tape, np.ndarray]:
     """The forward pass, as ``analyze`` runs it: the tape and ∂L/∂y (B, n)."""
-    weights, biases = network.weights_for(spec), network.biases_for(spec)
-    nonzero_biases = biases if network.biases.any() else None  # all zero: skipped
-    tape, y = forward(spec, weights, nonzero_biases, network.x)
+    tape, y = forward(spec, network.weights_for(spec), network.pass_biases(spec), network.x)
     return tape, LOSSES[spec.loss](y, network.loss_data).dy
 
 

@@ -159,12 +159,13 @@ class Flow:
         b = len(self.block_firsts)
         self.block_firsts.append(i)
         branch, branch_e = self.g, self.e
-        sq_skip, sq_branch = sum_sq(skip.values), sum_sq(branch)
+        # the branch part's norm: at_input(i) has just taken it (and brought g near 1)
+        self.block_branch[b] = self.input_norm[i], self.input_exp[i]
+        sq_skip, sq_branch = sum_sq(skip.values), self.input_norm[i] ** 2
         dot = float(np.vdot(skip.values, branch))
         self.block_skip[b] = checked_norm(sq_skip, skip.values, skip.exponent)
         if self.skip_scale == 1.0:
             self.block_add[b] = self.block_skip[b]
-        self.block_branch[b] = checked_norm(sq_branch, branch, branch_e)
         if sq_skip > 0 and sq_branch > 0:
             self.cosine[b] = dot / math.sqrt(sq_skip * sq_branch)
         # Bring both to the larger exponent; the smaller part loses only what is below rounding.

@@ -63,6 +63,11 @@ class Network:
         """Per-layer biases; a zero-initialised branch end gets a zero bias too."""
         return _zero_branch_ends(list(self.biases), spec)
 
+    def pass_biases(self, spec: NetworkSpec) -> list[np.ndarray] | None:
+        """The biases a pass adds: None when every bias is zero (the default), so that the
+        pass skips adding zeros layer after layer."""
+        return self.biases_for(spec) if self.biases.any() else None
+
     def check_matches(self, spec: NetworkSpec) -> None:
         if _build_key(spec) != self.build_key:
             raise ValueError("network: was built from a spec with different sizes, init or seed")

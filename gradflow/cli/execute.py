@@ -26,6 +26,7 @@ from gradflow.analysis import analyze as analysis
 from gradflow.analysis.analyze import ProgressCallback, estimate_bytes, variant_spec
 from gradflow.analysis.results import Report
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, silence
+from gradflow.cli.figure_files import write_report_figure
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
 from gradflow.engine import memory
@@ -58,6 +59,7 @@ def execute(plan: Plan) -> ExitCode:
         for warning in report.summary.warnings:
             note(f"gradflow: warning: {report.label}: {warning}")
     failures += _show(plan, reports)
+    failures += write_report_figure(plan.plot, plan.command, reports)
     for failure in failures:
         note(f"gradflow: error: {failure}")
     failed = [r for r in reports if r.summary.verdict in plan.fail_on]

@@ -229,6 +229,16 @@ SaveArrays = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+Plot = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="Also draw the figure to FILE; its suffix chooses the format, in any case: .png, "
+        ".svg or .pdf (needs matplotlib: pip install 'gradflow-cli[plot]'). Written like "
+        "--output, but never to stdout.",
+        rich_help_panel=OUTPUT,
+    ),
+]
 MaxRows = Annotated[
     int,
     typer.Option(help="Group layers into at most this many rows.", rich_help_panel=OUTPUT),

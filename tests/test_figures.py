@@ -158,8 +158,12 @@ def test_a_truncated_split_ends_in_the_remainder_bar() -> None:
 
 def test_sweep_lines_bands_and_theory_are_the_given_arrays() -> None:
     x = np.array([4.0, 8.0, 16.0, 32.0])
-    plain = SweepSeries(np.array([-1.0, -2.0, -4.0, -math.inf]), np.array([-1.5, -2.5, -5, -9]),
-                        np.array([-0.5, -1.5, -3, -7]), np.array([-1.1, -2.2, -4.4, -8.8]))  # fmt: skip
+    plain = SweepSeries(
+        median=np.array([-1.0, -2.0, -4.0, -math.inf]),
+        low=np.array([-1.5, -2.5, -5, -9]),
+        high=np.array([-0.5, -1.5, -3, -7]),
+        theory=np.array([-1.1, -2.2, -4.4, -8.8]),
+    )
     pre = SweepSeries(np.zeros(4), -np.ones(4), np.ones(4))
     figure = sweep_figure("depth", x, True, {"plain": plain, "pre": pre}, "gradflow sweep")
     (axes,) = figure.axes
@@ -210,5 +214,4 @@ def test_the_user_style_does_not_leak_into_figures_and_is_restored() -> None:
     label = axes.yaxis.get_label()
     assert label.get_fontsize() == style.STYLE["axes.labelsize"]
     assert label.get_fontfamily() == ["sans-serif"]
-    width, height = figure.get_size_inches() * figure.dpi
-    assert width >= 1600
+    assert figure.get_size_inches()[0] * figure.dpi >= 1600

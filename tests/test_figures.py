@@ -19,7 +19,7 @@ from gradflow.analysis.analyze import analyze, compare
 from gradflow.analysis.paths import compare_paths, decompose
 from gradflow.engine.magnitudes import Status
 from gradflow.engine.spec import NetworkSpec, Skip
-from gradflow.render import view
+from gradflow.render import paths_view, view
 from gradflow.render.figures import style
 from gradflow.render.figures.gradients import gradient_figure
 from gradflow.render.figures.path_lengths import path_figure
@@ -130,6 +130,8 @@ def test_paths_bars_are_the_energy_shares_and_the_line_the_binomial_counts() -> 
     spec = NetworkSpec(depth=8, width=4, batch=3, skip=Skip.PRE, activation="tanh")  # type: ignore[arg-type]
     runs = compare_paths(spec, ["post", "pre"])
     figure = path_figure(runs)
+    assert figure._suptitle is not None
+    assert " ".join(figure._suptitle.get_text().split()) == paths_view.header_line(runs)
     bars = {c.get_label(): c for c in figure.axes[0].containers}
     for i, d in enumerate(runs):
         patches = bars[f"{d.label}: share of the energy"].patches

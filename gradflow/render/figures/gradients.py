@@ -76,7 +76,7 @@ def _layers_panel(axes: Axes, reports: Sequence[Report], palette: np.ndarray) ->
             ("input", "‖∂L/∂in‖", "--", "none"),
         ):
             magnitudes = getattr(report.layers, f"grad_{what}")
-            line(
+            _line(
                 axes, x, magnitudes, f"{report.label}:{what}", f"{report.label} {name}",
                 color=color, linestyle=linestyle, marker=marker, fillstyle=face,
             )  # fmt: skip
@@ -93,7 +93,7 @@ def _blocks_panel(axes: Axes, residual: Sequence[tuple[int, Report]], palette: n
         x = blocks.first_layer.astype(np.float64)
         for what, name, linestyle, face in SPLIT:
             magnitudes = blocks.grad_input if what == "sum" else getattr(blocks, f"grad_{what}")
-            line(
+            _line(
                 axes, x, magnitudes, f"{report.label}:{what}", f"{report.label} {name}",
                 color=palette[i], linestyle=linestyle,
                 marker=style.MARKERS[i % len(style.MARKERS)], fillstyle=face,
@@ -107,7 +107,7 @@ def _blocks_panel(axes: Axes, residual: Sequence[tuple[int, Report]], palette: n
     _finish(axes)
 
 
-def line(
+def _line(
     axes: Axes,
     x: np.ndarray,
     magnitudes: Magnitudes,
@@ -139,6 +139,7 @@ def line(
         (ring,) = axes.plot(
             x[beyond], y[beyond], marker="o", linestyle="none", markersize=10,
             markerfacecolor="none", markeredgecolor=color, label=f"_{BEYOND_TEXT}",
+            markevery=max(1, int(beyond.sum()) // MARKED_POINTS),
         )  # fmt: skip
         ring.set_gid(f"beyond:{gid}")
 
@@ -151,11 +152,13 @@ def _decades(axes: Axes, reports: Sequence[Report], palette: np.ndarray) -> None
     base_log10 = float(base.layers.grad_weight.log10[0])
     figure = axes.get_figure()
     assert figure is not None
+    drawn = False
     for i, report in enumerate(reports[1:], start=1):
         variant = float(report.layers.grad_weight.log10[0])
         decades = variant - base_log10
-        if not math.isfinite(decades):
+        if not math.isfinite(decades):  # an exact zero (or nan) at either end: no distance
             continue
+        drawn = True
         shifted = offset_copy(axes.transData, fig=figure, x=12.0 * i, units="points")  # type: ignore[arg-type]
         arrow = axes.annotate(
             "", xy=(1, variant), xytext=(1, base_log10), xycoords=shifted, textcoords=shifted,
@@ -169,10 +172,11 @@ def _decades(axes: Axes, reports: Sequence[Report], palette: np.ndarray) -> None
             bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none"},
         )  # fmt: skip
         note.set_gid(f"decades-text:{report.label}")
-    axes.text(
-        0.99, 0.02, f"arrows: decades of ‖∂L/∂W₁‖ over {base.label}'s", transform=axes.transAxes,
-        ha="right", va="bottom", fontsize=10, color="0.3",
-    )  # fmt: skip
+    if drawn:  # under the legend, outside the data
+        axes.annotate(
+            f"arrows: decades of ‖∂L/∂W₁‖\nover {base.label}'s", xy=(1.01, 0.0),
+            xycoords="axes fraction", ha="left", va="bottom", fontsize=11, color="0.3",
+        )  # fmt: skip
 
 
 def _finish(axes: Axes) -> None:

@@ -217,3 +217,18 @@ def test_the_user_style_does_not_leak_into_figures_and_is_restored() -> None:
     assert label.get_fontsize() == style.STYLE["axes.labelsize"]
     assert label.get_fontfamily() == ["sans-serif"]
     assert figure.get_size_inches()[0] * figure.dpi >= 1600
+
+
+def test_sweep_and_train_figures_draw() -> None:
+    """Drawn on their Agg canvas (the files themselves are tested through --plot)."""
+    x = np.array([2.0, 4.0, 8.0])
+    series = {"plain": SweepSeries(-x, -x - 1, -x + 1, -x), "pre": SweepSeries(0 * x, -x, x)}
+    steps = np.arange(10.0)
+    heat = -np.arange(6.0).reshape(3, 2)
+    for figure in (
+        sweep_figure("depth", x, True, series, "s"),
+        train_figure({"pre": (steps, 1 / (1 + steps))}, {"pre": heat}, np.array([0.0, 9]), "t"),
+    ):
+        with style.isolated_style():
+            figure.canvas.draw()
+        assert figure.get_size_inches()[0] * figure.dpi >= 1600

@@ -106,6 +106,18 @@ def test_a_read_only_figure_is_refused_as_output_is(tmp_path: Path) -> None:
     assert target.read_bytes() == b"old"
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_figure_that_cannot_be_written_is_exit_3_and_the_report_stands(tmp_path: Path) -> None:
+    target = tmp_path / "figure.png"
+    target.symlink_to("/dev/full")  # every write: no space left on device
+    result = run("analyze", *TINY, "--format", "json", "--plot", str(target))
+    assert result.exit_code == 3, result.output
+    assert result.stdout.startswith("{")
+    (line,) = [x for x in result.stderr.splitlines() if "error" in x]
+    assert line.startswith("gradflow: error: --plot: could not write ")
+    assert line.endswith(": No space left on device")
+
+
 def test_analyze_without_plot_never_imports_matplotlib() -> None:
     code = (
         "import sys\n"

@@ -1,8 +1,8 @@
 """``--plot FILE``: the figure's file checked before the run (its suffix, matplotlib, the path)
 and written after it, as every other output file is (``files.OutputTarget``).
 
-matplotlib is imported here only when ``--plot`` is given; the figure modules only when the
-figure is drawn.
+matplotlib is imported (by ``check_plot``) only when ``--plot`` is given, and the figure
+modules only when the figure is drawn.
 """
 
 from __future__ import annotations
@@ -65,11 +65,10 @@ def write_figure(plot: FigureTarget | None, draw: Callable[[], Figure]) -> list[
     figure = draw()
     try:
         plot.target.write(lambda file: style.save(figure, file, plot.format))
-    except (WriteFailed, BrokenPipeError) as error:  # a FIFO whose reader has gone
-        failure = (
-            error if isinstance(error, WriteFailed) else WriteFailed(FLAG, plot.target.path, error)
-        )
+    except WriteFailed as failure:
         return [failure]
+    except BrokenPipeError as error:  # a FIFO whose reader has gone: the figure is not whole
+        return [WriteFailed(FLAG, plot.target.path, error)]
     note(f"gradflow: wrote {plot.target.path}")
     return []
 

@@ -99,10 +99,10 @@ def power_label(value: float, _position: object = None) -> str:
     return "10" + str(int(value)).translate(SUPERSCRIPT)
 
 
-def log10_axis(axes: Axes, which: str = "y") -> None:
-    """An axis that carries log10 values, labelled as powers of ten at whole decades (plotted in
-    log10 space, so that magnitudes beyond float64's range keep their place)."""
-    axis = axes.yaxis if which == "y" else axes.xaxis
+def log10_axis(axes: Axes) -> None:
+    """A y axis that carries log10 values, labelled as powers of ten at whole decades (plotted
+    in log10 space, so that magnitudes beyond float64's range keep their place)."""
+    axis = axes.yaxis
     axis.set_major_locator(MaxNLocator(nbins=8, integer=True))
     axis.set_major_formatter(FuncFormatter(power_label))
 

@@ -30,6 +30,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 def check_png(data: bytes) -> None:
     width, _ = png_size(data)
     assert width >= 1600
+    assert b"Software" not in data  # no version stamped in
 
 
 def check_svg(data: bytes) -> None:

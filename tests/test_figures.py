@@ -232,3 +232,29 @@ def test_sweep_and_train_figures_draw() -> None:
         with style.isolated_style():
             figure.canvas.draw()
         assert figure.get_size_inches()[0] * figure.dpi >= 1600
+
+
+def tick_labels(limits: tuple[float, float]) -> dict[float, str]:
+    """The y ticks within ``limits`` of a log10 axis, and their labels."""
+    with style.isolated_style():
+        axes = style.new_figure(3.0).subplots()
+        axes.set_ylim(*limits)
+        style.log10_axis(axes)
+    axis = axes.yaxis
+    ticks = [t for t in axis.get_major_locator()() if limits[0] <= t <= limits[1]]
+    return {t: axis.get_major_formatter()(t, i) for i, t in enumerate(ticks)}
+
+
+def test_log10_axes_over_many_decades_show_whole_powers_of_ten() -> None:
+    labels = tick_labels((-31.0, 0.5))
+    assert len(labels) >= 4
+    superscript = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+    for tick, label in labels.items():
+        assert tick == int(tick)
+        assert label == "10" + str(int(tick)).translate(superscript)
+
+
+def test_log10_axes_over_few_decades_show_1_2_and_5_times_them() -> None:
+    labels = tick_labels((0.5, 1.5))  # 10^0.5 ≈ 3.2 to 10^1.5 ≈ 31.6
+    assert list(labels.values()) == ["5", "10", "20"]
+    np.testing.assert_allclose(list(labels), np.log10([5, 10, 20]), rtol=1e-12)

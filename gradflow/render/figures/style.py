@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
 from gradflow.render.figures.file_format import DROPPED_METADATA, FigureFormat
 
@@ -35,6 +35,7 @@ COLOR_SPAN = (0.0, 0.82)  # viridis's yellow end is too light on white for a lin
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
 HATCHES = ("", "//", "..", "xx", "\\\\", "oo")  # bars: a pattern per variant, for greyscale
 
+FEW_DECADES = 2.0  # a log10 axis spanning less gets ticks at 1, 2 and 5 times each power of ten
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")  # plain text: no mathtext to lay out
 
 STYLE: dict[RcKeyType, Any] = {
@@ -100,11 +101,19 @@ def power_label(value: float, _position: object = None) -> str:
 
 
 def log10_axis(axes: Axes) -> None:
-    """A y axis that carries log10 values, labelled as powers of ten at whole decades (plotted
-    in log10 space, so that magnitudes beyond float64's range keep their place)."""
+    """A y axis that carries log10 values (plotted in log10 space, so that magnitudes beyond
+    float64's range keep their place), labelled as powers of ten at whole decades; over less
+    than FEW_DECADES, at 1, 2 and 5 times them, as plain numbers. Call it after plotting."""
+    low, high = axes.get_ylim()
     axis = axes.yaxis
-    axis.set_major_locator(MaxNLocator(nbins=8, integer=True))
-    axis.set_major_formatter(FuncFormatter(power_label))
+    if high - low >= FEW_DECADES:
+        axis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+        axis.set_major_formatter(FuncFormatter(power_label))
+        return
+    decades = range(math.floor(low), math.ceil(high) + 1)
+    ticks = [d + math.log10(m) for d in decades for m in (1, 2, 5)]
+    axis.set_major_locator(FixedLocator([t for t in ticks if low <= t <= high]))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{10**value:.3g}"))
 
 
 def save(figure: Figure, file: IO[bytes], kind: FigureFormat) -> None:

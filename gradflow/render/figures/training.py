@@ -14,6 +14,7 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.gridspec import GridSpec
 
 from gradflow.render.figures import style
 
@@ -53,7 +54,7 @@ def train_figure(
 
 
 def _heatmaps(
-    figure: Figure, grid: object, heatmaps: Mapping[str, np.ndarray], steps: np.ndarray
+    figure: Figure, grid: GridSpec, heatmaps: Mapping[str, np.ndarray], steps: np.ndarray
 ) -> None:
     values = {label: np.asarray(v, dtype=np.float64) for label, v in heatmaps.items()}
     finite = [v[np.isfinite(v)] for v in values.values()]
@@ -63,7 +64,7 @@ def _heatmaps(
     mesh = None
     axes_list = []
     for column, (label, matrix) in enumerate(values.items()):
-        axes = figure.add_subplot(grid[1, column])  # type: ignore[index]
+        axes = figure.add_subplot(grid[1, column])
         layers = np.arange(1, matrix.shape[0] + 1, dtype=np.float64)
         mesh = axes.pcolormesh(
             _edges(steps), _edges(layers), np.ma.masked_invalid(matrix), cmap=cmap, norm=norm,

@@ -85,6 +85,7 @@ class OutputFlags(Flags):
     quiet: bool
     save_arrays: Path | None = None  # not every command saves arrays
     unicode: bool = False
+    theory: bool = False  # --theory: analyze and compare
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class Plan:
     unicode: bool
     quiet: bool
     paths: PathsFlags | None = None  # set for ``gradflow paths``
+    theory: bool = False  # --theory: the mean-field prediction beside the measurement
 
 
 def make_plan(
@@ -151,6 +153,7 @@ def make_plan(
         unicode=output.unicode,
         quiet=output.quiet,
         paths=paths,
+        theory=output.theory,
     )
 
 

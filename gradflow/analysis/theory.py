@@ -40,11 +40,12 @@ Orthogonal weights keep norms exactly where the Gaussian ones keep them on avera
 recursion applies (Pennington et al. 2017 show that q and χ are the same; only the spread of the
 Jacobian's singular values differs).
 
-Expectations are Gauss quadratures split at z = 0, where the ReLUs' kink sits: the half-line
-rule for the weight e^{-z²/2} (generalised Gauss–Laguerre with α = −½ in t = z²/2) integrates
-every piecewise polynomial in z with a break at 0 exactly, so E[relu(z)²] = q/2 and
-E[relu′(z)²] = ½ come out to rounding; smooth integrands converge spectrally. Post's add uses
-a two-dimensional Gauss–Hermite rule.
+Expectations are Gauss–Legendre panels under the Gaussian density (``gaussian_rule``), with a
+panel end at z = 0, where the ReLUs' kink sits, and panels growing geometrically away from 0 and
+from the mean: an activation changes on a scale of 1 near 0 however wide the Gaussian is (a plain
+Gauss–Hermite rule of 128 nodes is 1% off for E[tanh²] at q = 40). Measured against closed forms
+and adaptive integrals in the tests: E[relu(z)²] = q/2 and E[relu′(z)²] = ½ to 1e-13, tanh's
+moments to 1e-9 for q from 0.05 to 40. Post's add uses the product of two such rules.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ from gradflow.engine.initializers import init_scale
 from gradflow.engine.spec import Init, Loss, NetworkSpec, Norm, Skip
 
 OUT_OF_RANGE = "the forward variance leaves float64's range"
-_HALF_NODES = 64  # per half-line: ~1e-15 on smooth integrands at the variances met here
-_GRID_NODES = 48  # per axis of the two-dimensional rule at post's add
+_PANEL_NODES = 8  # Gauss–Legendre nodes per panel of the Gaussian rule
+_PANEL_NODES_2D = 4  # per panel and axis at post's add: ~30x fewer points, ~1e-7 relative
+_REACH = 12.0  # standard deviations covered: the mass beyond is below 1e-32
 
 
 @dataclass(frozen=True)
@@ -75,32 +77,38 @@ class Prediction:
 
 
 @functools.cache
-def _half_rule() -> tuple[np.ndarray, np.ndarray]:
-    """Nodes z > 0 and weights w with E[f(z)] = Σ w·(f(z) + f(−z)) for z ~ N(0, 1)."""
-    from scipy.special import roots_genlaguerre
-
-    t, w = roots_genlaguerre(_HALF_NODES, -0.5)
-    return np.sqrt(2.0 * t), w / (2.0 * math.sqrt(math.pi))
+def _legendre(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights on [0, 1]."""
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    return (x + 1) / 2, w / 2
 
 
-@functools.cache
-def _standard_rule() -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric nodes and weights for z ~ N(0, 1), split at 0, (2·64,)."""
-    z, w = _half_rule()
-    return np.concatenate([-z[::-1], z]), np.concatenate([w[::-1], w])
+# Panel ends around the mean, in standard deviations: the density is resolved on any scale.
+_AROUND_MEAN = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, _REACH])
 
 
-@functools.cache
-def _hermite_rule() -> tuple[np.ndarray, np.ndarray]:
-    """Probabilists' Gauss–Hermite nodes and weights for N(0, 1), weights summing to 1."""
-    z, w = np.polynomial.hermite_e.hermegauss(_GRID_NODES)
-    return z, w / w.sum()
+def gaussian_rule(
+    mean: float, var: float, per_panel: int = _PANEL_NODES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes z and weights w with E[f(z)] = Σ w·f(z) for z ~ N(mean, var), (panels·per_panel,).
 
-
-def gaussian_nodes(q: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights with E[f(z)] = Σ w·f(z) for z ~ N(0, q), split at 0, (128,) each."""
-    z, w = _standard_rule()
-    return z * math.sqrt(q), w
+    Gauss–Legendre panels over mean ± 12 sd whose ends include 0 (where the ReLUs' kink sits)
+    and grow geometrically away from 0 from min(sd, 1)/8 on (an activation changes on a scale
+    of 1 near 0, however wide the Gaussian) and away from the mean (the density's own scale).
+    """
+    sd = math.sqrt(var)
+    low, high = mean - _REACH * sd, mean + _REACH * sd
+    start = min(sd, 1.0) / 8
+    steps = max(0, math.ceil(math.log2(max(abs(low), abs(high)) / start)) + 1)
+    geometric = start * 2.0 ** np.arange(steps)
+    ends = np.concatenate([[0.0], geometric, -geometric, mean + sd * _AROUND_MEAN,
+                           mean - sd * _AROUND_MEAN])  # fmt: skip
+    ends = np.unique(np.clip(ends, low, high))
+    x, w = _legendre(per_panel)
+    width = np.diff(ends)[:, None]
+    z = (ends[:-1, None] + width * x).ravel()
+    density = np.exp(-0.5 * (z - mean) ** 2 / var) / math.sqrt(2 * math.pi * var)
+    return z, (width * w).ravel() * density
 
 
 def phi_and_slope(spec: NetworkSpec, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +130,7 @@ class _Moments:
 
 
 def _moments(spec: NetworkSpec, q: float) -> _Moments:
-    z, w = gaussian_nodes(q)
+    z, w = gaussian_rule(0.0, q)
     h, d = phi_and_slope(spec, z)
     hd = h * d
     return _Moments(
@@ -334,13 +342,13 @@ def _add(
     spec: NetworkSpec, zeta: tuple[float, float] | None, s: float, alpha: float, v: float
 ) -> _Add:
     """``zeta`` = (mean, variance) of the Gaussian ζ with h_in = φ(ζ), or None for h_in = x."""
-    z, w = _hermite_rule()
     if zeta is None:
-        h_in = z
+        h_in, w = gaussian_rule(0.0, 1.0, _PANEL_NODES_2D)
     else:
-        h_in, _ = phi_and_slope(spec, zeta[0] + math.sqrt(zeta[1]) * z)
-    weights = np.multiply.outer(w, w)  # (ζ, v)
-    v_nodes = math.sqrt(v) * z
+        nodes, w = gaussian_rule(*zeta, _PANEL_NODES_2D)
+        h_in, _ = phi_and_slope(spec, nodes)
+    v_nodes, w_v = gaussian_rule(0.0, v, _PANEL_NODES_2D) if v > 0 else (np.zeros(1), np.ones(1))
+    weights = np.multiply.outer(w, w_v)  # (ζ, v)
     total = s * h_in[:, None] + alpha * v_nodes[None, :]
     phi, slope = phi_and_slope(spec, total)
     hd = phi * slope

@@ -211,6 +211,19 @@ def test_per_layer_prediction_follows_the_measurement() -> None:
     assert p.log10_grad_input[0] < -6  # the check is not trivially flat
 
 
+def test_same_bits_whatever_the_blas_threads() -> None:
+    from threadpoolctl import threadpool_limits
+
+    spec = NetworkSpec(depth=8, skip="post", activation="tanh", bias_var=0.1)
+    runs = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            p = predict(spec)
+        assert p is not None
+        runs.append((p.log10_gain, p.log10_grad_input.tobytes(), p.q.tobytes()))
+    assert runs[0] == runs[1]
+
+
 # ---- the chart's mark -------------------------------------------------------------------------
 
 

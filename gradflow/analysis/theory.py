@@ -59,6 +59,7 @@ import numpy as np
 from gradflow.engine.activations import ACTIVATIONS
 from gradflow.engine.initializers import init_scale
 from gradflow.engine.spec import Init, Loss, NetworkSpec, Norm, Skip
+from gradflow.engine.threads import one_blas_thread
 
 OUT_OF_RANGE = "the forward variance leaves float64's range"
 _PANEL_NODES = 8  # Gauss–Legendre nodes per panel of the Gaussian rule
@@ -218,6 +219,7 @@ def predict(spec: NetworkSpec) -> Prediction | None:
     return outcome if isinstance(outcome, Prediction) else None
 
 
+@one_blas_thread  # its dot products then round the same whatever the thread settings
 def assess(spec: NetworkSpec) -> Prediction | str:
     """The prediction, or in a few words why there is none (``batch norm``)."""
     reason = unsupported(spec)

@@ -192,12 +192,13 @@ def test_gain_within_a_sixth_of_a_decade(activation: str, init: str, skip: str, 
     assert abs(gain - p.log10_gain) <= 0.15, (gain, p.log10_gain)
 
 
-@pytest.mark.parametrize("depth", [10, 40])
 @pytest.mark.parametrize(
-    ("activation", "init"), [("tanh", "xavier"), ("sigmoid", "xavier"), ("relu", "he")]
+    ("activation", "init", "depth"),
+    [("tanh", "xavier", 10), ("sigmoid", "xavier", 10), ("relu", "he", 10), ("tanh", "xavier", 40)],
 )
 def test_post_gain_within_a_tenth_of_a_decade(activation: str, init: str, depth: int) -> None:
-    """Post follows each unit's chain of adds; a product of means was 0.26 off for tanh at 40."""
+    """Post follows each unit's chain of adds; a product of means was 0.26 off for tanh at 40
+    (sigmoid and ReLU at 40: 0.005 and 0.03, not rerun here to keep the suite fast)."""
     gain, p = measured(activation, init, "post", depth)
     assert abs(gain - p.log10_gain) <= 0.1, (gain, p.log10_gain)
 

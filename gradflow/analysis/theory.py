@@ -63,7 +63,7 @@ import numpy as np
 
 from gradflow.engine.activations import ACTIVATIONS
 from gradflow.engine.initializers import init_scale
-from gradflow.engine.spec import Init, Loss, NetworkSpec, Norm, Skip
+from gradflow.engine.spec import Activation, Init, Loss, NetworkSpec, Norm, Skip
 from gradflow.engine.threads import one_blas_thread
 
 OUT_OF_RANGE = "the forward variance leaves float64's range"
@@ -135,8 +135,15 @@ class _Moments:
 
 
 def _moments(spec: NetworkSpec, q: float) -> _Moments:
+    return _moments_at(spec.activation, q)
+
+
+# A variance often repeats: ReLU with He keeps q exactly, saturating nets reach a fixed point.
+@functools.lru_cache(maxsize=4096)
+def _moments_at(activation: Activation, q: float) -> _Moments:
     z, w = gaussian_rule(0.0, q)
-    h, d = phi_and_slope(spec, z)
+    h, d = np.empty_like(z), np.empty_like(z)
+    ACTIVATIONS[activation].forward(z.copy(), h, d)
     hd = h * d
     return _Moments(
         q, float(w @ (h * h)), float(w @ (d * d)), float(w @ (z * hd)) / q, float(w @ (hd * hd))

@@ -21,6 +21,7 @@ from gradflow.analysis.theory import Prediction
 from gradflow.analysis.verdict import Finding, Quantity, Verdict
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import Activation, Init, NetworkSpec, Norm
+from gradflow.render import theory_view  # builds on this module: each uses the other's names
 from gradflow.render.grid import (
     DASH,
     MARK,
@@ -332,8 +333,6 @@ def layer_grid(
         note = "‖∂L/∂in‖: gradient at the layer's input"
         columns.append(Column(prefix + "‖∂L/∂in‖", grad_in, drop=1, note=note, group=r.label))
         if theory is not None:
-            from gradflow.render import theory_view  # it builds on this module
-
             columns.append(theory_view.grad_input_column(r, theory[i], rows, prefix))
         columns += _health_columns(r, rows, prefix)
     base = reports[0].label
@@ -431,8 +430,6 @@ def summary_grid(
             note += " (n/a: the forward signal is exactly 0 before the last layer)"
         columns.append(Column(RATIO_HEADERS[quantity], cells, note=note))
         if quantity is Quantity.GAIN and theory is not None:
-            from gradflow.render import theory_view  # it builds on this module
-
             columns.append(theory_view.gain_column(theory))
     losses = [Cell(number_text(r.summary.loss, 4)) for r in reports]  # nan: a broken pass
     columns.append(Column("loss", losses, drop=1))
@@ -598,8 +595,6 @@ def summary_lines(
     for i, r in enumerate(reports):
         ratios = "  ".join(f"{QUANTITY_TEXT[q]} {ratio_text(r, q):>9}" for q in Quantity)
         if theory is not None:
-            from gradflow.render import theory_view  # it builds on this module
-
             ratios += theory_view.summary_suffix(theory[i])
         lines.append(f"{r.label:<{width}}  {ratios}  {r.summary.verdict}: {verdict_reason(r)}")
     if len(reports) > 1:
@@ -669,11 +664,9 @@ def sections(
         ChartData(f"{title}, log scale, layer 1 at the top", [r.index for r in rows], panels)
     )
     if theory is not None:
-        from gradflow.render import theory_view  # it builds on this module
-
         parts.append(theory_view.chart(reports, theory, rows, unicode))
     parts += [summary_grid(reports, theory), Items(tuple(verdict_lines(reports)))]
-    missing = None if theory is None else theory_view.missing_line(reports, theory)
+    missing = theory_view.missing_line(reports, theory) if theory is not None else None
     if missing is not None:
         parts.append(Paragraph(missing))
     if len(reports) > 1:

@@ -170,8 +170,8 @@ class _Out(Exception):
 
 
 class _Backward:
-    """The gradient g = a·h + r at a point whose forward value is h, r independent of it, in
-    units of 10^``log`` times ‖∂L/∂y‖/√(nB)-ish: ‖g‖²/n = 10^(2·log)·(a²·E[h²] + ρ)."""
+    """The gradient g = a·h + r at a point whose forward value is h, r independent of it:
+    ‖g‖²/‖∂L/∂y‖² = 10^(2·log)·(a²·E[h²] + ρ) per unit, ``log`` carrying the scale."""
 
     def __init__(self, a: float, rho: float, log: float = 0.0) -> None:
         self.a, self.rho, self.log = a, rho, log

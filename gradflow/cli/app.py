@@ -153,6 +153,7 @@ def analyze(
     unicode: o.Unicode = False,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    theory: o.Theory = False,
 ) -> None:
     """One network: gradient per layer, the split at each addition, a chart and a verdict."""
     plan = make_plan(
@@ -203,6 +204,7 @@ def compare(
     unicode: o.Unicode = False,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    theory: o.Theory = False,
 ) -> None:
     """The same weights with and without shortcuts, side by side (default: plain, post, pre)."""
     plan = make_plan(

@@ -267,3 +267,14 @@ MaxMemory = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+
+# Theory: the mean-field prediction beside the measurement (analyze, compare; sweep too).
+Theory = Annotated[
+    bool,
+    typer.Option(
+        "--theory",
+        help="Show the mean-field prediction beside the measurement: ‖∂L/∂in‖ per layer and "
+        "the gain (no prediction with batch or layer norm).",
+        rich_help_panel=OUTPUT,
+    ),
+]

@@ -87,6 +87,7 @@ class OutputFlags(Flags):
     save_arrays: Path | None = None  # not every command saves arrays
     unicode: bool = False
     plot: Path | None = None  # --plot FILE.png|svg|pdf
+    theory: bool = False  # --theory: analyze and compare
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class Plan:
     quiet: bool
     paths: PathsFlags | None = None  # set for ``gradflow paths``
     plot: FigureTarget | None = None  # --plot: the figure's file and format
+    theory: bool = False  # --theory: the mean-field prediction beside the measurement
 
 
 def make_plan(
@@ -156,6 +158,7 @@ def make_plan(
         quiet=output.quiet,
         paths=paths,
         plot=plot,
+        theory=output.theory,
     )
 
 

@@ -26,93 +26,29 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 
-from gradflow.analysis.analyze import variant_spec
+from gradflow.analysis.analyze import estimate_bytes, variant_spec
 from gradflow.analysis.assemble import layer_names
 from gradflow.analysis.teacher import TeacherData, constant_loss, teacher_data
+from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.engine.losses import LOSSES, LossData, LossResult
 from gradflow.engine.magnitudes import Magnitudes, checked_norm, sum_sq
 from gradflow.engine.network import Network, build
-from gradflow.engine.optimizers import Optimizer, apply_step, compute_step, make_optimizer
+from gradflow.engine.optim_spec import Optimizer
+from gradflow.engine.optimizers import apply_step, compute_step, make_optimizer
 from gradflow.engine.passes import backward, forward, forward_again
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
 from gradflow.engine.tape import Tape
 from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.weight_grads import GradientBuffers, Method
 
-RECORDS = 100  # default --every: about this many records per run
-# Default --eval-every: about this many losses on all samples. Each costs samples/batch forward
-# passes: at every one of ~100 records it would cost several times the training itself.
-EVALS = 20
-# Defaults chosen on the default network (depth 50, width 128, sigmoid): see the README.
-DEFAULT_LR: dict[Optimizer, float] = {
-    Optimizer.SGD: 0.01,
-    Optimizer.MOMENTUM: 0.01,
-    Optimizer.ADAM: 1e-3,  # torch.optim.Adam's default
-}
 RULE_OF_THUMB = 1e-3  # Karpathy: update/weight ratios near 1e-3 train well
 FROZEN_BELOW = 1e-6  # a median ratio below this: 1,000 steps change the layer by under 0.1%
 NO_PROGRESS_ABOVE = 0.9  # final full-data loss above this share of the initial one
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
-
-
-@dataclass(frozen=True)
-class Training:
-    """How to train: the optimiser, its learning rate, the steps, the data, the records."""
-
-    optimizer: Optimizer = Optimizer.ADAM
-    lr: float | None = None  # None: DEFAULT_LR of the optimiser
-    steps: int = 200
-    samples: int = 1024
-    every: int | None = None  # None: about RECORDS records in all
-    eval_every: int | None = None  # None: about EVALS losses on all samples
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "optimizer", Optimizer.parse(self.optimizer, "optimizer"))
-        for name in ("steps", "samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: must be a whole number at least 1, got {value!r}")
-        for name in ("every", "eval_every"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or value < 1):
-                raise ValueError(f"{name}: must be at least 1, got {value!r}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr: must be a positive finite number, got {self.lr!r}")
-
-    @property
-    def learning_rate(self) -> float:
-        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
-
-    @property
-    def record_every(self) -> int:
-        return self.every if self.every is not None else max(1, -(-self.steps // RECORDS))
-
-    @property
-    def evaluate_every(self) -> int:
-        return self.eval_every if self.eval_every is not None else max(1, -(-self.steps // EVALS))
-
-    def recorded(self, step: int) -> bool:
-        """Whether step (0-based) is recorded: every ``record_every``-th, and the last."""
-        return step % self.record_every == 0 or step == self.steps - 1
-
-    def evaluated(self, step: int) -> bool:
-        """Whether the loss on all samples is taken before step's update (and after the last)."""
-        return step % self.evaluate_every == 0
-
-
-class TrainVerdict(str, Enum):
-    LEARNS = "learns"
-    FROZEN = "frozen"  # the first layer's median update ratio is below FROZEN_BELOW
-    NO_PROGRESS = "no-progress"  # final loss above NO_PROGRESS_ABOVE of the initial
-    NONFINITE = "nonfinite"  # stopped: a non-finite loss or gradient
-
-    def __str__(self) -> str:
-        return str(self.value)
 
 
 @dataclass(frozen=True)
@@ -186,6 +122,23 @@ def train(
         with np.errstate(all="ignore"):  # overflow and NaN are results, reported below
             runs.append(Trainer(s, network, data, training).run(floor, done))
     return runs
+
+
+BUFFERS = {Optimizer.SGD: 1, Optimizer.MOMENTUM: 2, Optimizer.ADAM: 4}  # optimizer.py's arrays
+
+
+def train_bytes(spec: NetworkSpec, training: Training) -> int:
+    """Bytes a training run holds at its peak: one pass's (the tape and the network), and per
+    variant its parameters, gradients and optimiser buffers (each of the parameters' size),
+    the teacher data, and the records."""
+    size = np.dtype(spec.dtype.value).itemsize
+    params = spec.depth * (spec.width**2 + spec.width)
+    if spec.loss is Loss.XENT:
+        params += spec.width * spec.classes + spec.classes
+    arrays = (2 + BUFFERS[training.optimizer]) * params * size
+    data = training.samples * spec.width * size * 2 + training.steps * spec.batch * 8
+    records = -(-training.steps // training.record_every) * (spec.depth + 1) * 3 * 16
+    return estimate_bytes(spec, keep_gradients=False) + arrays + data + records
 
 
 def initial_parameters(spec: NetworkSpec, network: Network) -> list[np.ndarray]:

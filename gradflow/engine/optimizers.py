@@ -20,17 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradflow.engine.spec import Choice
-
-MOMENTUM = 0.9  # torch.optim.SGD(momentum=0.9), dampening 0, no Nesterov
-BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults
-EPS = 1e-8
-
-
-class Optimizer(Choice):
-    SGD = "sgd"
-    MOMENTUM = "momentum"
-    ADAM = "adam"
+from gradflow.engine.optim_spec import BETAS, EPS, MOMENTUM, Optimizer
 
 
 @dataclass

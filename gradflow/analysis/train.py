@@ -42,7 +42,7 @@ from gradflow.engine.passes import backward, forward, forward_again
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
 from gradflow.engine.tape import Tape
 from gradflow.engine.threads import one_blas_thread
-from gradflow.engine.weight_grads import GradientBuffers, Method
+from gradflow.engine.weight_grads import Method, gradient_buffers
 
 RULE_OF_THUMB = 1e-3  # Karpathy: update/weight ratios near 1e-3 train well
 FROZEN_BELOW = 1e-6  # a median ratio below this: 1,000 steps change the layer by under 0.1%
@@ -162,7 +162,7 @@ class Trainer:
         self.spec, self.data, self.training = spec, data, training
         self.params = initial_parameters(spec, network)
         self.grads = [np.zeros_like(p) for p in self.params]
-        self.into = GradientBuffers(self.grads[0], self.grads[1])
+        self.into = gradient_buffers(spec, self.grads[0], self.grads[1])
         self.optimizer = make_optimizer(training.optimizer, training.learning_rate, self.params)
         self.names = layer_names(spec) + (("head",) if spec.loss is Loss.XENT else ())
         self.rows = np.empty((spec.batch, spec.width), dtype=data.x.dtype)  # the minibatch

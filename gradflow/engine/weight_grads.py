@@ -97,10 +97,19 @@ def buffer_bytes(spec: NetworkSpec, keep: bool, method: Method) -> int:
 
 
 class GradientBuffers(NamedTuple):
-    """Where a pass writes every ∂L/∂W and ∂L/∂b at true scale (a training step's buffers)."""
+    """Where a pass writes every ∂L/∂W and ∂L/∂b at true scale, and the ∂L/∂z slots it uses
+    on the way: a training step's buffers, allocated once (``gradient_buffers``)."""
 
     weight: np.ndarray  # (L, n, n)
     bias: np.ndarray  # (L, n)
+    dz: np.ndarray  # (chunk, B, n), chunk = chunk_layers(spec, itemsize, gram=False)
+
+
+def gradient_buffers(spec: NetworkSpec, weight: np.ndarray, bias: np.ndarray) -> GradientBuffers:
+    """Buffers for passes that write every ∂L/∂W into ``weight`` (L, n, n), ∂L/∂b into
+    ``bias`` (L, n)."""
+    chunk = chunk_layers(spec, weight.dtype.itemsize, gram=False)
+    return GradientBuffers(weight, bias, np.empty((chunk, spec.batch, spec.width), weight.dtype))
 
 
 class WeightGradients:
@@ -120,7 +129,11 @@ class WeightGradients:
         self.gram = uses_gram(spec, keep or into is not None, method)
         self.chunk = chunk_layers(spec, dtype.itemsize, self.gram)
         self.dense_in = dense_in
-        self.dz = np.empty((self.chunk, batch, n), dtype=dtype)
+        if into is None:
+            self.dz = np.empty((self.chunk, batch, n), dtype=dtype)
+        else:  # the caller's slots, reused pass after pass
+            assert into.dz.shape == (self.chunk, batch, n)
+            self.dz = into.dz
         # slots[i % chunk]: where layer i's ∂L/∂z (scaled by 2**-exponent) waits for its chunk
         self.slots: list[np.ndarray] = list(self.dz)  # views made once, not per layer
         self.exponent = [0] * depth

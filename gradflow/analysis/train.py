@@ -36,8 +36,7 @@ from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.engine.losses import LOSSES, LossData, LossResult
 from gradflow.engine.magnitudes import Magnitudes, checked_norm, sum_sq
 from gradflow.engine.network import Network, build
-from gradflow.engine.optim_spec import Optimizer
-from gradflow.engine.optimizers import apply_step, compute_step, make_optimizer
+from gradflow.engine.optimizers import buffer_count, make_optimizer, update
 from gradflow.engine.passes import backward, forward, forward_again
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
 from gradflow.engine.tape import Tape
@@ -124,9 +123,6 @@ def train(
     return runs
 
 
-BUFFERS = {Optimizer.SGD: 1, Optimizer.MOMENTUM: 2, Optimizer.ADAM: 4}  # optimizer.py's arrays
-
-
 def train_bytes(spec: NetworkSpec, training: Training) -> int:
     """Bytes a training run holds at its peak: one pass's (the tape and the network), and per
     variant its parameters, gradients and optimiser buffers (each of the parameters' size),
@@ -135,7 +131,7 @@ def train_bytes(spec: NetworkSpec, training: Training) -> int:
     params = spec.depth * (spec.width**2 + spec.width)
     if spec.loss is Loss.XENT:
         params += spec.width * spec.classes + spec.classes
-    arrays = (2 + BUFFERS[training.optimizer]) * params * size
+    arrays = (2 + buffer_count(training.optimizer)) * params * size
     data = training.samples * spec.width * size * 2 + training.steps * spec.batch * 8
     records = -(-training.steps // training.record_every) * (spec.depth + 1) * 3 * 16
     return estimate_bytes(spec, keep_gradients=False) + arrays + data + records
@@ -237,8 +233,7 @@ class Trainer:
         bad = ~np.isfinite(grad_weight.mantissa)
         if bad.any():  # backward meets the layers last to first: the highest one came first
             return Stop(t, self.names[int(np.flatnonzero(bad)[-1])], "backward")
-        compute_step(self.optimizer, self.grads)
-        apply_step(self.optimizer, self.params)
+        update(self.optimizer, self.params, self.grads)
         if not record:
             return None
         return StepRecord(t, result.value, grad_weight, self._update_ratios())

@@ -130,6 +130,28 @@ def _bucket_mean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else -math.inf
 
 
+def _blocks_label(blocks: range) -> str:
+    first, last = blocks[0] + 1, blocks[-1] + 1
+    return f"block{first}" if first == last else f"block{first}{DASH}{last}"
+
+
+def layer_rows(run: TrainRun, max_rows: int | None) -> list[tuple[str, range]]:
+    """(label, layers) per heatmap row: runs of layers, whole blocks in a residual network when
+    grouped, and the xent head on a row of its own."""
+    spec, names = run.spec, run.names
+    if spec.residual and max_rows is not None and spec.depth > max_rows:
+        k = spec.block_size
+        rows = [
+            (_blocks_label(g), range(g[0] * k, (g[-1] + 1) * k))
+            for g in groups(spec.blocks, max_rows)
+        ]
+    else:
+        rows = [(span_name(names[g[0]], names[g[-1]]), g) for g in groups(spec.depth, max_rows)]
+    if len(names) > spec.depth:
+        rows.append(("head", range(spec.depth, spec.depth + 1)))
+    return rows
+
+
 def heatmap(
     runs: Sequence[TrainRun], which: Heatmap, *, max_rows: int | None, width: int = 100
 ) -> list[str]:
@@ -151,9 +173,7 @@ def heatmap(
 
     lines: list[str] = []
     for run, table in zip(runs, tables, strict=True):
-        names = run.names
-        layer_groups = groups(len(names), max_rows)
-        labels = [span_name(names[g[0]], names[g[-1]]) for g in layer_groups]
+        labels, layer_groups = zip(*layer_rows(run, max_rows), strict=True)
         label_w = max(len(label) for label in labels)
         cols = max(1, min(len(table), MAX_COLUMNS, width - label_w - 3))
         step_groups = groups(len(table), cols) if len(table) else []

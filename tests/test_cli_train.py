@@ -42,6 +42,7 @@ def run(*args: str) -> Result:
         (["--variants", "none,bogus"], "--variants"),
         (["--classes", "3"], "--classes"),  # mse has no head
         (["--output", "report.xyz"], "--output"),
+        (["--max-memory", "1K"], "memory"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], flag: str, tmp_path: Path) -> None:

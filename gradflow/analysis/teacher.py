@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradflow.engine.spec import Loss, NetworkSpec
+from gradflow.engine.threads import one_blas_thread
 
 DATA_STREAM, ORDER_STREAM = 4, 5  # SeedSequence children after build()'s four
 
@@ -47,6 +48,7 @@ class TeacherData:
         return out
 
 
+@one_blas_thread  # the teacher's products: the same bits whatever the BLAS thread count
 def teacher_data(spec: NetworkSpec, samples: int, steps: int) -> TeacherData:
     """The teacher data for ``spec`` (its width, loss, classes, dtype, seed; its batch is the
     minibatch size)."""

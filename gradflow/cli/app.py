@@ -269,7 +269,7 @@ def paths(
 def train(
     depth: o.Depth = SPEC.depth,
     width: o.Width = SPEC.width,
-    batch: o.Batch = SPEC.batch,
+    batch: o.MiniBatch = SPEC.batch,
     variants: o.Variants = "none,post,pre",
     steps: o.Steps = 200,
     optimizer: o.OptimizerOpt = Optimizer.ADAM,

@@ -270,6 +270,10 @@ OptimizerOpt = Annotated[
         rich_help_panel=TRAIN,
     ),
 ]
+MiniBatch = Annotated[
+    int,
+    typer.Option("--batch", help="Rows per minibatch (one training step).", rich_help_panel=TRAIN),
+]
 Steps = Annotated[
     int, typer.Option(help="Training steps (one minibatch each).", rich_help_panel=TRAIN)
 ]

@@ -8,14 +8,16 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from gradflow.analysis.analyze import variant_spec
 from gradflow.analysis.teacher import constant_loss, teacher_data
-from gradflow.analysis.train import Trainer, summarize, train
+from gradflow.analysis.train import EvalRecord, Trainer, initial_parameters, summarize, train
 from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.engine.losses import LOSSES, LossData
 from gradflow.engine.network import build
 from gradflow.engine.passes import forward
 from gradflow.engine.spec import Loss, NetworkSpec
 
+VARIANTS = ("none", "post", "pre")
 H = 1e-6  # central differences in float64: error ~H² · f''' plus ~eps/H rounding
 
 
@@ -138,18 +140,31 @@ def test_plain_deep_sigmoid_never_moves_its_first_layer() -> None:
     assert plain.summary.verdict is not TrainVerdict.LEARNS
     assert plain.summary.log10_ratio_first < -6
     assert pre.summary.log10_ratio_first > plain.summary.log10_ratio_first + 4
-    # every variant starts from the same weights and sees the same batches
-    assert plain.evals[0].step == pre.evals[0].step == 0
+
+
+def test_variants_start_from_the_same_weights() -> None:
+    """As compare wires them: the same arrays, but for zero-initialised branch ends, which only
+    the residual variants have."""
+    spec = NetworkSpec(depth=4, width=4, batch=2, skip="pre", zero_init_residual=True)
+    network = build(spec)
+    plain, post, pre = (initial_parameters(variant_spec(spec, v), network) for v in VARIANTS)
+    for a, b in zip(post, pre, strict=True):
+        assert np.array_equal(a, b)
+    assert not pre[0][1].any() and not pre[0][3].any()  # the branch ends, zeroed
+    assert np.array_equal(plain[0][0::2], pre[0][0::2]) and plain[0][1].any()
+    # and the parameters are copies: training one variant leaves the network's arrays alone
+    pre[0][0] += 1.0
+    assert np.array_equal(initial_parameters(spec, network)[0][0], network.weights[0])
 
 
 def test_summary_judges_progress_and_halving() -> None:
     spec = NetworkSpec(depth=2, width=4, batch=2)
     (run,) = train(spec, ["none"], Training(steps=2, samples=4))
-    evals = [type(run.evals[0])(0, 10.0), type(run.evals[0])(1, 4.0), type(run.evals[0])(2, 9.5)]
+    evals = [EvalRecord(0, 10.0), EvalRecord(1, 4.0), EvalRecord(2, 9.5)]
     summary = summarize(run.steps, evals, None, 1.0, run.names)
     assert summary.halved_at == 1
     assert summary.verdict is TrainVerdict.NO_PROGRESS  # 9.5 > 90% of 10
-    evals[-1] = type(evals[0])(2, 8.9)
+    evals[-1] = EvalRecord(2, 8.9)
     assert summarize(run.steps, evals, None, 1.0, run.names).verdict is not (
         TrainVerdict.NO_PROGRESS
     )

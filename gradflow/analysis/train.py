@@ -78,7 +78,7 @@ class TrainSummary:
     initial_loss: float  # on all samples, before the first step
     final_loss: float  # on all samples, after the last step (or the last record, if stopped)
     constant_loss: float  # what the best constant output reaches (teacher.constant_loss)
-    halved_at: int | None  # first recorded step whose full-data loss is at most half the initial
+    halved_at: int | None  # first evaluated step whose full-data loss is at most half the initial
     log10_ratio_first: float  # median log10 update ratio of layer 1 over the records
     log10_ratio_last: float  # and of the last dense layer
     verdict: TrainVerdict

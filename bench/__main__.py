@@ -6,6 +6,7 @@
 4. peak RSS of a pass vs the documented estimate (the memory guard's own function)
 5. a 100,000-layer run rendered as a table and as JSON: bounded time and size, valid JSON
 6. the exact path decomposition against one ordinary pass
+7. one training step (gradflow train) vs PyTorch eager doing the same step
 
 ``python -m bench --quick`` (``make bench-quick``) runs the headline ratios only: one floor case
 per dtype, depth 20,000 at width 16, and compare's CLI latency.
@@ -375,6 +376,42 @@ def finite(value: Any) -> Any:
     return value
 
 
+TRAIN_CASES = [(50, 256, 64, "sigmoid"), (50, 256, 64, "relu")]  # depth, width, batch, φ
+TRAIN_TARGET = 1.2
+TRAIN_REPEAT = 15
+
+
+def train_step(plan: Plan) -> None:
+    rows = section(
+        "train_step",
+        f"7. one training step vs PyTorch eager doing the same step (best of {TRAIN_REPEAT}; "
+        "interleaved; float64, one thread each)",
+        "gradflow: forward into the reused tape, mse, explicit backward into the gradient "
+        "buffers, Adam; recorded: the same step with its update ratios taken",
+        "torch: forward, mse, loss.backward(), Adam.step(), zero_grad()",
+    )
+    row("case", "activation", "gradflow", "recorded", "torch", "ratio", "target")
+    for depth, width, batch, activation in TRAIN_CASES:
+        spec = dict(depth=depth, width=width, batch=batch, activation=activation)
+        out = subprocess.run(
+            [PY, "-m", "bench.train", json.dumps({**spec, "repeat": TRAIN_REPEAT})],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        result = json.loads(out.stdout)
+        row(
+            f"{depth}x{width}x{batch}",
+            activation,
+            f"{result['gradflow'] * 1e3:.1f} ms",
+            f"{result['recorded'] * 1e3:.1f} ms",
+            f"{result['torch'] * 1e3:.1f} ms",
+            f"{result['ratio']:.2f}",
+            f"<= {TRAIN_TARGET}",
+        )
+        rows.append({**spec, **result, "target": TRAIN_TARGET})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the headline ratios only (<1 min)")
@@ -390,6 +427,8 @@ def main(argv: list[str] | None = None) -> None:
         steps.append(huge_render)
     if plan.path_split:
         steps.append(path_split)
+    if plan is FULL:
+        steps.append(train_step)
     for step in steps:
         start = time.perf_counter()
         step(plan)

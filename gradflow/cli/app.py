@@ -26,8 +26,11 @@ from gradflow.cli.plan import (
     PathsFlags,
     Plan,
     ThresholdFlags,
+    TrainFlags,
     make_plan,
+    make_train_plan,
 )
+from gradflow.engine.optim_spec import Optimizer
 from gradflow.engine.spec import Skip
 
 VERSION_LINE = f"gradflow {__version__}"
@@ -263,6 +266,54 @@ def paths(
         output=OutputFlags.pick(locals()),
         max_memory=max_memory,
         paths=PathsFlags(max_length=max_length, samples=samples),
+    )
+    _execute(plan)
+
+
+@app.command(epilog=EXIT_CODES)
+def train(
+    depth: o.Depth = SPEC.depth,
+    width: o.Width = SPEC.width,
+    batch: o.MiniBatch = SPEC.batch,
+    variants: o.Variants = "none,post,pre",
+    steps: o.Steps = 200,
+    optimizer: o.OptimizerOpt = Optimizer.ADAM,
+    lr: o.LearningRate = None,
+    samples: o.TrainSamples = 1024,
+    every: o.Every = None,
+    eval_every: o.EvalEvery = None,
+    block_size: o.BlockSize = SPEC.block_size,
+    residual_scale: o.ResidualScale = SPEC.residual_scale,
+    skip_scale: o.SkipScale = SPEC.skip_scale,
+    branch_weight_scale: o.BranchWeightScale = SPEC.branch_weight_scale,
+    activation: o.ActivationOpt = SPEC.activation,
+    init: o.InitOpt = SPEC.init,
+    weight_var: o.WeightVar = SPEC.weight_var,
+    bias_var: o.BiasVar = SPEC.bias_var,
+    zero_init_residual: o.ZeroInitResidual = SPEC.zero_init_residual,
+    norm: o.NormOpt = SPEC.norm,
+    loss: o.LossOpt = SPEC.loss,
+    classes: o.Classes = None,
+    dtype: o.DTypeOpt = SPEC.dtype,
+    seed: o.Seed = SPEC.seed,
+    fail_on: o.TrainFailOn = "",
+    format: o.FormatOpt = None,
+    output: o.Output = None,
+    save_arrays: o.SaveArrays = None,
+    max_rows: o.MaxRows = MAX_ROWS,
+    all_rows: o.AllRows = False,
+    quiet: o.Quiet = False,
+    max_memory: o.MaxMemory = None,
+) -> None:
+    """Train the variants from the same weights on the same minibatches of a teacher's data:
+    loss curves, ‖∂L/∂W‖ and update ratios per layer over the steps, and a verdict."""
+    plan = make_train_plan(
+        variants=variants,
+        fail_on=fail_on,
+        network=NetworkFlags.pick(locals()),
+        train=TrainFlags.pick(locals()),
+        output=OutputFlags.pick(locals()),
+        max_memory=max_memory,
     )
     _execute(plan)
 

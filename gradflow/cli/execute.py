@@ -51,6 +51,10 @@ def execute(plan: Plan) -> ExitCode:
         from gradflow.cli.execute_paths import execute_paths
 
         return execute_paths(plan)
+    if plan.train is not None:
+        from gradflow.cli.execute_train import execute_train
+
+        return execute_train(plan)
     guard_memory(plan, max(estimate_bytes(variant_spec(plan.spec, v)) for v in plan.variants))
     try:
         reports, network = _run(plan)

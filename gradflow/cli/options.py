@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 
+from gradflow.analysis.training import DEFAULT_LR, EVALS, RECORDS
 from gradflow.analysis.verdict import Thresholds
+from gradflow.engine.optim_spec import Optimizer
 from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
 
 
@@ -276,5 +278,71 @@ Theory = Annotated[
         help="Show the mean-field prediction beside the measurement: ‖∂L/∂in‖ per layer and "
         "the gain (no prediction with batch or layer norm).",
         rich_help_panel=OUTPUT,
+    ),
+]
+
+# Training (gradflow train).
+TRAIN = "Training"
+OptimizerOpt = Annotated[
+    Optimizer,
+    typer.Option(
+        "--optimizer",
+        help="sgd (w -= lr·g), momentum (0.9, PyTorch's), adam (β 0.9/0.999, ε 1e-8).",
+        rich_help_panel=TRAIN,
+    ),
+]
+MiniBatch = Annotated[
+    int,
+    typer.Option("--batch", help="Rows per minibatch (one training step).", rich_help_panel=TRAIN),
+]
+Steps = Annotated[
+    int, typer.Option(help="Training steps (one minibatch each).", rich_help_panel=TRAIN)
+]
+LearningRate = Annotated[
+    float | None,
+    typer.Option(
+        "--lr",
+        help="Learning rate (default: "
+        + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+        + ").",
+        show_default=False,
+        rich_help_panel=TRAIN,
+    ),
+]
+TrainSamples = Annotated[
+    int,
+    typer.Option(
+        "--samples",
+        help="Training rows x ~ N(0, I); a multiple of --batch (the minibatch size).",
+        rich_help_panel=TRAIN,
+    ),
+]
+Every = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help=f"Record every N steps (default: about {RECORDS} records).",
+        show_default=False,
+        rich_help_panel=TRAIN,
+    ),
+]
+EvalEvery = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help=f"Loss on all samples every N steps and after the last (default: about {EVALS}).",
+        show_default=False,
+        rich_help_panel=TRAIN,
+    ),
+]
+TrainFailOn = Annotated[
+    str,
+    typer.Option(
+        "--fail-on",
+        metavar="LIST",
+        help="Exit 1 when a variant is one of these (comma-separated: nonfinite, no-progress: "
+        "final loss above 90% of the initial).",
+        show_default=False,
+        rich_help_panel=VERDICT,
     ),
 ]

@@ -21,7 +21,7 @@ import numpy as np
 from gradflow.engine.gradient import Flow, Records, Stack
 from gradflow.engine.spec import NetworkSpec
 from gradflow.engine.tape import Observer, Order, Tape
-from gradflow.engine.weight_grads import Method, WeightGradients
+from gradflow.engine.weight_grads import GradientBuffers, Method, WeightGradients
 from gradflow.engine.wirings import (
     WIRINGS,
     Block,
@@ -75,12 +75,23 @@ def forward(
     steps = blocks(spec)
     norm_out = [block.last for block in steps] if norm_after_add(spec) else None
     tape = Tape(spec, order(spec), weights, biases, x, norm_out, chunk, observe)
+    return tape, _run_forward(spec, tape, x)
+
+
+def forward_again(spec: NetworkSpec, tape: Tape, x: np.ndarray) -> np.ndarray:
+    """Run the network on a new x (B, n) into the existing ``tape``, with the weights as they
+    are now (updated in place): a training step allocates no tape. Returns the output y."""
+    tape.rewind(x)
+    return _run_forward(spec, tape, x)
+
+
+def _run_forward(spec: NetworkSpec, tape: Tape, x: np.ndarray) -> np.ndarray:
     step, _ = _steps(spec)
     h = x
-    for block in steps:
+    for block in blocks(spec):
         h = step(tape, block, h)
         tape.finish(block.layers.stop)
-    return tape, h.copy() if tape.order is Order.PRE else h
+    return h.copy() if tape.order is Order.PRE else h
 
 
 def backward(
@@ -91,10 +102,13 @@ def backward(
     method: Method | str = Method.AUTO,
     keep: bool = False,
     progress: Progress | None = None,
+    into: GradientBuffers | None = None,
 ) -> Records:
-    """Propagate ∂L/∂y (B, n) back through the network recorded on ``tape``."""
+    """Propagate ∂L/∂y (B, n) back through the network recorded on ``tape``. ``into``: every
+    ∂L/∂W (L, n, n) and ∂L/∂b (L, n) is written there, at true scale (a training step's
+    gradient buffers, allocated once); the norms are recorded as always."""
     chosen: Method = Method.parse(method, "method")
-    grads = WeightGradients(spec, tape.dense_in, keep, chosen)
+    grads = WeightGradients(spec, tape.dense_in, keep, chosen, into)
     flow = Flow(tape, dy, grads, keep, spec.blocks)
     _, step = _steps(spec)
     every, reported = max(1, spec.depth // 100), 0

@@ -194,6 +194,15 @@ class Tape:
                 self.observe(start, end, out, deriv)
             self.finished = end
 
+    def rewind(self, x: np.ndarray) -> None:
+        """Ready the tape for another pass of the same network on a new input x (B, n): every
+        buffer is reused, and the weights and biases are read again where they are (a training
+        step updates them in place)."""
+        if self.order is Order.POST:
+            self.acts[0] = x
+        self.finished = 0
+        self._slopes_from = self.spec.depth  # no φ' derived for the new pass yet
+
     # ---- what backward reads -------------------------------------------------------------
 
     def phi_prime(self, i: int) -> np.ndarray | None:

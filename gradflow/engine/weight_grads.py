@@ -31,6 +31,8 @@ NumPy's per-call cost, which dominates at small width.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from gradflow.engine.magnitudes import (
@@ -94,18 +96,44 @@ def buffer_bytes(spec: NetworkSpec, keep: bool, method: Method) -> int:
     return total
 
 
+class GradientBuffers(NamedTuple):
+    """Where a pass writes every ∂L/∂W and ∂L/∂b at true scale, and the ∂L/∂z slots it uses
+    on the way: a training step's buffers, allocated once (``gradient_buffers``)."""
+
+    weight: np.ndarray  # (L, n, n)
+    bias: np.ndarray  # (L, n)
+    dz: np.ndarray  # (chunk, B, n), chunk = chunk_layers(spec, itemsize, gram=False)
+
+
+def gradient_buffers(spec: NetworkSpec, weight: np.ndarray, bias: np.ndarray) -> GradientBuffers:
+    """Buffers for passes that write every ∂L/∂W into ``weight`` (L, n, n), ∂L/∂b into
+    ``bias`` (L, n)."""
+    chunk = chunk_layers(spec, weight.dtype.itemsize, gram=False)
+    return GradientBuffers(weight, bias, np.empty((chunk, spec.batch, spec.width), weight.dtype))
+
+
 class WeightGradients:
     """Collects each layer's ∂L/∂z (scaled by 2**-exponent[i]) and turns chunks of layers into
     (mantissa, exponent) rows of ‖∂L/∂W‖ and ‖∂L/∂b‖."""
 
     def __init__(
-        self, spec: NetworkSpec, dense_in: np.ndarray, keep: bool, method: Method = Method.AUTO
+        self,
+        spec: NetworkSpec,
+        dense_in: np.ndarray,
+        keep: bool,
+        method: Method = Method.AUTO,
+        into: GradientBuffers | None = None,
     ) -> None:
         depth, batch, n, dtype = spec.depth, spec.batch, spec.width, dense_in.dtype
-        self.gram = uses_gram(spec, keep, method)
+        self.into = into  # the products go straight into these, so they must be formed
+        self.gram = uses_gram(spec, keep or into is not None, method)
         self.chunk = chunk_layers(spec, dtype.itemsize, self.gram)
         self.dense_in = dense_in
-        self.dz = np.empty((self.chunk, batch, n), dtype=dtype)
+        if into is None:
+            self.dz = np.empty((self.chunk, batch, n), dtype=dtype)
+        else:  # the caller's slots, reused pass after pass
+            assert into.dz.shape == (self.chunk, batch, n)
+            self.dz = into.dz
         # slots[i % chunk]: where layer i's ∂L/∂z (scaled by 2**-exponent) waits for its chunk
         self.slots: list[np.ndarray] = list(self.dz)  # views made once, not per layer
         self.exponent = [0] * depth
@@ -127,7 +155,7 @@ class WeightGradients:
             # for a layer that must be taken again: A and G rescaled, and its explicit product
             self.scaled = np.empty((2, batch, n), dtype=dtype)
             self.dw = np.empty((1, n, n), dtype=dtype)
-        else:
+        elif into is None:
             self.dw = np.empty((self.chunk, n, n), dtype=dtype)
         self.kept_w: list[np.ndarray] | None = [] if keep else None
         self.kept_b: list[np.ndarray] | None = [] if keep else None
@@ -156,10 +184,16 @@ class WeightGradients:
             for j in np.flatnonzero(redo):
                 rows[j] = self._again(a[j], dz[j], exponents[j], bool(cancels[j]))
             return
-        dw = self.dw[:count]
+        dw = self.dw[:count] if self.into is None else self.into.weight[layer:stop]
         np.matmul(a.transpose(0, 2, 1), dz, out=dw)  # (K, n, n)
         flat = dw.reshape(count, -1)
         _fill(self.weight[layer:stop], np.vecdot(flat, flat), exponents, dw)
+        if self.into is not None:
+            self.into.bias[layer:stop] = db
+            for k, e in enumerate(exponents):
+                if e:  # ∂L/∂z was kept at scale 2**-e: bring the products to true scale
+                    times_pow2(dw[k], e, out=dw[k])
+                    times_pow2(self.into.bias[layer + k], e, out=self.into.bias[layer + k])
         if self.kept_w is not None and self.kept_b is not None:
             # Layers arrive in reverse; kept lists are reversed once at the end.
             for k in reversed(range(count)):

@@ -1,0 +1,339 @@
+"""Train the network on the teacher data and record how the gradient and the updates flow.
+
+Every variant starts from the same initial weights (as ``compare`` wires them) and sees the same
+minibatches. A step is: the minibatch's forward pass into a tape allocated once, the loss, the
+explicit backward writing every ∂L/∂W and ∂L/∂b into gradient buffers allocated once (the xent
+head's from the loss), then the optimiser's step Δ, subtracted in place. Every parameter is
+trained: each layer's W and b and the xent head. The normalisations have no learnable γ, β in
+the engine (``normalization.py``), so there is nothing to train there.
+
+Every ``every`` steps (and at the last) a record keeps the minibatch loss before that step's
+update, each layer's ‖∂L/∂W‖ (exact, as a magnitude) and its update ratio ‖ΔW‖/‖W‖ (Frobenius;
+W after the update, as Karpathy's plots take it, so a zero-initialised branch end that moves
+has ratio 1, not 1/0). Every ``eval_every`` steps, and after the last, the loss on all samples
+is taken (before that step's update), minibatch by minibatch in row order, so that batch norm
+sees minibatch statistics as in training. It costs samples/batch forward passes, so it has a
+cadence of its own (``--eval-every 1`` takes it at every step).
+
+A non-finite loss or gradient stops that variant: the step and the layer where the first
+non-finite value appeared are reported (forward: the first layer whose output is not finite;
+backward: the first layer the gradient reached with a non-finite ‖∂L/∂W‖), and the records up
+to there are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradflow.analysis.analyze import estimate_bytes, variant_spec
+from gradflow.analysis.assemble import layer_names
+from gradflow.analysis.teacher import TeacherData, constant_loss, teacher_data
+from gradflow.analysis.training import Training, TrainVerdict
+from gradflow.engine.losses import LOSSES, LossData, LossResult
+from gradflow.engine.magnitudes import Magnitudes, checked_norm, sum_sq
+from gradflow.engine.network import Network, build
+from gradflow.engine.optimizers import buffer_count, make_optimizer, update
+from gradflow.engine.passes import backward, forward, forward_again
+from gradflow.engine.spec import Loss, NetworkSpec, Skip
+from gradflow.engine.tape import Tape
+from gradflow.engine.threads import one_blas_thread
+from gradflow.engine.weight_grads import Method, gradient_buffers
+
+RULE_OF_THUMB = 1e-3  # Karpathy: update/weight ratios near 1e-3 train well
+FROZEN_BELOW = 1e-6  # a median ratio below this: 1,000 steps change the layer by under 0.1%
+NO_PROGRESS_ABOVE = 0.9  # final full-data loss above this share of the initial one
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: int  # 0-based; the update of step t is the (t+1)-th
+    loss: float  # minibatch loss before this step's update
+    grad_weight: Magnitudes  # (layers,) ‖∂L/∂W‖ of the minibatch, head last for xent
+    update_ratio: Magnitudes  # (layers,) ‖ΔW‖/‖W‖ of this step's update
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    step: int  # the loss on all samples before step's update (step = steps: after the last)
+    loss: float
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where a run met its first non-finite value."""
+
+    step: int
+    layer: str  # a layer name, "head", or "loss"
+    stage: str  # forward | backward
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    initial_loss: float  # on all samples, before the first step
+    final_loss: float  # on all samples, after the last step (or the last record, if stopped)
+    constant_loss: float  # what the best constant output reaches (teacher.constant_loss)
+    halved_at: int | None  # first evaluated step whose full-data loss is at most half the initial
+    log10_ratio_first: float  # median log10 update ratio of layer 1 over the records
+    log10_ratio_last: float  # and of the last dense layer
+    verdict: TrainVerdict
+    reason: str
+    stopped: Stop | None
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    label: str
+    spec: NetworkSpec
+    names: tuple[str, ...]  # the layers' names, "head" last for xent
+    steps: list[StepRecord]
+    evals: list[EvalRecord]
+    summary: TrainSummary
+
+
+@one_blas_thread
+def train(
+    spec: NetworkSpec,
+    variants: Sequence[Skip | str],
+    training: Training,
+    *,
+    network: Network | None = None,
+    data: TeacherData | None = None,
+    progress: Progress | None = None,
+) -> list[TrainRun]:
+    """Train each variant of ``spec`` from the same initial weights on the same minibatches."""
+    specs = [variant_spec(spec, v) for v in variants]
+    network = network or build(specs[0])
+    data = data or teacher_data(specs[0], training.samples, training.steps)
+    floor = constant_loss(data, spec.loss)
+    runs = []
+    for i, s in enumerate(specs):
+
+        def done(step: int, i: int = i) -> None:
+            if progress is not None:
+                progress(i * training.steps + step, len(specs) * training.steps)
+
+        with np.errstate(all="ignore"):  # overflow and NaN are results, reported below
+            runs.append(Trainer(s, network, data, training).run(floor, done))
+    return runs
+
+
+def train_bytes(spec: NetworkSpec, training: Training) -> int:
+    """Bytes a training run holds at its peak: one pass's (the tape and the network), and per
+    variant its parameters, gradients and optimiser buffers (each of the parameters' size),
+    the teacher data, and the records."""
+    size = np.dtype(spec.dtype.value).itemsize
+    params = spec.depth * (spec.width**2 + spec.width)
+    if spec.loss is Loss.XENT:
+        params += spec.width * spec.classes + spec.classes
+    arrays = (2 + buffer_count(training.optimizer)) * params * size
+    data = training.samples * spec.width * size * 2 + training.steps * spec.batch * 8
+    records = -(-training.steps // training.record_every) * (spec.depth + 1) * 3 * 16
+    return estimate_bytes(spec, keep_gradients=False) + arrays + data + records
+
+
+def initial_parameters(spec: NetworkSpec, network: Network) -> list[np.ndarray]:
+    """Fresh copies of every trained array: W (L, n, n), b (L, n), and for xent the head's
+    W (n, C) and b (C,), as the variant ``spec`` sees them (β-scaled, zeroed branch ends)."""
+    params = [np.stack(network.weights_for(spec)), np.stack(network.biases_for(spec))]
+    data = network.loss_data
+    if spec.loss is Loss.XENT:
+        assert data.head_weight is not None and data.head_bias is not None
+        params += [data.head_weight.copy(), data.head_bias.copy()]
+    return params
+
+
+class Trainer:
+    """One variant's training: its parameters, gradient and optimiser buffers, and tape, all
+    allocated once."""
+
+    def __init__(
+        self, spec: NetworkSpec, network: Network, data: TeacherData, training: Training
+    ) -> None:
+        self.spec, self.data, self.training = spec, data, training
+        self.params = initial_parameters(spec, network)
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self.into = gradient_buffers(spec, self.grads[0], self.grads[1])
+        self.optimizer = make_optimizer(training.optimizer, training.learning_rate, self.params)
+        self.names = layer_names(spec) + (("head",) if spec.loss is Loss.XENT else ())
+        self.rows = np.empty((spec.batch, spec.width), dtype=data.x.dtype)  # the minibatch
+        self.tape: Tape | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """y (B, n) for x (B, n) with the current weights; the tape is made at the first call."""
+        if self.tape is None:
+            weights, biases = list(self.params[0]), list(self.params[1])  # views, updated in place
+            self.tape, y = forward(self.spec, weights, biases, x)
+            return y
+        return forward_again(self.spec, self.tape, x)
+
+    def loss(self, y: np.ndarray, rows: np.ndarray | slice) -> LossResult:
+        data = self.data
+        if self.spec.loss is Loss.XENT:
+            assert data.labels is not None
+            head = LossData(
+                labels=data.labels[rows], head_weight=self.params[2], head_bias=self.params[3]
+            )
+            return LOSSES[Loss.XENT](y, head)
+        assert data.target is not None
+        return LOSSES[self.spec.loss](y, LossData(target=data.target[rows]))
+
+    def evaluate(self) -> float:
+        """The loss on all samples, minibatch by minibatch in row order (mean of the means)."""
+        batch, chunks = self.spec.batch, self.data.samples // self.spec.batch
+        total = 0.0
+        for c in range(chunks):
+            rows = slice(c * batch, (c + 1) * batch)
+            total += self.loss(self.forward(self.data.x[rows]), rows).value
+        return total / chunks
+
+    def run(self, floor: float, progress: Callable[[int], None]) -> TrainRun:
+        training = self.training
+        steps: list[StepRecord] = []
+        evals: list[EvalRecord] = []
+        stop: Stop | None = None
+        for t in range(training.steps):
+            if training.evaluated(t):
+                evals.append(EvalRecord(t, self.evaluate()))
+            outcome = self.step(t, training.recorded(t))
+            if isinstance(outcome, Stop):
+                stop = outcome
+                break
+            if outcome is not None:
+                steps.append(outcome)
+            progress(t + 1)
+        if stop is None:
+            evals.append(EvalRecord(training.steps, self.evaluate()))
+        summary = summarize(steps, evals, stop, floor, self.names)
+        return TrainRun(self.spec.label, self.spec, self.names, steps, evals, summary)
+
+    def step(self, t: int, record: bool) -> StepRecord | Stop | None:
+        """One training step on minibatch t; its record if ``record``; a Stop if a value was
+        not finite (the parameters are then left as they were)."""
+        order = self.data.order[t]
+        np.take(self.data.x, order, axis=0, out=self.rows)
+        y = self.forward(self.rows)
+        result = self.loss(y, order)
+        if not math.isfinite(result.value):
+            return Stop(t, self._first_nonfinite(y), "forward")
+        assert self.tape is not None  # made by the forward pass above
+        records = backward(self.spec, self.tape, result.dy, method=Method.EXPLICIT, into=self.into)
+        grad_weight = records.grad_weight
+        if result.head_weight_grad is not None and result.head_bias_grad is not None:
+            np.copyto(self.grads[2], result.head_weight_grad)
+            np.copyto(self.grads[3], result.head_bias_grad)
+            grad_weight = _append(
+                grad_weight, checked_norm(sum_sq(self.grads[2]), self.grads[2], 0)
+            )
+        bad = ~np.isfinite(grad_weight.mantissa)
+        if bad.any():  # backward meets the layers last to first: the highest one came first
+            return Stop(t, self.names[int(np.flatnonzero(bad)[-1])], "backward")
+        update(self.optimizer, self.params, self.grads)
+        if not record:
+            return None
+        return StepRecord(t, result.value, grad_weight, self._update_ratios())
+
+    def _update_ratios(self) -> Magnitudes:
+        """‖ΔW‖/‖W‖ of each layer (head last), W after the update."""
+        steps = self.optimizer.steps
+        pairs = [(steps[0], self.params[0])]  # (L, n, n) each
+        if len(self.params) > 2:
+            pairs.append((steps[2][None], self.params[2][None]))  # the head, (1, n, C)
+        mantissa: list[float] = []
+        exponent: list[int] = []
+        for delta, w in pairs:
+            sq, w_norm = _square_sums(delta), np.sqrt(_square_sums(w))
+            for k in range(len(delta)):
+                m, e = checked_norm(float(sq[k]), delta[k], 0)  # exact also when Δ is tiny
+                if m != 0.0:
+                    m = m / float(w_norm[k]) if w_norm[k] else math.inf
+                mantissa.append(m)  # 0: no update at all, whatever ‖W‖ is
+                exponent.append(e)
+        return Magnitudes(np.array(mantissa), np.array(exponent, dtype=np.int64))
+
+    def _first_nonfinite(self, y: np.ndarray) -> str:
+        """The first layer whose output is not finite; the loss if every output is finite."""
+        assert self.tape is not None
+        inputs = self.tape.dense_in  # layer i's input is layer i-1's output
+        for i in range(1, self.spec.depth):
+            if not np.isfinite(inputs[i]).all():
+                return self.names[i - 1]
+        if not np.isfinite(y).all():
+            return self.names[self.spec.depth - 1]
+        return "head" if self.spec.loss is Loss.XENT else "loss"
+
+
+def _square_sums(stack: np.ndarray) -> np.ndarray:
+    """Σ x² of each (n, m) slab of a (K, n, m) stack, (K,)."""
+    flat = stack.reshape(len(stack), -1)
+    sums: np.ndarray = np.vecdot(flat, flat)
+    return sums
+
+
+def _append(m: Magnitudes, extra: tuple[float, int]) -> Magnitudes:
+    return Magnitudes(np.append(m.mantissa, extra[0]), np.append(m.exponent, np.int64(extra[1])))
+
+
+def summarize(
+    steps: list[StepRecord],
+    evals: list[EvalRecord],
+    stop: Stop | None,
+    floor: float,
+    names: tuple[str, ...],
+) -> TrainSummary:
+    """Initial and final loss, when it halved, the median update ratios, and the verdict."""
+    initial, final = evals[0].loss, evals[-1].loss
+    halved = next((e.step for e in evals if e.loss <= initial / 2), None)
+    last = len(names) - 1 - (names[-1] == "head")  # the last dense layer
+    if steps:
+        ratios = np.array([s.update_ratio.log10 for s in steps])  # (records, layers)
+        first_ratio, last_ratio = (float(np.median(ratios[:, i])) for i in (0, last))
+    else:
+        first_ratio = last_ratio = math.nan
+    findings: list[tuple[TrainVerdict, str]] = []
+    if stop is not None:
+        findings.append(
+            (
+                TrainVerdict.NONFINITE,
+                f"stopped at step {stop.step}: first non-finite value in {stop.stage} "
+                f"at {stop.layer}",
+            )
+        )
+    if stop is None and not final <= NO_PROGRESS_ABOVE * initial:
+        findings.append(
+            (
+                TrainVerdict.NO_PROGRESS,
+                f"no progress: loss {initial:.4g} → {final:.4g} ({final / initial:.0%}); "
+                f"a constant output reaches {floor:.4g}",
+            )
+        )
+    if first_ratio < math.log10(FROZEN_BELOW):
+        findings.append(
+            (TrainVerdict.FROZEN, f"{names[0]} never moved: update ratio {ratio_text(first_ratio)}")
+        )
+    if not findings:
+        when = f"halved by step {halved}" if halved is not None else "not halved"
+        findings.append((TrainVerdict.LEARNS, f"learns: loss {initial:.4g} → {final:.4g}, {when}"))
+    verdict = findings[0][0]
+    reason = "; ".join(text for _, text in findings)
+    return TrainSummary(
+        initial, final, floor, halved, first_ratio, last_ratio, verdict, reason, stop
+    )
+
+
+def ratio_text(log10: float) -> str:
+    """A ratio from its log10, to one significant digit: ``1e-27``, ``3e-03``, ``0``."""
+    if log10 == -math.inf:
+        return "0"
+    if not math.isfinite(log10):
+        return str(log10)
+    exponent = math.floor(log10)
+    mantissa = round(10 ** (log10 - exponent))
+    if mantissa == 10:
+        mantissa, exponent = 1, exponent + 1
+    return f"{mantissa}e{exponent:+03d}" if exponent < -4 or exponent > 4 else f"{10**log10:.1g}"

@@ -1,0 +1,181 @@
+"""The training loop: full ∂L/∂W tensors against central differences in float64, the teacher
+data, the tape reused across steps, non-finite stops, the summary, and determinism."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from gradflow.analysis.analyze import variant_spec
+from gradflow.analysis.teacher import constant_loss, teacher_data
+from gradflow.analysis.train import EvalRecord, Trainer, initial_parameters, summarize, train
+from gradflow.analysis.training import Training, TrainVerdict
+from gradflow.engine.losses import LOSSES, LossData
+from gradflow.engine.network import build
+from gradflow.engine.passes import forward
+from gradflow.engine.spec import Loss, NetworkSpec
+
+VARIANTS = ("none", "post", "pre")
+H = 1e-6  # central differences in float64: error ~H² · f''' plus ~eps/H rounding
+
+
+def _loss_at(spec: NetworkSpec, params: list[np.ndarray], x: np.ndarray, data: LossData) -> float:
+    """The minibatch loss with the given parameters, through a fresh forward pass."""
+    _, y = forward(spec, list(params[0]), list(params[1]), x)
+    if spec.loss is Loss.XENT:
+        data = LossData(labels=data.labels, head_weight=params[2], head_bias=params[3])
+    return LOSSES[spec.loss](y, data).value
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        NetworkSpec(depth=4, width=4, batch=3, skip="post", norm="batch", loss="xent", classes=3),
+        NetworkSpec(depth=4, width=4, batch=3, skip="pre", norm="layer", activation="tanh"),
+        NetworkSpec(depth=3, width=4, batch=3, activation="gelu", bias_var=0.2),
+    ],
+    ids=["post-batch-xent", "pre-layer-mse", "plain-gelu-bias"],
+)
+def test_every_gradient_entry_matches_central_differences(spec: NetworkSpec) -> None:
+    """After two training steps (so zero and symmetric starts are gone), the gradient buffers
+    the third step fills hold ∂L/∂W, ∂L/∂b and the head's, entry by entry."""
+    training = Training(optimizer="adam", lr=0.05, steps=3, samples=6)
+    data = teacher_data(spec, training.samples, training.steps)
+    trainer = Trainer(spec, build(spec), data, training)
+    with np.errstate(all="ignore"):
+        for t in range(2):
+            trainer.step(t, record=False)
+        params = [p.copy() for p in trainer.params]
+        trainer.step(2, record=False)  # fills the buffers at ``params``, then updates
+    rows = data.order[2]
+    x = data.x[rows]
+    loss_data = (
+        LossData(labels=data.labels[rows])
+        if spec.loss is Loss.XENT
+        else LossData(target=data.target[rows])  # type: ignore[index]
+    )
+    for k, grad in enumerate(trainer.grads):
+        numeric = np.empty_like(grad)
+        for index in np.ndindex(grad.shape):
+            shifted = [p.copy() for p in params]
+            shifted[k][index] += H
+            up = _loss_at(spec, shifted, x, loss_data)
+            shifted[k][index] -= 2 * H
+            down = _loss_at(spec, shifted, x, loss_data)
+            numeric[index] = (up - down) / (2 * H)
+        scale = np.abs(numeric).max()
+        assert scale > 0
+        np.testing.assert_allclose(grad, numeric, rtol=0, atol=1e-7 * max(scale, 1.0))
+
+
+def test_teacher_data_follows_its_definition() -> None:
+    spec = NetworkSpec(depth=2, width=8, batch=4)
+    data = teacher_data(spec, 16, 9)
+    assert data.x.shape == (16, 8) and data.target is not None
+    assert data.target.std() == pytest.approx(1.0, rel=1e-12)  # rescaled to unit variance
+    # each epoch (four minibatches) is a permutation of all 16 rows
+    for epoch in range(2):
+        rows = data.order[4 * epoch : 4 * epoch + 4].ravel()
+        assert sorted(rows.tolist()) == list(range(16))
+    assert data.order.shape == (9, 4)
+    assert not np.array_equal(data.order[:4], data.order[4:8])  # a fresh permutation
+    # the data do not depend on the depth, the wiring or the weights
+    other = teacher_data(spec.replace(depth=6, skip="pre"), 16, 9)
+    assert np.array_equal(other.x, data.x) and np.array_equal(other.order, data.order)
+    xent = teacher_data(spec.replace(loss="xent", classes=3), 16, 9)
+    assert xent.labels is not None and set(xent.labels.tolist()) <= {0, 1, 2}
+    # the best constant output: ½·mean‖t − t̄‖² (mse), the label entropy (xent)
+    t = data.target
+    assert constant_loss(data, Loss.MSE) == pytest.approx(0.5 * ((t - t.mean(0)) ** 2).sum() / 16)
+    p = np.bincount(xent.labels) / 16
+    p = p[p > 0]
+    assert constant_loss(xent, Loss.XENT) == pytest.approx(float(-(p * np.log(p)).sum()))
+    with pytest.raises(ValueError, match="linear"):
+        teacher_data(spec.replace(loss="linear"), 16, 9)
+
+
+def test_steps_reuse_the_tape_and_allocate_little() -> None:
+    """The tape is made once; a later step allocates far less than the tape holds."""
+    spec = NetworkSpec(depth=30, width=32, batch=16)
+    training = Training(steps=4, samples=32)
+    trainer = Trainer(spec, build(spec), teacher_data(spec, 32, 4), training)
+    with np.errstate(all="ignore"):
+        trainer.step(0, record=True)
+        tape = trainer.tape
+        assert tape is not None
+        acts = tape.acts
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            trainer.step(1, record=True)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+    assert trainer.tape is tape and tape.acts is acts
+    tape_bytes = acts.nbytes + (0 if tape.deriv is None else tape.deriv.nbytes)
+    assert peak < tape_bytes / 3, (peak, tape_bytes)
+
+
+def test_a_diverging_run_stops_at_the_first_nonfinite_value() -> None:
+    spec = NetworkSpec(depth=4, width=8, batch=4, activation="relu", init="he")
+    training = Training(optimizer="sgd", lr=1e150, steps=20, samples=8, every=1)
+    (run,) = train(spec, ["none"], training)
+    s = run.summary
+    assert s.verdict is TrainVerdict.NONFINITE and s.stopped is not None
+    assert 0 < s.stopped.step < 20
+    assert len(run.steps) == s.stopped.step  # the records up to there
+    assert all(np.isfinite(r.loss) for r in run.steps)
+    assert s.stopped.layer in run.names or s.stopped.layer == "loss"
+    assert f"step {s.stopped.step}" in s.reason
+
+
+def test_plain_deep_sigmoid_never_moves_its_first_layer() -> None:
+    """The lesson in small: 20 sigmoid layers, plain: layer 1's updates are orders of magnitude
+    below the rule of thumb; pre-activation ones are not."""
+    spec = NetworkSpec(depth=20, width=16, batch=8)
+    training = Training(optimizer="sgd", lr=0.05, steps=10, samples=16)
+    plain, pre = train(spec, ["none", "pre"], training)
+    assert plain.summary.verdict is not TrainVerdict.LEARNS
+    assert plain.summary.log10_ratio_first < -6
+    assert pre.summary.log10_ratio_first > plain.summary.log10_ratio_first + 4
+
+
+def test_variants_start_from_the_same_weights() -> None:
+    """As compare wires them: the same arrays, but for zero-initialised branch ends, which only
+    the residual variants have."""
+    spec = NetworkSpec(depth=4, width=4, batch=2, skip="pre", zero_init_residual=True)
+    network = build(spec)
+    plain, post, pre = (initial_parameters(variant_spec(spec, v), network) for v in VARIANTS)
+    for a, b in zip(post, pre, strict=True):
+        assert np.array_equal(a, b)
+    assert not pre[0][1].any() and not pre[0][3].any()  # the branch ends, zeroed
+    assert np.array_equal(plain[0][0::2], pre[0][0::2]) and plain[0][1].any()
+    # and the parameters are copies: training one variant leaves the network's arrays alone
+    pre[0][0] += 1.0
+    assert np.array_equal(initial_parameters(spec, network)[0][0], network.weights[0])
+
+
+def test_summary_judges_progress_and_halving() -> None:
+    spec = NetworkSpec(depth=2, width=4, batch=2)
+    (run,) = train(spec, ["none"], Training(steps=2, samples=4))
+    evals = [EvalRecord(0, 10.0), EvalRecord(1, 4.0), EvalRecord(2, 9.5)]
+    summary = summarize(run.steps, evals, None, 1.0, run.names)
+    assert summary.halved_at == 1
+    assert summary.verdict is TrainVerdict.NO_PROGRESS  # 9.5 > 90% of 10
+    evals[-1] = EvalRecord(2, 8.9)
+    assert summarize(run.steps, evals, None, 1.0, run.names).verdict is not (
+        TrainVerdict.NO_PROGRESS
+    )
+
+
+def test_training_validates_its_fields() -> None:
+    for bad in (dict(steps=0), dict(samples=-1), dict(every=0), dict(eval_every=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Training(**bad)  # type: ignore[arg-type]
+    for lr in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lr"):
+            Training(lr=lr)
+    assert Training(steps=200).record_every == 2 and Training(steps=50).record_every == 1
+    assert Training(steps=200).recorded(199) and not Training(steps=200).recorded(197)

@@ -234,6 +234,8 @@ def _show(plan: SweepPlan, results: list[PointResult], records: list[Record]) ->
     """The page (or the chosen format) to stdout, or to --output with the reading to stdout."""
     read = sweep_view.reading(plan.axes, results, plan.base)
     console = page_console()
+    if plan.quiet and plan.output is None:
+        return to_stdout(lambda: _print_lines(console, read))
     if plan.format is SweepFormat.JSONL:  # already written, run by run
         return [] if plan.output is None else to_stdout(lambda: _print_lines(console, read))
     if plan.output is None:
@@ -261,7 +263,7 @@ def _print_lines(console: Console, lines: list[str]) -> None:
 def _page(plan: SweepPlan, results: list[PointResult], width: int) -> list[Any]:
     read = sweep_view.reading(plan.axes, results, plan.base)
     if plan.quiet:
-        return [Lines(read)]
+        return [Lines(read)]  # a file: unwrapped, as on stdout
     header = sweep_view.header_line(plan.axes, plan.variants, plan.seeds, plan.base)
     grid = sweep_view.sweep_grid(plan.axes, results, plan.thresholds, plan.theory)
     parts: list[Any] = [prose(header, width, "bold"), Lines([""])]

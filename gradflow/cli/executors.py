@@ -132,12 +132,13 @@ class Dask:
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
         self.futures = self.client.map(run_summary, list(tasks), pure=False)
         index = {future.key: i for i, future in enumerate(self.futures)}
-        for future, record in self.distributed.as_completed(self.futures, with_results=True):
-            yield index[future.key], record
+        for future in self.distributed.as_completed(self.futures, loop=self.client.loop):
+            yield index[future.key], future.result()
 
     def close(self) -> None:
-        if self.futures:
-            self.client.cancel(self.futures)
+        unfinished = [f for f in self.futures if not f.done()]
+        if unfinished:  # after Ctrl-C: the runs not yet done are dropped
+            self.client.cancel(unfinished)
         self.client.close()
 
 

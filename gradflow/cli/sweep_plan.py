@@ -32,6 +32,7 @@ from gradflow.cli.plan import (
     _spec,
     _thresholds,
     _variants,
+    flag,
 )
 from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
 
@@ -119,9 +120,10 @@ def make_sweep_plan(
     total = sweep.count_runs(axes, len(variants), sweep_flags.seeds)
     if total > MAX_RUNS and not sweep_flags.yes:
         raise BadInput("--vary", f"the grid holds {total:,} runs (over {MAX_RUNS:,}); add --yes")
+    _check_values(axes)
+    _check_points(network, axes, variants)
     first = {a.field: a.values[0] for a in axes}
     base = _spec(replace(network, **first), variants)  # type: ignore[arg-type]
-    _check_points(base, axes, variants)
     judged = _thresholds(thresholds)
     jobs = _jobs(sweep_flags)
     memory = None if max_memory is None else _size(max_memory, "--max-memory")
@@ -269,23 +271,35 @@ def _looks_geometric(values: list[Value]) -> bool:
     return min(logs) > math.log(1.2) and max(logs) - min(logs) < math.log(GEOMETRIC_SPREAD)
 
 
-def _check_points(base: NetworkSpec, axes: tuple[Axis, ...], variants: tuple[Skip, ...]) -> None:
-    """Every value, then every grid point with every variant, built as the spec it runs."""
+def _check_values(axes: tuple[Axis, ...]) -> None:
+    """Each value alone, in a plain network of default flags: its own range."""
     for axis in axes:
         for value in axis.values:
             try:
-                base.replace(**{axis.field: value})
+                NetworkSpec().replace(**{axis.field: value})
             except ValueError as error:
                 where = f"{flag_name(axis.field)}={_shown(value)}"
                 raise BadInput("--vary", f"{where}: {_message(error)}") from None
+
+
+def _check_points(
+    network: NetworkFlags, axes: tuple[Axis, ...], variants: tuple[Skip, ...]
+) -> None:
+    """Every grid point with every variant, built from the flags as ``analyze`` would build
+    it; a refusal that names a varied flag says at which point."""
+    varied = {flag(a.field) for a in axes}
     for values in sweep.points(axes):
         for variant in variants:
+            zero_init = network.zero_init_residual and variant is not Skip.NONE
+            given = replace(network, **dict(values), zero_init_residual=zero_init)  # type: ignore[arg-type]
             try:
-                sweep.point_spec(base, values, variant)
-            except ValueError as error:
+                _spec(given, (variant,))
+            except BadInput as bad:
+                if bad.param_hint not in varied:
+                    raise
                 where = " ".join(f"{flag_name(f)}={_shown(v)}" for f, v in values)
                 raise BadInput(
-                    "--vary", f"{where} with {variant.label}: {_message(error)}"
+                    "--vary", f"{where} with {variant.label}: {bad.param_hint}: {bad.message}"
                 ) from None
 
 

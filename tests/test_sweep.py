@@ -58,6 +58,7 @@ def test_comma_list_range_and_geometric_range() -> None:
     assert parse_axis("depth=1:4:7:log").values == (1, 2, 3, 4)
     assert parse_axis("activation=tanh,ReLU").values == ("tanh", "relu")
     assert parse_axis("depth=10,100,1000").geometric
+    assert parse_axis("depth=10,20,50,100,200").geometric  # 1-2-5 steps
     assert not parse_axis("depth=10,20,30").geometric
 
 

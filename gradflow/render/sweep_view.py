@@ -307,8 +307,11 @@ def _clause(
         if theory_per is not None:
             text += f" (theory {abs(theory_per * scale):.2f})"
         return text
-    ends = f"{decades(measured[0])} at {value_text(axis.values[0])} → {decades(measured[-1])}"
-    text = f"{variant.label}: gain {ends} at {flag_name(axis.field)} {value_text(axis.values[-1])}"
+    first, last = (value_text(r.values[0][1]) for r in (mine[0], mine[-1]))
+    text = (
+        f"{variant.label}: gain {decades(measured[0])} at {flag_name(axis.field)} {first}"
+        f" → {decades(measured[-1])} at {last}"
+    )
     if has_theory:
         text += f" (theory {decades(predicted[0])} → {decades(predicted[-1])})"
     return text

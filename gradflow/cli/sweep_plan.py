@@ -64,7 +64,7 @@ CHOICE_FIELDS: dict[str, type[Choice]] = {
     "dtype": DType,
 }
 VARIABLE = [*NUMBER_FIELDS, *CHOICE_FIELDS]
-GEOMETRIC_SPREAD = 1.6  # a comma list is geometric when its step ratios differ by less (1-2-5)
+GEOMETRIC_SPREAD = 1.3  # a comma list is geometric when its step ratios differ by less (1-2-5)
 
 
 @dataclass(frozen=True)

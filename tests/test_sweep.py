@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import sys
 import types
@@ -369,3 +370,12 @@ def test_csv_and_markdown_hold_every_point() -> None:
 def test_median_matches_statistics_for_even_counts() -> None:
     xs = [-3.0, 1.0, 2.0, 10.0]
     assert Spread.of(xs).median == statistics.median(xs)
+
+
+def test_one_chart_per_value_of_the_second_flag_and_no_negative_zero() -> None:
+    markdown = sweep("--vary", "depth=2,4", "--vary", "width=3,5,7", "--batch", "2",
+                     "--variants", "pre", "--jobs", "1", "--format", "markdown").stdout  # fmt: skip
+    titles = re.findall(r"\*\*median log10 gain against depth \((width=\d)\)\*\*", markdown)
+    assert titles == ["width=3", "width=5", "width=7"]
+    assert markdown.count("```text") == 3
+    assert sweep_view.decades(-0.001) == "+0.00" and sweep_view.decades(-0.005) == "-0.01"

@@ -82,6 +82,12 @@ def outcome(summary: dict[str, Any]) -> Outcome:
 # ---- the table --------------------------------------------------------------------------------
 
 
+def signed(x: float, digits: int) -> str:
+    """``+1.25``, ``-0.50``; a value that rounds to zero is ``+0.00``, never ``-0.00``."""
+    text = f"{x:+.{digits}f}"
+    return "+" + text[1:] if float(text) == 0 else text
+
+
 def decades(x: float | None) -> str:
     if x is None:
         return DASH
@@ -89,7 +95,7 @@ def decades(x: float | None) -> str:
         return "nan"
     if math.isinf(x):
         return "-inf" if x < 0 else "+inf"
-    return f"{x:+.2f}"
+    return signed(x, 2)
 
 
 def span(s: Spread) -> str:
@@ -202,7 +208,7 @@ def line_chart(axis: Axis, results: Sequence[PointResult], width: int) -> list[s
     lo, hi = min(ys), max(ys)
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
-    label_width = max(len(f"{lo:+.1f}"), len(f"{hi:+.1f}"))
+    label_width = max(len(signed(lo, 1)), len(signed(hi, 1)))
     field = max(CHART_WIDTH[0], min(CHART_WIDTH[1], width - label_width - 2))
     columns = _x_positions(axis, field)
     canvas = [[" "] * field for _ in range(CHART_HEIGHT)]
@@ -236,7 +242,7 @@ def line_chart(axis: Axis, results: Sequence[PointResult], width: int) -> list[s
             canvas[row(r.gain.median)][x] = MARKS[r.variant]
     ticks = {0: hi, CHART_HEIGHT // 2: (hi + lo) / 2, CHART_HEIGHT - 1: lo}
     lines = [
-        f"{(f'{ticks[i]:+.1f}' if i in ticks else ''):>{label_width}} |" + "".join(cells)
+        f"{(signed(ticks[i], 1) if i in ticks else ''):>{label_width}} |" + "".join(cells)
         for i, cells in enumerate(canvas)
     ]
     lines.append(" " * label_width + " +" + "-" * field)
@@ -252,11 +258,11 @@ def line_chart(axis: Axis, results: Sequence[PointResult], width: int) -> list[s
 
 def _x_labels(axis: Axis, columns: Sequence[int], field: int) -> str:
     """The values under their columns, each kept whole; one that would collide is left out."""
-    cells = [" "] * (field + 12)
+    cells = [" "] * field
     free_from = 0
     for value, at in zip(axis.values, columns, strict=True):
-        text = value_text(value)
-        start = max(at - len(text) // 2, 0)
+        text = value_text(value)[:field]
+        start = min(max(at - len(text) // 2, 0), field - len(text))  # within the plot's width
         if start < free_from:
             continue
         cells[start : start + len(text)] = text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import re
 import statistics
 import sys
@@ -379,3 +380,25 @@ def test_one_chart_per_value_of_the_second_flag_and_no_negative_zero() -> None:
     assert titles == ["width=3", "width=5", "width=7"]
     assert markdown.count("```text") == 3
     assert sweep_view.decades(-0.001) == "+0.00" and sweep_view.decades(-0.005) == "-0.01"
+
+
+def test_ctrl_c_under_a_pool_ends_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the main process takes in results from two workers: exit 130, the runs
+    written so far kept, the workers gone."""
+    real = sweep_view.run_record
+    calls: list[int] = []
+
+    def stop_at_third(*args: Any) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sweep_view, "run_record", stop_at_third)
+    part = tmp_path / "part.jsonl"
+    result = sweep(*GRID, "--jobs", "2", "--output", str(part))
+    assert result.exit_code == 130 and result.stderr.strip() == "gradflow: interrupted"
+    assert len(part.read_text().splitlines()) == 2
+    assert multiprocessing.active_children() == []

@@ -24,6 +24,21 @@ Value = int | float | str  # one flag's value at a grid point (an enum flag: its
 Values = tuple[tuple[str, Value], ...]  # (spec field, value) per varied flag, in --vary order
 
 
+def flag_name(field: str) -> str:
+    """A spec field as its flag is spelled, without the dashes: ``block-size``."""
+    return field.replace("_", "-")
+
+
+def value_text(value: Value) -> str:
+    """A grid value as the user would type it: ``4``, ``0.5``, ``tanh``."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def values_text(values: Values) -> str:
+    """A grid point: ``depth=10 width=64``."""
+    return " ".join(f"{flag_name(f)}={value_text(v)}" for f, v in values)
+
+
 @dataclass(frozen=True)
 class Axis:
     """One ``--vary``: a spec field and its values, in the order given."""

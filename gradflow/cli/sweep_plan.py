@@ -15,9 +15,10 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from gradflow.analysis import sweep
-from gradflow.analysis.sweep import Axis, Value
+from gradflow.analysis.sweep import Axis, Value, flag_name, value_text
 from gradflow.analysis.verdict import Thresholds
 from gradflow.cli.errors import BadInput, quoted, shorten
 from gradflow.cli.files import OutputTarget
@@ -122,8 +123,8 @@ def make_sweep_plan(
         raise BadInput("--vary", f"the grid holds {total:,} runs (over {MAX_RUNS:,}); add --yes")
     _check_values(axes)
     _check_points(network, axes, variants)
-    first = {a.field: a.values[0] for a in axes}
-    base = _spec(replace(network, **first), variants)  # type: ignore[arg-type]
+    first: dict[str, Any] = {a.field: a.values[0] for a in axes}
+    base = _spec(replace(network, **first), variants)
     judged = _thresholds(thresholds)
     jobs = _jobs(sweep_flags)
     memory = None if max_memory is None else _size(max_memory, "--max-memory")
@@ -157,10 +158,6 @@ def make_sweep_plan(
 
 
 # ---- --vary -----------------------------------------------------------------------------------
-
-
-def flag_name(field: str) -> str:
-    return field.replace("_", "-")
 
 
 def parse_axes(texts: tuple[str, ...]) -> tuple[Axis, ...]:
@@ -278,7 +275,7 @@ def _check_values(axes: tuple[Axis, ...]) -> None:
             try:
                 NetworkSpec().replace(**{axis.field: value})
             except ValueError as error:
-                where = f"{flag_name(axis.field)}={_shown(value)}"
+                where = f"{flag_name(axis.field)}={value_text(value)}"
                 raise BadInput("--vary", f"{where}: {_message(error)}") from None
 
 
@@ -291,13 +288,13 @@ def _check_points(
     for values in sweep.points(axes):
         for variant in variants:
             zero_init = network.zero_init_residual and variant is not Skip.NONE
-            given = replace(network, **dict(values), zero_init_residual=zero_init)  # type: ignore[arg-type]
+            changes: dict[str, Any] = {**dict(values), "zero_init_residual": zero_init}
             try:
-                _spec(given, (variant,))
+                _spec(replace(network, **changes), (variant,))
             except BadInput as bad:
                 if bad.param_hint not in varied:
                     raise
-                where = " ".join(f"{flag_name(f)}={_shown(v)}" for f, v in values)
+                where = sweep.values_text(values)
                 raise BadInput(
                     "--vary", f"{where} with {variant.label}: {bad.param_hint}: {bad.message}"
                 ) from None
@@ -307,10 +304,6 @@ def _message(error: ValueError) -> str:
     """The engine's ``field: message``, with field names spelled as flags."""
     bad = _from_value_error(error)
     return f"{bad.param_hint}: {bad.message}"
-
-
-def _shown(value: Value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # ---- execution and output ---------------------------------------------------------------------
@@ -326,11 +319,17 @@ def _jobs(flags: SweepFlags) -> int:
             raise BadInput("--scheduler", f"needs Dask distributed: {INSTALL_DASK}")
         return 1
     if flags.jobs is None:
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
-                   (os.cpu_count() or 1))  # fmt: skip
+        return cores()
     if flags.jobs < 1:
         raise BadInput("--jobs", f"must be at least 1, got {flags.jobs}")
     return flags.jobs
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity where the system says)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def _format(chosen: SweepFormat | None, target: OutputTarget | None) -> SweepFormat:

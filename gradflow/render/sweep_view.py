@@ -17,7 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradflow import __version__
-from gradflow.analysis.sweep import Axis, Outcome, PointResult, Run, Spread, Value, Values, slope
+from gradflow.analysis.sweep import (
+    Axis,
+    Outcome,
+    PointResult,
+    Run,
+    Spread,
+    Value,
+    Values,
+    flag_name,
+    slope,
+    value_text,
+    values_text,
+)
 from gradflow.analysis.verdict import PAIRS, Thresholds, Verdict
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.render.formats import SCHEMA_VERSION, json_number, markdown_table, pretty_json
@@ -28,18 +40,6 @@ THEORY_MARK, BAR_MARK = ".", "|"
 CHART_HEIGHT = 15  # rows of the plotting area
 CHART_WIDTH = (30, 90)  # columns of the plotting area: at least, at most
 STATUS_LOG10 = {"zero": -math.inf, "inf": math.inf, "nan": math.nan}  # null log10 by status
-
-
-def flag_name(field: str) -> str:
-    return field.replace("_", "-")
-
-
-def value_text(value: Value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def values_text(values: Values) -> str:
-    return " ".join(f"{flag_name(f)}={value_text(v)}" for f, v in values)
 
 
 # ---- records: one run as the files hold it ----------------------------------------------------

@@ -101,6 +101,10 @@ def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
         (["--vary", "depth=2", "--jobs", "0"], ["--jobs"]),
         (["--vary", "depth=2", "--jobs", "2", "--scheduler", "tcp://h:1"], ["--jobs"]),
         (["--vary", "depth=2", "--resume"], ["--resume", "jsonl"]),
+        (
+            ["--vary", "depth=2", "--resume", "--output", "/dev/null", "--format", "jsonl"],
+            ["--resume", "regular file"],
+        ),
         (["--vary", "depth=2", "--variants", "pre,bad"], ["--variants"]),
         (["--vary", "depth=2", "--max-memory", "1K"], ["memory", "need about"]),
         (["--vary", "depth=2", "--output", "/nonexistent/x.json"], ["--output", "directory"]),

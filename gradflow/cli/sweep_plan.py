@@ -21,7 +21,7 @@ from gradflow.analysis import sweep
 from gradflow.analysis.sweep import Axis, Value, flag_name, value_text
 from gradflow.analysis.verdict import Thresholds
 from gradflow.cli.errors import BadInput, quoted, shorten
-from gradflow.cli.files import OutputTarget
+from gradflow.cli.files import Kind, OutputTarget
 from gradflow.cli.options import SweepFormat
 from gradflow.cli.plan import (
     SUFFIX_FORMAT,
@@ -345,9 +345,8 @@ def _format(chosen: SweepFormat | None, target: OutputTarget | None) -> SweepFor
 
 
 def _check_resume(target: OutputTarget | None, chosen: SweepFormat) -> None:
+    """--resume completes a jsonl file (one that does not exist yet is started)."""
     if chosen is not SweepFormat.JSONL:
         raise BadInput("--resume", "completes a jsonl file; give --output FILE.jsonl")
-    if target is None or target.is_stream or not target.final.is_file():
-        if target is not None and not target.is_stream and not target.final.exists():
-            return  # nothing to resume yet: the sweep starts from its first run
+    if target is None or target.kind not in (Kind.REPLACE, Kind.IN_PLACE):
         raise BadInput("--resume", "needs --output naming a regular file")

@@ -297,7 +297,6 @@ def sweep(
     signal_above: o.SignalAbove = None,
     format: o.SweepFormatOpt = None,
     output: o.Output = None,
-    unicode: o.Unicode = False,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
 ) -> None:
@@ -312,7 +311,6 @@ def sweep(
         format=format,
         output=output,
         max_memory=max_memory,
-        unicode=unicode,
         quiet=quiet,
     )
     from gradflow.cli.execute_sweep import execute_sweep  # NumPy and the engine load here

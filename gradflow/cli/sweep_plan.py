@@ -97,7 +97,6 @@ class SweepPlan:
     format: SweepFormat
     output: OutputTarget | None  # None: stdout
     resume: bool
-    unicode: bool
     quiet: bool
 
 
@@ -109,7 +108,6 @@ def make_sweep_plan(
     format: SweepFormat | None,
     output: Path | None,
     max_memory: str | None,
-    unicode: bool,
     quiet: bool,
 ) -> SweepPlan:
     """Check every flag and every grid point; BadInput (exit 2, one line) for the first that
@@ -152,7 +150,6 @@ def make_sweep_plan(
         format=chosen,
         output=target,
         resume=sweep_flags.resume,
-        unicode=unicode,
         quiet=quiet,
     )
 

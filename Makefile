@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 # stamps: the package and what it needs to run; then the dev extras too
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+PLOT_STAMP := $(VENV)/.installed-plot
 
-.PHONY: install install-dev demo test lint typecheck format bench bench-quick clean
+.PHONY: install install-dev demo test lint typecheck format bench bench-quick figures clean
 
 # An editable install leaves the sources uncompiled: compile once, as a wheel install does.
 $(STAMP): pyproject.toml
@@ -21,6 +22,10 @@ $(STAMP): pyproject.toml
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(DEV_STAMP)
+
+$(PLOT_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[plot]'
+	touch $(PLOT_STAMP)
 
 install: $(STAMP)
 
@@ -50,6 +55,13 @@ bench: $(DEV_STAMP)
 
 bench-quick: $(DEV_STAMP)
 	$(BIN)/python -m bench --quick
+
+# The README's figure: the headline run drawn by --plot, then reduced to 256 colours (Pillow
+# comes with matplotlib), which keeps it looking the same at a third of the bytes.
+figures: $(PLOT_STAMP)
+	$(BIN)/gradflow compare --depth 50 --plot docs/compare-depth50.png -q
+	$(BIN)/python -c "from PIL import Image; f = 'docs/compare-depth50.png'; \
+	Image.open(f).convert('RGB').quantize(256, dither=0).save(f, optimize=True)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

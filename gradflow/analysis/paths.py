@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -67,6 +68,9 @@ from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.engine.tape import Tape, tape_bytes
 from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.wirings import Block
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ProgressCallback = Callable[[int, int], None]  # (blocks done, blocks in all)
 
@@ -153,6 +157,13 @@ class Decomposition:
     @property
     def lengths(self) -> np.ndarray:
         return np.arange(self.max_length + 1)
+
+    def plot(self) -> Figure:
+        """This decomposition as a matplotlib Figure (needs the ``plot`` extra); for several
+        wirings, ``gradflow.render.figures.path_lengths.path_figure(decompositions)``."""
+        from gradflow.render.figures.path_lengths import path_figure  # matplotlib loads here
+
+        return path_figure([self])
 
     @property
     def mean_path_length(self) -> float:

@@ -8,12 +8,16 @@ leaves float64's range (a 3000-layer sigmoid net's first-layer gradient is near 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gradflow.analysis.verdict import Finding, Quantity, Thresholds, Verdict
 from gradflow.engine.magnitudes import Magnitudes
 from gradflow.engine.spec import NetworkSpec
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "Blocks",
@@ -111,3 +115,10 @@ class Report:
     @property
     def label(self) -> str:
         return self.spec.label
+
+    def plot(self) -> Figure:
+        """This report as a matplotlib Figure (needs the ``plot`` extra); for several variants,
+        ``gradflow.render.figures.gradients.gradient_figure(reports)``."""
+        from gradflow.render.figures.gradients import gradient_figure  # matplotlib loads here
+
+        return gradient_figure([self])

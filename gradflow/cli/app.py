@@ -147,11 +147,13 @@ def analyze(
     format: o.FormatOpt = None,
     output: o.Output = None,
     save_arrays: o.SaveArrays = None,
+    plot: o.Plot = None,
     max_rows: o.MaxRows = MAX_ROWS,
     all_rows: o.AllRows = False,
     unicode: o.Unicode = False,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    theory: o.Theory = False,
 ) -> None:
     """One network: gradient per layer, the split at each addition, a chart and a verdict."""
     plan = make_plan(
@@ -196,11 +198,13 @@ def compare(
     format: o.FormatOpt = None,
     output: o.Output = None,
     save_arrays: o.SaveArrays = None,
+    plot: o.Plot = None,
     max_rows: o.MaxRows = MAX_ROWS,
     all_rows: o.AllRows = False,
     unicode: o.Unicode = False,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    theory: o.Theory = False,
 ) -> None:
     """The same weights with and without shortcuts, side by side (default: plain, post, pre)."""
     plan = make_plan(
@@ -241,6 +245,7 @@ def paths(
     seed: o.Seed = SPEC.seed,
     format: o.FormatOpt = None,
     output: o.Output = None,
+    plot: o.Plot = None,
     max_rows: o.MaxRows = MAX_ROWS,
     all_rows: o.AllRows = False,
     quiet: o.Quiet = False,

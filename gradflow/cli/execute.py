@@ -25,7 +25,9 @@ from rich.console import Group as Stack
 from gradflow.analysis import analyze as analysis
 from gradflow.analysis.analyze import ProgressCallback, estimate_bytes, variant_spec
 from gradflow.analysis.results import Report
+from gradflow.analysis.theory import Prediction, assess
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, silence
+from gradflow.cli.figure_files import write_report_figure
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
 from gradflow.engine import memory
@@ -36,6 +38,7 @@ from gradflow.render import formats, table, view
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+Theory = Sequence[Prediction | str] | None  # --theory: one per report, else None
 PAGE_WIDTH = (40, 200)  # the page's columns, whatever the terminal or COLUMNS says
 FILE_WIDTH = 100  # columns of a table or markdown report written to a file
 PROGRESS_FROM = 5e9  # multiply-adds (depth · batch · width² · variants) worth a progress bar
@@ -57,7 +60,8 @@ def execute(plan: Plan) -> ExitCode:
     for report in reports:  # numerical trouble met on the way: diagnostics, so stderr
         for warning in report.summary.warnings:
             note(f"gradflow: warning: {report.label}: {warning}")
-    failures += _show(plan, reports)
+    failures += _show(plan, reports, _theory(plan, reports))
+    failures += write_report_figure(plan.plot, plan.command, reports)
     for failure in failures:
         note(f"gradflow: error: {failure}")
     failed = [r for r in reports if r.summary.verdict in plan.fail_on]
@@ -151,6 +155,11 @@ class _ProgressBar:
 # ---- after the run: outputs -------------------------------------------------------------------
 
 
+def _theory(plan: Plan, reports: Sequence[Report]) -> list[Prediction | str] | None:
+    """With --theory, each run's mean-field prediction (or why there is none)."""
+    return [assess(r.spec) for r in reports] if plan.theory else None
+
+
 def _save_arrays(plan: Plan, network: Network) -> list[WriteFailed]:
     if plan.arrays is None:
         return []
@@ -165,23 +174,24 @@ def _save_arrays(plan: Plan, network: Network) -> list[WriteFailed]:
     return []
 
 
-def _show(plan: Plan, reports: list[Report]) -> list[WriteFailed]:
+def _show(plan: Plan, reports: list[Report], theory: Theory = None) -> list[WriteFailed]:
     """The report to stdout, or to --output with the summary lines to stdout."""
     console = page_console()
     if plan.report is None:
         if plan.format is Format.TABLE:
-            return to_stdout(lambda: _print_page(console, plan, reports))
-        return to_stdout(lambda: sys.stdout.write(_text(plan, reports, width=FILE_WIDTH)))
+            return to_stdout(lambda: _print_page(console, plan, reports, theory))
+        text = _text(plan, reports, width=FILE_WIDTH, theory=theory)
+        return to_stdout(lambda: sys.stdout.write(text))
     failures = []
     try:
-        plan.report.write(_text(plan, reports, width=FILE_WIDTH).encode("utf-8"))
+        plan.report.write(_text(plan, reports, width=FILE_WIDTH, theory=theory).encode("utf-8"))
     except WriteFailed as failure:
         failures.append(failure)
     except BrokenPipeError:  # --output into a pipe or stdout whose reader has gone
         silence(sys.stdout)
     else:
         note(f"gradflow: wrote {plan.report.path}")
-    return failures + to_stdout(lambda: _print_summary(console, reports))
+    return failures + to_stdout(lambda: _print_summary(console, reports, theory))
 
 
 class PageConsole(Console):
@@ -212,34 +222,47 @@ def to_stdout(show: Callable[[], object]) -> list[WriteFailed]:
     return []
 
 
-def _print_summary(console: Console, reports: Sequence[Report]) -> None:
+def _print_summary(console: Console, reports: Sequence[Report], theory: Theory = None) -> None:
     """One line per variant and the comparison sentence, unwrapped so that logs can grep them."""
-    for line in view.summary_lines(reports):
+    for line in view.summary_lines(reports, theory):
         console.print(line, markup=False, soft_wrap=True)
 
 
-def _print_page(console: Console, plan: Plan, reports: Sequence[Report]) -> None:
+def _print_page(
+    console: Console, plan: Plan, reports: Sequence[Report], theory: Theory = None
+) -> None:
     if plan.quiet:
-        _print_summary(console, reports)
+        _print_summary(console, reports, theory)
         return
     parts = table.page(
-        plan.command, reports, max_rows=plan.max_rows, width=console.width, unicode=plan.unicode
+        plan.command,
+        reports,
+        max_rows=plan.max_rows,
+        width=console.width,
+        unicode=plan.unicode,
+        theory=theory,
     )
     console.print(Stack(*parts))  # one print call: rich's per-call setup once
 
 
-def _text(plan: Plan, reports: Sequence[Report], *, width: int) -> str:
+def _text(plan: Plan, reports: Sequence[Report], *, width: int, theory: Theory = None) -> str:
     """The report in the chosen format as text (a table is rendered without colour)."""
     if plan.format is Format.JSON:
-        return formats.to_json(plan.command, plan.spec, reports)
+        return formats.to_json(plan.command, plan.spec, reports, theory)
     if plan.format is Format.CSV:
-        return formats.to_csv(reports)
+        return formats.to_csv(reports, theory)
     if plan.format is Format.MARKDOWN:
         return formats.to_markdown(
-            plan.command, reports, max_rows=plan.max_rows, width=width, unicode=plan.unicode
+            plan.command,
+            reports,
+            max_rows=plan.max_rows,
+            width=width,
+            unicode=plan.unicode,
+            theory=theory,
         )
     buffer = io.StringIO()
-    _print_page(Console(file=buffer, width=width, color_system=None, emoji=False), plan, reports)
+    console = Console(file=buffer, width=width, color_system=None, emoji=False)
+    _print_page(console, plan, reports, theory)
     return buffer.getvalue()
 
 

@@ -12,6 +12,7 @@ from gradflow.analysis.analyze import variant_spec
 from gradflow.analysis.paths import Decomposition, compare_paths, paths_bytes
 from gradflow.cli.errors import ExitCode, WriteFailed, note, silence
 from gradflow.cli.execute import FILE_WIDTH, guard_memory, page_console, to_stdout
+from gradflow.cli.figure_files import write_paths_figure
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
 from gradflow.render import paths_view, table
@@ -26,11 +27,12 @@ def execute_paths(plan: Plan) -> ExitCode:
     )
     runs = compare_paths(plan.spec, plan.variants, max_length=max_length, samples=samples)
     console = page_console()
+    figure = write_paths_figure(plan.plot, runs)
     if plan.report is None:
         if plan.format is Format.TABLE:
-            return _exit(to_stdout(lambda: _print_page(console, plan, runs)))
-        return _exit(to_stdout(lambda: sys.stdout.write(_text(plan, runs, FILE_WIDTH))))
-    failures = []
+            return _exit(figure + to_stdout(lambda: _print_page(console, plan, runs)))
+        return _exit(figure + to_stdout(lambda: sys.stdout.write(_text(plan, runs, FILE_WIDTH))))
+    failures = figure
     try:
         plan.report.write(_text(plan, runs, FILE_WIDTH).encode("utf-8"))
     except WriteFailed as failure:

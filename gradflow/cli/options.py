@@ -229,6 +229,16 @@ SaveArrays = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+Plot = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="Also draw the figure to FILE; its suffix chooses the format, in any case: .png, "
+        ".svg or .pdf (needs matplotlib: pip install 'gradflow-cli[plot]'). Written like "
+        "--output, but never to stdout.",
+        rich_help_panel=OUTPUT,
+    ),
+]
 MaxRows = Annotated[
     int,
     typer.Option(help="Group layers into at most this many rows.", rich_help_panel=OUTPUT),
@@ -254,6 +264,17 @@ MaxMemory = Annotated[
         metavar="SIZE",
         help="Refuse runs needing more than this, e.g. 512M or 2G (default: the free memory).",
         show_default=False,
+        rich_help_panel=OUTPUT,
+    ),
+]
+
+# Theory: the mean-field prediction beside the measurement (analyze, compare; sweep too).
+Theory = Annotated[
+    bool,
+    typer.Option(
+        "--theory",
+        help="Show the mean-field prediction beside the measurement: ‖∂L/∂in‖ per layer and "
+        "the gain (no prediction with batch or layer norm).",
         rich_help_panel=OUTPUT,
     ),
 ]
@@ -296,14 +317,6 @@ Seeds = Annotated[
     int,
     typer.Option(
         metavar="N", help="Run seeds --seed … --seed+N-1 at every point.", rich_help_panel=SWEEP
-    ),
-]
-Theory = Annotated[
-    bool,
-    typer.Option(
-        "--theory",
-        help="Add the mean-field prediction of the gain (networks without normalisation).",
-        rich_help_panel=SWEEP,
     ),
 ]
 Jobs = Annotated[

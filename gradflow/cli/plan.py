@@ -14,6 +14,7 @@ from typing import Any
 
 from gradflow.analysis.verdict import PAIRS, Thresholds, Verdict
 from gradflow.cli.errors import BadInput, quoted
+from gradflow.cli.figure_files import FigureTarget, check_plot
 from gradflow.cli.files import OutputTarget
 from gradflow.cli.options import SKIP_NAMES, SPEC, Format
 from gradflow.engine.spec import Activation, DType, Init, Loss, NetworkSpec, Norm, Skip
@@ -85,6 +86,8 @@ class OutputFlags(Flags):
     quiet: bool
     save_arrays: Path | None = None  # not every command saves arrays
     unicode: bool = False
+    plot: Path | None = None  # --plot FILE.png|svg|pdf
+    theory: bool = False  # --theory: analyze and compare
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class Plan:
     unicode: bool
     quiet: bool
     paths: PathsFlags | None = None  # set for ``gradflow paths``
+    plot: FigureTarget | None = None  # --plot: the figure's file and format
+    theory: bool = False  # --theory: the mean-field prediction beside the measurement
 
 
 def make_plan(
@@ -137,6 +142,7 @@ def make_plan(
     memory = None if max_memory is None else _size(max_memory, "--max-memory")
     max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
     report, arrays = _targets(output)
+    plot = None if output.plot is None else check_plot(output.plot, (report, arrays))
     return Plan(
         command=command,
         spec=spec,
@@ -151,6 +157,8 @@ def make_plan(
         unicode=output.unicode,
         quiet=output.quiet,
         paths=paths,
+        plot=plot,
+        theory=output.theory,
     )
 
 

@@ -31,6 +31,7 @@ class Glyphs:
     fill: dict[Status, str]  # one cell of a bar, by status
     marks: dict[Status, str]  # drawn instead of a bar
     eighths: str  # partial cells, 1/8 … 7/8 (empty: whole cells only)
+    expected: str = ":"  # where a prediction ends, drawn over the bar or beyond it
 
 
 ASCII = Glyphs(
@@ -42,6 +43,7 @@ UNICODE = Glyphs(
     fill={Status.OK: "█", Status.UNDERFLOW: "░", Status.OVERFLOW: "▓"},
     marks={Status.ZERO: "0", Status.INF: "∞", Status.NAN: "nan"},
     eighths="▏▎▍▌▋▊▉",
+    expected="┊",
 )
 MEANING = {
     Status.UNDERFLOW: "below float64's range (length from the exact log10)",
@@ -57,6 +59,7 @@ class Series:
     title: str
     values: Magnitudes  # one per row
     partial: np.ndarray | None = None  # bool per row: a mean that leaves exact zeros out
+    expected: np.ndarray | None = None  # log10 of a prediction per row, nan where none
 
     def marked(self, row: int) -> bool:
         return self.partial is not None and bool(self.partial[row])
@@ -113,13 +116,15 @@ def render(
     per_line = max(1, min(len(series), room // (MIN_FIELD + 2)))
     panel = max(MIN_FIELD + 2, room // per_line)
     statuses = [s.values.status() for s in series]
+    predicted = [x for s in series if s.expected is not None for x in s.expected.tolist()]
     scale = Scale.covering(
         [
             x
             for s, st in zip(series, statuses, strict=True)
             for x, status in zip(s.values.log10.tolist(), st, strict=True)
             if status in glyphs.fill
-        ],
+        ]
+        + predicted,
         panel - 2,  # "|" + bars + " "
     )
     indent = " " * (label_width + 1)
@@ -131,8 +136,9 @@ def render(
         lines.append(indent + "".join(_fit(" " + series[j].title, panel) for j in shown))
         for i, label in enumerate(labels):
             cells = [
-                "|" + _bar(float(series[j].values.log10[i]), statuses[j][i],
-                           series[j].marked(i), scale, glyphs, panel - 1)
+                "|" + _expect(_bar(float(series[j].values.log10[i]), statuses[j][i],
+                                   series[j].marked(i), scale, glyphs, panel - 1),
+                              series[j], i, scale, glyphs)
                 for j in shown
             ]  # fmt: skip
             lines.append(f"{label:>{label_width}} " + "".join(cells))
@@ -141,6 +147,8 @@ def render(
             lines += [indent + axis * len(shown), indent + names * len(shown)]
     marked = any(s.marked(i) for s in series for i in range(len(labels)))
     legend = _legend({x for st in statuses for x in st}, glyphs, scale is not None, marked)
+    if any(math.isfinite(x) for x in predicted) and scale is not None:
+        legend += f"; {glyphs.expected} the mean-field theory's prediction"
     lines += [indent + line for line in _wrap(legend, width - len(indent))]
     return [line.rstrip() for line in lines]
 
@@ -160,6 +168,18 @@ def _bar(
         else:
             bar = fill * scale.cells(log10)
     return _fit(bar[: width - 1] + (grid.MARK if marked else ""), width)
+
+
+def _expect(bar: str, s: Series, row: int, scale: Scale | None, glyphs: Glyphs) -> str:
+    """``bar`` with the row's prediction marked at the cell where a bar of that size ends."""
+    log10 = math.nan if s.expected is None else float(s.expected[row])
+    if scale is None or not math.isfinite(log10):
+        return bar
+    at = min(scale.cells(log10), len(bar) - 1) - 1  # the bar's last cell; the panel keeps a gap
+    drawable = {" ", *glyphs.fill.values(), *glyphs.eighths}
+    if bar[at] not in drawable:  # a mark (0, nan, inf, *) stays legible
+        return bar
+    return bar[:at] + glyphs.expected + bar[at + 1 :]
 
 
 def _axis(scale: Scale) -> tuple[str, str]:
@@ -205,5 +225,11 @@ def _fit(text: str, width: int) -> str:
 
 def draw(data: view.ChartData, *, width: int, unicode: bool) -> list[str]:
     """The page's chart (its title is the caller's to show): one panel per variant."""
-    series = [Series(title, m.values, m.partial) for title, m in data.panels]
+    expected: list[np.ndarray | None] = (
+        list(data.expected) if data.expected is not None else [None] * len(data.panels)
+    )
+    series = [
+        Series(title, m.values, m.partial, e)
+        for (title, m), e in zip(data.panels, expected, strict=True)
+    ]
     return render(data.labels, series, width=width, unicode=unicode)

@@ -18,10 +18,12 @@ import numpy as np
 
 from gradflow import __version__
 from gradflow.analysis.results import Report
+from gradflow.analysis.theory import Prediction
 from gradflow.analysis.verdict import PAIRS
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render import chart, grid, view
+from gradflow.render.theory_view import predicted_log10
 
 SCHEMA_VERSION = 2
 
@@ -148,26 +150,49 @@ def config_record(command: str, spec: NetworkSpec, reports: Sequence[Report]) ->
     return config
 
 
-def to_json(command: str, spec: NetworkSpec, reports: Sequence[Report]) -> str:
-    """The whole run as strict, versioned JSON (schema in docs/reference.md)."""
+def theory_record(outcome: Prediction | str) -> dict[str, Any] | None:
+    """A run's ``theory``: the predicted gain and per-layer log10 ‖∂L/∂in‖/‖∂L/∂y‖, with the
+    carried variances q and the factors χ; null where no prediction applies."""
+    if not isinstance(outcome, Prediction):
+        return None
+    return {
+        "log10_gain": json_number(outcome.log10_gain),
+        "log10_grad_input": [json_number(x) for x in outcome.log10_grad_input.tolist()],
+        "q": [json_number(x) for x in outcome.q.tolist()],
+        "chi": [json_number(x) for x in outcome.chi.tolist()],
+    }
+
+
+def to_json(
+    command: str,
+    spec: NetworkSpec,
+    reports: Sequence[Report],
+    theory: Sequence[Prediction | str] | None = None,
+) -> str:
+    """The whole run as strict, versioned JSON (schema in docs/reference.md); ``theory`` (one
+    per report) adds each run's ``theory`` record."""
     base = reports[0].summary.log10_weight_ratio
+    runs: list[dict[str, Any]] = [
+        {
+            "label": r.label,
+            "spec": r.spec.to_dict(),
+            "summary": summary_record(r),
+            # log10(this run's first/last ratio ÷ the first run's): orders of magnitude gained
+            **_decades(r.summary.log10_weight_ratio, base),
+            "layers": layer_records(r),
+            "blocks": block_records(r),
+        }
+        for r in reports
+    ]
+    if theory is not None:
+        for run, outcome in zip(runs, theory, strict=True):
+            run["theory"] = theory_record(outcome)
     document = {
         "schema_version": SCHEMA_VERSION,
         "gradflow_version": __version__,
         "command": command,
         "config": config_record(command, spec, reports),
-        "runs": [
-            {
-                "label": r.label,
-                "spec": r.spec.to_dict(),
-                "summary": summary_record(r),
-                # log10(this run's first/last ratio ÷ the first run's): orders of magnitude gained
-                **_decades(r.summary.log10_weight_ratio, base),
-                "layers": layer_records(r),
-                "blocks": block_records(r),
-            }
-            for r in reports
-        ],
+        "runs": runs,
     }
     return pretty_json(document) + "\n"
 
@@ -192,13 +217,17 @@ def pretty_json(value: Any, level: int = 0, expand: int = 4) -> str:
     return "[\n" + ",\n".join(items) + "\n" + pad + "]"
 
 
-def to_csv(reports: Sequence[Report]) -> str:
-    """One row per layer per variant; empty cells where JSON has null."""
+def to_csv(reports: Sequence[Report], theory: Sequence[Prediction | str] | None = None) -> str:
+    """One row per layer per variant; empty cells where JSON has null. ``theory`` adds the
+    column ``theory_log10_grad_input``: log10 of the predicted ‖∂L/∂in‖ (empty: none)."""
     buffer = io.StringIO()
     writer: csv.DictWriter[str] | None = None
-    for r in reports:
-        for record in layer_records(r):
+    for i, r in enumerate(reports):
+        predicted = predicted_log10(r, theory[i]).tolist() if theory is not None else None
+        for j, record in enumerate(layer_records(r)):
             row = {"label": r.label, "skip": str(r.spec.skip), **record}
+            if predicted is not None:
+                row["theory_log10_grad_input"] = json_number(predicted[j])
             if writer is None:
                 writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
                 writer.writeheader()
@@ -250,10 +279,12 @@ def to_markdown(
     max_rows: int | None,
     width: int,
     unicode: bool,
+    theory: Sequence[Prediction | str] | None = None,
 ) -> str:
     """The page as markdown, for a pull-request comment: the same sections in the same order as
     the terminal's, tables fitted to ``width`` by dropping columns (never stacked)."""
     lines: list[str] = []
-    for section in view.sections(command, reports, max_rows=max_rows, unicode=unicode):
+    sections = view.sections(command, reports, max_rows=max_rows, unicode=unicode, theory=theory)
+    for section in sections:
         lines += [*_markdown(section, width, unicode), ""]
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from rich.style import Style
 
 from gradflow.analysis.paths import Decomposition
 from gradflow.analysis.results import Report
+from gradflow.analysis.theory import Prediction
 from gradflow.render import chart, paths_view, view
 from gradflow.render.grid import Grid, Layout, Tone
 
@@ -129,11 +130,12 @@ def page(
     max_rows: int | None,
     width: int,
     unicode: bool,
+    theory: Sequence[Prediction | str] | None = None,
 ) -> list[RenderableType]:
     """Everything ``analyze``/``compare`` show on a terminal, top to bottom, in the view's order;
-    a blank line between sections (none under the heading)."""
+    a blank line between sections (none under the heading). ``theory``: one per report."""
     parts: list[RenderableType] = []
-    sections = view.sections(command, reports, max_rows=max_rows, unicode=unicode)
+    sections = view.sections(command, reports, max_rows=max_rows, unicode=unicode, theory=theory)
     for i, section in enumerate(sections):
         if i and not isinstance(sections[i - 1], view.Heading):
             parts.append(Lines([""]))

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradflow.analysis.results import Report
+from gradflow.analysis.theory import Prediction
 from gradflow.analysis.verdict import Finding, Quantity, Verdict
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import Activation, Init, NetworkSpec, Norm
+from gradflow.render import theory_view  # builds on this module: each uses the other's names
 from gradflow.render.grid import (
     DASH,
     MARK,
@@ -307,9 +309,14 @@ def _bucket_notes(rows: Sequence[Row], what: str) -> tuple[tuple[str, ...], str]
     return (note,), f"0: exactly zero in every one of the row's {what}"
 
 
-def layer_grid(reports: Sequence[Report], rows: Sequence[Row]) -> Grid:
+def layer_grid(
+    reports: Sequence[Report],
+    rows: Sequence[Row],
+    theory: Sequence[Prediction | str] | None = None,
+) -> Grid:
     """Per layer (or bucket): gradient norms and health per variant, then each variant against
-    the first, in decades (log10 of the ratio of their ‖∂L/∂W‖)."""
+    the first, in decades (log10 of the ratio of their ‖∂L/∂W‖); with ``theory`` (one per
+    report), the predicted ‖∂L/∂in‖ beside the measured one."""
     single = len(reports) == 1
     notes, zero_note = _bucket_notes(rows, "layers")
     columns = [
@@ -317,7 +324,7 @@ def layer_grid(reports: Sequence[Report], rows: Sequence[Row]) -> Grid:
         Column("layer", [Cell(row.name) for row in rows], numeric=False, drop=2, key=True),
     ]
     weights = []
-    for r in reports:
+    for i, r in enumerate(reports):
         prefix = "" if single else f"{r.label}\n"
         grad_w = per_row(r.layers.grad_weight, rows)
         weights.append(grad_w)
@@ -325,6 +332,8 @@ def layer_grid(reports: Sequence[Report], rows: Sequence[Row]) -> Grid:
         grad_in = magnitude_cells(per_row(r.layers.grad_input, rows))
         note = "‖∂L/∂in‖: gradient at the layer's input"
         columns.append(Column(prefix + "‖∂L/∂in‖", grad_in, drop=1, note=note, group=r.label))
+        if theory is not None:
+            columns.append(theory_view.grad_input_column(r, theory[i], rows, prefix))
         columns += _health_columns(r, rows, prefix)
     base = reports[0].label
     for r, grad_w in zip(reports[1:], weights[1:], strict=True):
@@ -402,9 +411,12 @@ def ratio_text(report: Report, quantity: Quantity) -> str:
     return power_text(ratio_log10(report, quantity))
 
 
-def summary_grid(reports: Sequence[Report]) -> Grid:
+def summary_grid(
+    reports: Sequence[Report], theory: Sequence[Prediction | str] | None = None
+) -> Grid:
     """Per variant: the three judged ratios, the loss and the verdict (its reasons follow the
-    grid, one line per variant: ``verdict_lines``)."""
+    grid, one line per variant: ``verdict_lines``); with ``theory``, the predicted gain after
+    the measured one."""
     columns = [Column("variant", [Cell(r.label) for r in reports], numeric=False, key=True)]
     for quantity in Quantity:
         cells = []
@@ -417,6 +429,8 @@ def summary_grid(reports: Sequence[Report]) -> Grid:
         if quantity is Quantity.WEIGHT_RATIO and any(c.text == "n/a" for c in cells):
             note += " (n/a: the forward signal is exactly 0 before the last layer)"
         columns.append(Column(RATIO_HEADERS[quantity], cells, note=note))
+        if quantity is Quantity.GAIN and theory is not None:
+            columns.append(theory_view.gain_column(theory))
     losses = [Cell(number_text(r.summary.loss, 4)) for r in reports]  # nan: a broken pass
     columns.append(Column("loss", losses, drop=1))
     verdicts = [Cell(str(r.summary.verdict), VERDICT_TONE[r.summary.verdict]) for r in reports]
@@ -571,13 +585,17 @@ def _join(clauses: Sequence[str]) -> str:
     return ", ".join(clauses[:-1]) + ", and " + clauses[-1]
 
 
-def summary_lines(reports: Sequence[Report]) -> list[str]:
-    """Plain-text summary: one line per variant (the three ratios, the verdict and its reasons),
-    then the comparison sentence."""
+def summary_lines(
+    reports: Sequence[Report], theory: Sequence[Prediction | str] | None = None
+) -> list[str]:
+    """Plain-text summary: one line per variant (the three ratios, with ``theory`` the predicted
+    gain, the verdict and its reasons), then the comparison sentence."""
     width = max(len(r.label) for r in reports)
     lines = []
-    for r in reports:
+    for i, r in enumerate(reports):
         ratios = "  ".join(f"{QUANTITY_TEXT[q]} {ratio_text(r, q):>9}" for q in Quantity)
+        if theory is not None:
+            ratios += theory_view.summary_suffix(theory[i])
         lines.append(f"{r.label:<{width}}  {ratios}  {r.summary.verdict}: {verdict_reason(r)}")
     if len(reports) > 1:
         lines.append(comparison_sentence(reports))
@@ -612,22 +630,30 @@ class ChartData:
     title: str
     labels: list[str]
     panels: list[tuple[str, Means]]  # (variant, its ‖∂L/∂W‖ per row)
+    expected: list[np.ndarray] | None = None  # per panel, log10 of a prediction per row (nan)
 
 
 Section = Heading | Paragraph | Items | Grid | ChartData
 
 
 def sections(
-    command: str, reports: Sequence[Report], *, max_rows: int | None, unicode: bool
+    command: str,
+    reports: Sequence[Report],
+    *,
+    max_rows: int | None,
+    unicode: bool,
+    theory: Sequence[Prediction | str] | None = None,
 ) -> list[Section]:
     """Everything a page shows, in the one order both the terminal and markdown use: heading,
     what is shown, the layer table, the block table, the chart, the summary with the verdicts'
-    reasons, and the comparison sentence."""
+    reasons, and the comparison sentence. ``theory`` (one per report) adds the predictions:
+    a column, a chart of ‖∂L/∂in‖ with the prediction marked, the predicted gain, and a line
+    naming the variants without one."""
     rows = layer_rows(naming_report(reports), max_rows)
     parts: list[Section] = [
         Heading(header_line(command, reports)),
         Paragraph(shown_line(reports)),
-        layer_grid(reports, rows),
+        layer_grid(reports, rows, theory),
     ]
     blocks = block_grid(reports, max_rows)
     if blocks is not None:
@@ -637,7 +663,12 @@ def sections(
     parts.append(
         ChartData(f"{title}, log scale, layer 1 at the top", [r.index for r in rows], panels)
     )
-    parts += [summary_grid(reports), Items(tuple(verdict_lines(reports)))]
+    if theory is not None:
+        parts.append(theory_view.chart(reports, theory, rows, unicode))
+    parts += [summary_grid(reports, theory), Items(tuple(verdict_lines(reports)))]
+    missing = theory_view.missing_line(reports, theory) if theory is not None else None
+    if missing is not None:
+        parts.append(Paragraph(missing))
     if len(reports) > 1:
         parts.append(Paragraph(comparison_sentence(reports), strong=True))
     return parts

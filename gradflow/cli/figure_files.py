@@ -1,0 +1,99 @@
+"""``--plot FILE``: the figure's file checked before the run (its suffix, matplotlib, the path)
+and written after it, as every other output file is (``files.OutputTarget``).
+
+matplotlib is imported (by ``check_plot``) only when ``--plot`` is given, and the figure
+modules only when the figure is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gradflow.cli.errors import BadInput, WriteFailed, note, quoted
+from gradflow.cli.files import OutputTarget
+from gradflow.render.figures import INSTALL, require_matplotlib
+from gradflow.render.figures.file_format import FigureFormat, format_for
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from gradflow.analysis.paths import Decomposition
+    from gradflow.analysis.results import Report
+
+FLAG = "--plot"
+
+
+@dataclass(frozen=True)
+class FigureTarget:
+    """Where the figure goes and in which format (from the file's suffix)."""
+
+    target: OutputTarget
+    format: FigureFormat
+
+
+def check_plot(path: Path, others: Sequence[OutputTarget | None]) -> FigureTarget:
+    """The figure's target, or BadInput (exit 2): a suffix that names no figure format, no
+    matplotlib, a path no output may take, or the file of another output flag."""
+    kind = format_for(path.suffix)
+    if kind is None:
+        known = ", ".join(f".{f.value}" for f in FigureFormat)
+        raise BadInput(FLAG, f"no figure format for suffix {quoted(path.suffix)} ({known})")
+    try:
+        require_matplotlib()
+    except ImportError:
+        raise BadInput(
+            FLAG, f"figures need matplotlib, which is not installed: {INSTALL}"
+        ) from None
+    target = OutputTarget.check(path, FLAG)
+    if target.is_stream:
+        raise BadInput(FLAG, "stdout carries the report; give a file name")
+    for other in others:
+        if other is not None and target.same_as(other):
+            raise BadInput(FLAG, f"{quoted(path)} is also {other.flag}")
+    return FigureTarget(target, kind)
+
+
+def write_figure(plot: FigureTarget | None, draw: Callable[[], Figure]) -> list[WriteFailed]:
+    """Draw the figure and write it; a failure is returned (exit 3), the other outputs stand."""
+    if plot is None:
+        return []
+    from gradflow.render.figures import style
+
+    figure = draw()
+    try:
+        plot.target.write(lambda file: style.save(figure, file, plot.format))
+    except WriteFailed as failure:
+        return [failure]
+    except BrokenPipeError as error:  # a FIFO whose reader has gone: the figure is not whole
+        return [WriteFailed(FLAG, plot.target.path, error)]
+    note(f"gradflow: wrote {plot.target.path}")
+    return []
+
+
+def write_report_figure(
+    plot: FigureTarget | None, command: str, reports: Sequence[Report]
+) -> list[WriteFailed]:
+    """analyze and compare: the gradient figure."""
+
+    def draw() -> Figure:
+        from gradflow.render.figures.gradients import gradient_figure
+
+        return gradient_figure(reports, command)
+
+    return write_figure(plot, draw)
+
+
+def write_paths_figure(
+    plot: FigureTarget | None, runs: Sequence[Decomposition]
+) -> list[WriteFailed]:
+    """paths: the path-length figure."""
+
+    def draw() -> Figure:
+        from gradflow.render.figures.path_lengths import path_figure
+
+        return path_figure(runs)
+
+    return write_figure(plot, draw)

@@ -1,0 +1,91 @@
+"""The train figure: the loss per step for each variant (log y) and, per variant, a layer ×
+step heatmap of log10 ‖∂L/∂W‖ on one colour scale with one colorbar.
+
+It takes plain arrays, so that any training loop can draw it: ``train_figure({"pre": (steps,
+losses)}, {"pre": log10_grad_weight}, heat_steps, title)`` with ``log10_grad_weight`` of shape
+(layers, steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.gridspec import GridSpec
+
+from gradflow.render.figures import style
+
+ZERO_COLOR = "0.85"  # a light grey for exact zeros (and nan): not on the colormap
+HEATMAP_COLORMAP = "cividis"  # perceptually uniform, readable in greyscale and by most eyes
+
+
+def train_figure(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    heatmaps: Mapping[str, np.ndarray],
+    heat_steps: np.ndarray,
+    title: str,
+) -> Figure:
+    """Loss curves (steps (T,), losses (T,) per variant; gid ``loss:<variant>``) above one
+    heatmap per variant of log10 ‖∂L/∂W‖ (layers × steps (L, S), layer 1 at the top, columns at
+    ``heat_steps`` (S,); gid ``heatmap:<variant>``), sharing one colour scale."""
+    with style.isolated_style():
+        figure = style.new_figure(8.0)
+        style.title(figure, title)
+        columns = max(1, len(heatmaps))
+        grid = figure.add_gridspec(2, columns, height_ratios=(1.0, 1.3))
+        loss_axes = figure.add_subplot(grid[0, :])
+        palette = style.colors(len(curves))
+        for i, (label, (steps, losses)) in enumerate(curves.items()):
+            loss = np.asarray(losses, dtype=np.float64)
+            (drawn,) = loss_axes.plot(
+                np.asarray(steps, dtype=np.float64), np.where(loss > 0, loss, np.nan),
+                color=palette[i], label=label,
+            )  # fmt: skip
+            drawn.set_gid(f"loss:{label}")
+        loss_axes.set_yscale("log")
+        loss_axes.set_xlabel("step")
+        loss_axes.set_ylabel("loss")
+        loss_axes.legend(loc="upper right")
+        _heatmaps(figure, grid, heatmaps, np.asarray(heat_steps, dtype=np.float64))
+    return figure
+
+
+def _heatmaps(
+    figure: Figure, grid: GridSpec, heatmaps: Mapping[str, np.ndarray], steps: np.ndarray
+) -> None:
+    values = {label: np.asarray(v, dtype=np.float64) for label, v in heatmaps.items()}
+    finite = [v[np.isfinite(v)] for v in values.values()]
+    pooled = np.concatenate(finite) if finite else np.zeros(0)
+    norm = Normalize(*(pooled.min(), pooled.max()) if pooled.size else (0.0, 1.0))
+    cmap = matplotlib.colormaps[HEATMAP_COLORMAP].with_extremes(bad=ZERO_COLOR)
+    mesh = None
+    axes_list = []
+    for column, (label, matrix) in enumerate(values.items()):
+        axes = figure.add_subplot(grid[1, column])
+        layers = np.arange(1, matrix.shape[0] + 1, dtype=np.float64)
+        mesh = axes.pcolormesh(
+            _edges(steps), _edges(layers), np.ma.masked_invalid(matrix), cmap=cmap, norm=norm,
+            shading="flat",
+        )  # fmt: skip
+        mesh.set_gid(f"heatmap:{label}")
+        axes.invert_yaxis()  # layer 1 at the top, as in the table
+        axes.set_title(label)
+        axes.set_xlabel("step")
+        axes.grid(False)
+        if column == 0:
+            axes.set_ylabel("layer")
+        axes_list.append(axes)
+    if mesh is not None:
+        bar = figure.colorbar(mesh, ax=axes_list, label="‖∂L/∂W‖ (grey: exactly 0 or nan)")
+        style.log10_axis(bar.ax)
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges around ``centres`` (N,): halfway between neighbours, (N + 1,)."""
+    if len(centres) == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    middle = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])

@@ -10,8 +10,6 @@ import multiprocessing
 import re
 import statistics
 import sys
-import types
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from typer.testing import CliRunner, Result
 
 from gradflow.analysis.analyze import analyze
 from gradflow.analysis.sweep import Axis, PointResult, Spread, aggregate, points, runs
+from gradflow.analysis.theory import predict
 from gradflow.analysis.verdict import Verdict
 from gradflow.cli import executors
 from gradflow.cli.app import app
@@ -287,36 +286,44 @@ def test_resume_refuses_a_file_of_another_sweep(tmp_path: Path) -> None:
     )
 
 
-# ---- theory: wired to analysis.theory.predict ------------------------------------------------
+# ---- theory: analysis.theory.predict per point ----------------------------------------------
 
 
-@dataclass(frozen=True)
-class Prediction:
-    log10_gain: float
-
-
-def test_theory_column_and_json_follow_predict(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Wiring only: a stand-in predict (-0.5 decades per layer, none for post) shows where the
-    prediction goes; the theory's own accuracy is tested with its module."""
-    stand_in = types.ModuleType("gradflow.analysis.theory")
-    stand_in.predict = lambda spec: (  # type: ignore[attr-defined]
-        None if spec.skip is Skip.POST else Prediction(-0.5 * spec.depth)
-    )
-    monkeypatch.setitem(sys.modules, "gradflow.analysis.theory", stand_in)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
+def test_theory_is_predict_at_each_point_and_null_where_none_applies() -> None:
     result = sweep(*GRID, "--theory", "--jobs", "1", "--format", "json")
     assert result.exit_code == 0, result.output
     for point in json.loads(result.stdout)["points"]:
-        if point["variant"] == "post":
-            assert point["theory"] is None
-            continue
-        predicted = -0.5 * point["values"]["depth"]
-        assert point["theory"]["log10_gain"] == predicted
-        residual = point["median"]["log10_gain"] - predicted
+        spec = NetworkSpec(depth=point["values"]["depth"], width=4, batch=3,
+                           skip=point["variant"])  # fmt: skip
+        prediction = predict(spec)
+        assert prediction is not None
+        assert point["theory"]["log10_gain"] == prediction.log10_gain
+        residual = point["median"]["log10_gain"] - prediction.log10_gain
         assert point["theory"]["measured_minus_theory"] == pytest.approx(residual, abs=1e-12)
-    table = sweep(*GRID, "--theory", "--jobs", "1", env={"COLUMNS": "140"})
-    assert "(theory 0.50)" in table.stdout  # plain: 0.5 decades per layer
-    assert "(theory 1.00)" in table.stdout  # pre: 0.5 per layer, blocks of 2
+    normalised = sweep(*GRID, "--norm", "layer", "--theory", "--jobs", "1", "--format", "json")
+    assert all(p["theory"] is None for p in json.loads(normalised.stdout)["points"])
+
+
+def test_theory_tracks_wide_tanh_networks_and_the_reading_quotes_its_slope(
+    tmp_path: Path,
+) -> None:
+    """Width 256, 3 seeds: the prediction within 0.15 decades of the median, plain and pre."""
+    written = tmp_path / "sweep.json"
+    read = sweep("--vary", "depth=10,40", "--width", "256", "--activation", "tanh",
+                 "--variants", "none,pre", "--seeds", "3", "--theory", "--jobs", "1",
+                 "--output", str(written)).stdout  # the reading: stdout  # fmt: skip
+    document = json.loads(written.read_text())
+    for point in document["points"]:
+        assert abs(point["theory"]["measured_minus_theory"]) <= 0.15, point
+    for variant, unit, scale in (("none", "layer", 1), ("pre", "block", 2)):
+        mine = [p for p in document["points"] if p["variant"] == variant]
+        depths = [p["values"]["depth"] for p in mine]
+        measured = np.polyfit(depths, [p["median"]["log10_gain"] for p in mine], 1)[0] * scale
+        predicted = np.polyfit(depths, [p["theory"]["log10_gain"] for p in mine], 1)[0] * scale
+        label = "plain" if variant == "none" else variant
+        verb = "loses" if measured < 0 else "gains"
+        expected = f"{label} {verb} {abs(measured):.2f} decades per {unit}"
+        assert f"{expected} (theory {abs(predicted):.2f})" in read
 
 
 # ---- the chart and the reading ---------------------------------------------------------------

@@ -9,7 +9,6 @@ the file; the other formats are written whole, through ``OutputTarget``, once ev
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import sys
@@ -22,11 +21,12 @@ from rich.console import Group as Stack
 
 from gradflow.analysis.analyze import estimate_bytes
 from gradflow.analysis.sweep import PointResult, Run, aggregate, point_spec, run_spec
+from gradflow.analysis.theory import predict
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, quoted, silence
 from gradflow.cli.execute import FILE_WIDTH, bytes_text, page_console, to_stdout
 from gradflow.cli.executors import Task, in_order, make_executor
 from gradflow.cli.options import SweepFormat
-from gradflow.cli.sweep_plan import THEORY_MODULE, SweepPlan
+from gradflow.cli.sweep_plan import SweepPlan
 from gradflow.engine import memory
 from gradflow.render import sweep_view
 from gradflow.render.table import LaidOutTable, Lines, prose
@@ -136,7 +136,6 @@ def _same_run(record: Any, run: Run, plan: SweepPlan) -> bool:
 
 def _theory(plan: SweepPlan) -> Callable[[Run], float | None]:
     """The mean-field prediction of each point's log10 gain; None where none applies."""
-    predict = importlib.import_module(THEORY_MODULE).predict
 
     def theory(run: Run) -> float | None:
         prediction = predict(point_spec(plan.base, run.values, run.variant))

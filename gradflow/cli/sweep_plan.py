@@ -38,7 +38,6 @@ from gradflow.cli.plan import (
 from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
 
 MAX_RUNS = 100_000  # more needs --yes
-THEORY_MODULE = "gradflow.analysis.theory"
 INSTALL_DASK = "pip install 'gradflow-cli[dask]'"
 
 
@@ -130,8 +129,6 @@ def make_sweep_plan(
     if output is not None and str(output) != "-":
         target = OutputTarget.check(output, "--output")
     chosen = _format(format, target)
-    if sweep_flags.theory and importlib.util.find_spec(THEORY_MODULE) is None:
-        raise BadInput("--theory", "the mean-field theory is not part of this build")
     if sweep_flags.resume:
         _check_resume(target, chosen)
     if quiet and chosen is not SweepFormat.TABLE and target is None:

@@ -413,3 +413,28 @@ def test_ctrl_c_under_a_pool_ends_the_workers(
     assert result.exit_code == 130 and result.stderr.strip() == "gradflow: interrupted"
     assert len(part.read_text().splitlines()) == 2
     assert multiprocessing.active_children() == []
+
+
+def test_plot_draws_each_variant_median_band_and_theory(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / "sweep.svg"
+    result = sweep(*GRID, "--theory", "--jobs", "1", "--plot", str(figure), "--format", "json")
+    assert result.exit_code == 0, result.output
+    svg = figure.read_text()
+    for variant in ("plain", "post", "pre"):
+        for part in ("median", "band", "theory"):
+            assert f'id="{part}:{variant}"' in svg
+    # what is drawn: the JSON's medians, min, max and theory along depth, per variant
+    points = json.loads(result.stdout)["points"]
+    results = [
+        PointResult(0, (("depth", p["values"]["depth"]),), Skip(p["variant"]),
+                    Spread(0, 0, 0), Spread(p["median"]["log10_gain"], p["min"]["log10_gain"],
+                                            p["max"]["log10_gain"]),
+                    dict.fromkeys(Verdict, 0), p["theory"]["log10_gain"])
+        for p in points
+    ]  # fmt: skip
+    drawn = {c.label: c for c in sweep_view.curves(results)}
+    plain = [p for p in points if p["variant"] == "none"]
+    assert drawn["plain"].median == [p["median"]["log10_gain"] for p in plain]
+    assert drawn["plain"].theory == [p["theory"]["log10_gain"] for p in plain]
+    refused(sweep("--vary", "activation=tanh,relu", *TINY, "--plot", str(figure)), "--plot")

@@ -304,6 +304,7 @@ def sweep(
     output: o.Output = None,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    plot: o.Plot = None,
 ) -> None:
     """Scaling curves: the gain and first/last ratio over a grid of any network flags, for
     each variant and seed, with an optional mean-field theory line."""
@@ -317,6 +318,7 @@ def sweep(
         output=output,
         max_memory=max_memory,
         quiet=quiet,
+        plot=plot,
     )
     from gradflow.cli.execute_sweep import execute_sweep  # NumPy and the engine load here
 

@@ -14,22 +14,26 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.console import Group as Stack
 
 from gradflow.analysis.analyze import estimate_bytes
-from gradflow.analysis.sweep import PointResult, Run, aggregate, point_spec, run_spec
+from gradflow.analysis.sweep import PointResult, Run, aggregate, flag_name, point_spec, run_spec
 from gradflow.analysis.theory import predict
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, quoted, silence
 from gradflow.cli.execute import FILE_WIDTH, bytes_text, page_console, to_stdout
 from gradflow.cli.executors import Task, in_order, make_executor
+from gradflow.cli.figure_files import write_figure
 from gradflow.cli.options import SweepFormat
 from gradflow.cli.sweep_plan import SweepPlan
 from gradflow.engine import memory
 from gradflow.render import sweep_view
 from gradflow.render.table import LaidOutTable, Lines, prose
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Record = dict[str, Any]
 
@@ -60,7 +64,7 @@ def execute_sweep(plan: SweepPlan) -> ExitCode:
     if troubled:
         note(f"gradflow: warning: {troubled} of {len(done)} runs met numerical trouble "
              "(their summaries' warnings say which)")  # fmt: skip
-    failures = _show(plan, results, done)
+    failures = _show(plan, results, done) + _figure(plan, results)
     for failure in failures:
         note(f"gradflow: error: {failure}")
     return ExitCode.WRITE_FAILED if failures else ExitCode.OK
@@ -252,6 +256,27 @@ def _show(plan: SweepPlan, results: list[PointResult], records: list[Record]) ->
     else:
         note(f"gradflow: wrote {plan.output.path}")
     return failures + to_stdout(lambda: _print_lines(console, read))
+
+
+def _figure(plan: SweepPlan, results: list[PointResult]) -> list[WriteFailed]:
+    """--plot: the median gain along the first varied flag, per variant, band and theory."""
+
+    def draw() -> Figure:
+        import numpy as np
+
+        from gradflow.render.figures.sweep import SweepSeries, sweep_figure
+
+        first = plan.axes[0]
+        series = {
+            c.label: SweepSeries(np.array(c.median), np.array(c.low), np.array(c.high),
+                                 None if c.theory is None else np.array(c.theory))
+            for c in sweep_view.curves(results)
+        }  # fmt: skip
+        x = np.array([float(v) for v in first.values])
+        header = sweep_view.header_line(plan.axes, plan.variants, plan.seeds, plan.base)
+        return sweep_figure(flag_name(first.field), x, first.geometric, series, header)
+
+    return write_figure(plan.plot, draw)
 
 
 def _print_lines(console: Console, lines: list[str]) -> None:

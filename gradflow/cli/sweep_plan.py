@@ -21,6 +21,7 @@ from gradflow.analysis import sweep
 from gradflow.analysis.sweep import Axis, Value, flag_name, value_text
 from gradflow.analysis.verdict import Thresholds
 from gradflow.cli.errors import BadInput, quoted, shorten
+from gradflow.cli.figure_files import FigureTarget, check_plot
 from gradflow.cli.files import Kind, OutputTarget
 from gradflow.cli.options import SweepFormat
 from gradflow.cli.plan import (
@@ -97,6 +98,7 @@ class SweepPlan:
     output: OutputTarget | None  # None: stdout
     resume: bool
     quiet: bool
+    plot: FigureTarget | None = None  # --plot: the figure's file and format
 
 
 def make_sweep_plan(
@@ -108,6 +110,7 @@ def make_sweep_plan(
     output: Path | None,
     max_memory: str | None,
     quiet: bool,
+    plot: Path | None = None,
 ) -> SweepPlan:
     """Check every flag and every grid point; BadInput (exit 2, one line) for the first that
     cannot run. The output file comes last: checking it touches the file system."""
@@ -131,6 +134,12 @@ def make_sweep_plan(
     chosen = _format(format, target)
     if sweep_flags.resume:
         _check_resume(target, chosen)
+    figure = None
+    if plot is not None:
+        if not axes[0].numeric:
+            flag_shown = flag_name(axes[0].field)
+            raise BadInput("--plot", f"draws against a number; the first --vary is {flag_shown}")
+        figure = check_plot(plot, (target,))
     if quiet and chosen is not SweepFormat.TABLE and target is None:
         raise BadInput("--quiet", f"shortens the table; --format {chosen} is already for scripts")
     return SweepPlan(
@@ -148,6 +157,7 @@ def make_sweep_plan(
         output=target,
         resume=sweep_flags.resume,
         quiet=quiet,
+        plot=figure,
     )
 
 

@@ -270,6 +270,42 @@ def _x_labels(axis: Axis, columns: Sequence[int], field: int) -> str:
     return "".join(cells).rstrip()
 
 
+# ---- the figure ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line of the figure: a variant (and the values of the other varied flags)."""
+
+    label: str
+    median: list[float]  # one per value of the first varied flag
+    low: list[float]
+    high: list[float]
+    theory: list[float] | None  # None unless every point has a prediction
+
+
+def curves(results: Sequence[PointResult]) -> list[Curve]:
+    """Median, min, max and theory of the gain along the first varied flag, per variant and
+    per combination of the other flags' values: what ``--plot`` draws."""
+    groups: dict[tuple[Skip, Values], list[PointResult]] = {}
+    for r in results:
+        groups.setdefault((r.variant, r.values[1:]), []).append(r)
+    drawn = []
+    for (variant, others), members in groups.items():
+        label = f"{variant.label} {values_text(others)}".strip()
+        predicted = [r.theory for r in members]
+        drawn.append(
+            Curve(
+                label,
+                [r.gain.median for r in members],
+                [r.gain.low for r in members],
+                [r.gain.high for r in members],
+                [p for p in predicted if p is not None] if None not in predicted else None,
+            )
+        )
+    return drawn
+
+
 # ---- the reading ------------------------------------------------------------------------------
 
 

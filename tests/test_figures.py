@@ -17,6 +17,7 @@ from matplotlib.text import Annotation
 
 from gradflow.analysis.analyze import analyze, compare
 from gradflow.analysis.paths import compare_paths, decompose
+from gradflow.analysis.theory import Prediction, assess
 from gradflow.engine.magnitudes import Status
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.render import paths_view, view
@@ -54,6 +55,27 @@ def test_each_variant_line_is_the_report_log10_per_layer() -> None:
             np.testing.assert_array_equal(x, np.arange(1, 7))
             values = getattr(report.layers, f"grad_{what}").value  # floats: in range here
             np.testing.assert_allclose(10**y, values, rtol=1e-12)
+
+
+def test_theory_lines_are_the_predicted_grad_input_anchored_at_the_output() -> None:
+    reports = compare(NetworkSpec(depth=6, width=4, batch=3, activation="tanh"), ["none", "pre"])
+    reports.append(analyze(NetworkSpec(depth=6, width=4, batch=3, norm="batch")))
+    theory = [assess(r.spec) for r in reports]
+    assert isinstance(theory[0], Prediction) and isinstance(theory[1], Prediction)
+    assert isinstance(theory[2], str)  # batch norm: no prediction, so no line
+    figure = gradient_figure(reports, "compare", theory)
+    for report, prediction in zip(reports[:2], theory[:2], strict=True):
+        assert isinstance(prediction, Prediction)
+        x, y = xy(by_gid(figure, f"{report.label}:theory"))
+        np.testing.assert_array_equal(x, np.arange(1, 7))
+        # the prediction of ‖∂L/∂in_i‖ is the measured ‖∂L/∂y‖ times the predicted ratio
+        # (‖∂L/∂y‖ found back from the measured ‖∂L/∂x‖ and the measured gain)
+        expected = report.layers.grad_input.log10[0] - report.summary.log10_gain
+        np.testing.assert_allclose(y - prediction.log10_grad_input, expected, rtol=0, atol=1e-9)
+    drawn = [str(a.get_gid()) for ax in figure.axes for a in ax.get_lines()]
+    assert sum(g.endswith(":theory") for g in drawn) == 2  # none for batch norm
+    assert "theory (dotted)" in figure.axes[0].get_title(loc="left")
+    assert "theory" not in gradient_figure(reports).axes[0].get_title(loc="left")
 
 
 def test_the_block_panel_shows_skip_branch_and_sum_at_each_block() -> None:

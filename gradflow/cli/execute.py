@@ -60,8 +60,9 @@ def execute(plan: Plan) -> ExitCode:
     for report in reports:  # numerical trouble met on the way: diagnostics, so stderr
         for warning in report.summary.warnings:
             note(f"gradflow: warning: {report.label}: {warning}")
-    failures += _show(plan, reports, _theory(plan, reports))
-    failures += write_report_figure(plan.plot, plan.command, reports)
+    theory = _theory(plan, reports)
+    failures += _show(plan, reports, theory)
+    failures += write_report_figure(plan.plot, plan.command, reports, theory)
     for failure in failures:
         note(f"gradflow: error: {failure}")
     failed = [r for r in reports if r.summary.verdict in plan.fail_on]

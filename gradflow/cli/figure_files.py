@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from gradflow.analysis.paths import Decomposition
     from gradflow.analysis.results import Report
+    from gradflow.analysis.theory import Prediction
 
 FLAG = "--plot"
 
@@ -74,14 +75,17 @@ def write_figure(plot: FigureTarget | None, draw: Callable[[], Figure]) -> list[
 
 
 def write_report_figure(
-    plot: FigureTarget | None, command: str, reports: Sequence[Report]
+    plot: FigureTarget | None,
+    command: str,
+    reports: Sequence[Report],
+    theory: Sequence[Prediction | str] | None = None,
 ) -> list[WriteFailed]:
-    """analyze and compare: the gradient figure."""
+    """analyze and compare: the gradient figure (with --theory, the predictions on it)."""
 
     def draw() -> Figure:
         from gradflow.render.figures.gradients import gradient_figure
 
-        return gradient_figure(reports, command)
+        return gradient_figure(reports, command, theory)
 
     return write_figure(plot, draw)
 

@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory, offset_copy
 
 from gradflow.analysis.results import Report
+from gradflow.analysis.theory import Prediction
 from gradflow.engine.magnitudes import Magnitudes, Status
 from gradflow.render import view
 from gradflow.render.figures import style
@@ -43,9 +44,14 @@ SPLIT = (
 )
 
 
-def gradient_figure(reports: Sequence[Report], command: str | None = None) -> Figure:
+def gradient_figure(
+    reports: Sequence[Report],
+    command: str | None = None,
+    theory: Sequence[Prediction | str] | None = None,
+) -> Figure:
     """One figure for ``reports`` (one per variant, on the same weights): the per-layer panel
-    and, when a variant has residual blocks, the per-block split under it."""
+    and, when a variant has residual blocks, the per-block split under it. ``theory`` (one per
+    report, as ``--theory`` gives) adds each prediction of ‖∂L/∂in‖ as a dotted line."""
     command = command or ("analyze" if len(reports) == 1 else "compare")
     residual = [(i, r) for i, r in enumerate(reports) if len(r.blocks)]
     with style.isolated_style():
@@ -53,7 +59,7 @@ def gradient_figure(reports: Sequence[Report], command: str | None = None) -> Fi
         style.title(figure, view.header_line(command, reports))
         axes = figure.subplots(2 if residual else 1, 1, sharex=True, squeeze=False)[:, 0]
         palette = style.colors(len(reports))
-        _layers_panel(axes[0], reports, palette)
+        _layers_panel(axes[0], reports, palette, theory)
         if residual:
             _blocks_panel(axes[1], residual, palette)
         axes[-1].set_xlabel(_x_label(reports[0]))
@@ -67,7 +73,12 @@ def _x_label(report: Report) -> str:
     return label
 
 
-def _layers_panel(axes: Axes, reports: Sequence[Report], palette: np.ndarray) -> None:
+def _layers_panel(
+    axes: Axes,
+    reports: Sequence[Report],
+    palette: np.ndarray,
+    theory: Sequence[Prediction | str] | None,
+) -> None:
     x = np.arange(1, len(reports[0].layers) + 1)
     for i, report in enumerate(reports):
         color, marker = palette[i], style.MARKERS[i % len(style.MARKERS)]
@@ -80,9 +91,21 @@ def _layers_panel(axes: Axes, reports: Sequence[Report], palette: np.ndarray) ->
                 axes, x, magnitudes, f"{report.label}:{what}", f"{report.label} {name}",
                 color=color, linestyle=linestyle, marker=marker, fillstyle=face,
             )  # fmt: skip
+    predicted = False
+    for i, (report, prediction) in enumerate(zip(reports, theory or (), strict=False)):
+        if isinstance(prediction, Prediction):  # else the reason there is none: no line
+            # anchored at the measured ‖∂L/∂y‖, as the table's theory column is
+            y = report.summary.log10_grad_output + prediction.log10_grad_input  # (depth,)
+            (line,) = axes.plot(
+                x[: len(y)], y, color=palette[i], linestyle=":", linewidth=2.5,
+                label=f"{report.label} theory ‖∂L/∂in‖",
+            )  # fmt: skip
+            line.set_gid(f"{report.label}:theory")
+            predicted = True
     if len(reports) > 1:
         _decades(axes, reports, palette)
-    axes.set_title("Gradient per layer: ‖∂L/∂W‖ (solid) and ‖∂L/∂in‖ (dashed)", loc="left")
+    title = "Gradient per layer: ‖∂L/∂W‖ (solid) and ‖∂L/∂in‖ (dashed)"
+    axes.set_title(title + (", theory (dotted)" if predicted else ""), loc="left")
     axes.set_ylabel("gradient norm")
     _finish(axes)
 

@@ -439,3 +439,12 @@ def test_plot_draws_each_variant_median_band_and_theory(tmp_path: Path) -> None:
     assert drawn["plain"].median == [p["median"]["log10_gain"] for p in plain]
     assert drawn["plain"].theory == [p["theory"]["log10_gain"] for p in plain]
     refused(sweep("--vary", "activation=tanh,relu", *TINY, "--plot", str(figure)), "--plot")
+
+
+def test_a_jsonl_file_that_cannot_be_written_is_exit_3_and_the_reading_still_shown() -> None:
+    result = sweep(*GRID, "--jobs", "1", "--output", "/dev/full", "--format", "jsonl")
+    assert result.exit_code == 3
+    assert result.stderr.strip() == (
+        "gradflow: error: --output: could not write '/dev/full': No space left on device"
+    )
+    assert result.stdout.startswith("plain loses")

@@ -9,11 +9,12 @@ the file; the other formats are written whole, through ``OutputTarget``, once ev
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
@@ -48,7 +49,8 @@ def execute_sweep(plan: SweepPlan) -> ExitCode:
     todo = list(range(len(kept), len(plan.runs)))
     tasks: list[Task] = [(run_spec(plan.base, plan.runs[i]), plan.thresholds) for i in todo]
     executor = make_executor(plan.jobs, plan.scheduler, len(tasks))  # Dask connects here
-    with _jsonl_sink(plan, len(kept)) as write, _Progress(len(plan.runs), len(kept)) as advance:
+    sink = _JsonlSink(plan, len(kept))
+    with sink as write, _Progress(len(plan.runs), len(kept)) as advance:
         try:
             for local, summary in in_order(executor.run(tasks)):
                 i = todo[local]
@@ -56,6 +58,8 @@ def execute_sweep(plan: SweepPlan) -> ExitCode:
                 record = records[i] = sweep_view.run_record(run, tasks[local][0], summary)
                 write(record)
                 advance()
+        except MemoryError:  # the estimate is an estimate: one line, the finished runs kept
+            raise BadInput("memory", "a run ran out of memory; try fewer --jobs") from None
         finally:  # Ctrl-C too: runs not started are dropped, the workers end
             executor.close()
     done = [r for r in records if r is not None]  # every run, unless one was interrupted
@@ -64,7 +68,7 @@ def execute_sweep(plan: SweepPlan) -> ExitCode:
     if troubled:
         note(f"gradflow: warning: {troubled} of {len(done)} runs met numerical trouble "
              "(their summaries' warnings say which)")  # fmt: skip
-    failures = _show(plan, results, done) + _figure(plan, results)
+    failures = sink.failures + _show(plan, results, done) + _figure(plan, results)
     for failure in failures:
         note(f"gradflow: error: {failure}")
     return ExitCode.WRITE_FAILED if failures else ExitCode.OK
@@ -151,36 +155,45 @@ def _theory(plan: SweepPlan) -> Callable[[Run], float | None]:
 # ---- while the runs run -----------------------------------------------------------------------
 
 
-@contextmanager
-def _jsonl_sink(plan: SweepPlan, kept: int) -> Iterator[Callable[[Record], None]]:
-    """Write each finished run's line and flush it; for other formats, nothing."""
-    if plan.format is not SweepFormat.JSONL:
-        yield lambda record: None
-        return
-    target = plan.output
-    streamed = target is None or target.is_stream
-    file: TextIO = sys.stdout if streamed else _open_jsonl(plan, kept)
-    state: dict[str, TextIO | None] = {"file": file}
+class _JsonlSink:
+    """Each finished run's line, written and flushed; for other formats, nothing. A reader that
+    has gone ends the writing quietly, a full disk with one error at the end (exit 3): the runs
+    go on either way, and the table's aggregates still come out."""
 
-    def write(record: Record) -> None:
-        out = state["file"]
-        if out is None:
+    def __init__(self, plan: SweepPlan, kept: int) -> None:
+        target = plan.output
+        streamed = target is None or target.is_stream
+        self.flag = "stdout" if streamed else "--output"
+        self.path: Path | None = None if target is None or streamed else target.path
+        self.file: TextIO | None = None
+        self.failures: list[WriteFailed] = []
+        if plan.format is SweepFormat.JSONL:
+            self.file = sys.stdout if streamed else _open_jsonl(plan, kept)
+
+    def __enter__(self) -> Callable[[Record], None]:
+        return self.write
+
+    def write(self, record: Record) -> None:
+        if self.file is None:
             return
         try:
-            out.write(sweep_view.jsonl_line(record))
-            out.flush()
-        except BrokenPipeError:  # a reader that has gone: the runs go on, unwritten
-            silence(out)
-            state["file"] = None
+            self.file.write(sweep_view.jsonl_line(record))
+            self.file.flush()
+        except BrokenPipeError:
+            silence(self.file)
+            self.file = None
         except OSError as error:
-            assert target is not None
-            raise WriteFailed("--output", target.path, error) from None
+            self.failures.append(WriteFailed(self.flag, self.path, error))
+            if self.file is sys.stdout:
+                silence(sys.stdout)  # what is still buffered cannot go either
+            else:
+                with contextlib.suppress(OSError):
+                    self.file.close()
+            self.file = None
 
-    try:
-        yield write
-    finally:
-        if file is not sys.stdout:
-            file.close()
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None and self.file is not sys.stdout:
+            self.file.close()
 
 
 def _open_jsonl(plan: SweepPlan, kept: int) -> TextIO:

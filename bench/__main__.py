@@ -7,6 +7,7 @@
 5. a 100,000-layer run rendered as a table and as JSON: bounded time and size, valid JSON
 6. the exact path decomposition against one ordinary pass
 7. one training step (gradflow train) vs PyTorch eager doing the same step
+8. gradflow sweep: per-run overhead beyond the pass, and 2 jobs against 1 (bench/sweep.py)
 
 ``python -m bench --quick`` (``make bench-quick``) runs the headline ratios only: one floor case
 per dtype, depth 20,000 at width 16, and compare's CLI latency.
@@ -365,6 +366,19 @@ def path_split(plan: Plan) -> None:
         f"{short * 1e3:.0f} ms", f"{short / one:.1f}")  # fmt: skip
 
 
+def sweep_executors(plan: Plan) -> None:
+    """gradflow sweep's executors: per-run overhead and the 2-job speed-up (bench/sweep.py)."""
+    from bench import sweep
+
+    rows = section(
+        "sweep",
+        "8. gradflow sweep: per-run overhead beyond the pass; 2 jobs vs 1 on width-64 runs",
+        "overhead: N tiny runs through the executor minus the same N passes called directly",
+        "speed-up: warm pools, interleaved best of 3; a busy machine shows less than 2 cores",
+    )
+    rows.append(sweep.main())
+
+
 def finite(value: Any) -> Any:
     """The value with every non-finite float replaced by None, so the file is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -429,6 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         steps.append(path_split)
     if plan is FULL:
         steps.append(train_step)
+        steps.append(sweep_executors)
     for step in steps:
         start = time.perf_counter()
         step(plan)

@@ -318,6 +318,64 @@ def train(
     _execute(plan)
 
 
+@app.command(epilog=EXIT_CODES)
+def sweep(
+    vary: o.Vary,
+    variants: o.SweepVariants = "none,post,pre",
+    seeds: o.Seeds = 1,
+    theory: o.Theory = False,
+    jobs: o.Jobs = None,
+    scheduler: o.Scheduler = None,
+    resume: o.Resume = False,
+    yes: o.Yes = False,
+    depth: o.Depth = SPEC.depth,
+    width: o.Width = SPEC.width,
+    batch: o.Batch = SPEC.batch,
+    block_size: o.BlockSize = SPEC.block_size,
+    residual_scale: o.ResidualScale = SPEC.residual_scale,
+    skip_scale: o.SkipScale = SPEC.skip_scale,
+    branch_weight_scale: o.BranchWeightScale = SPEC.branch_weight_scale,
+    activation: o.ActivationOpt = SPEC.activation,
+    init: o.InitOpt = SPEC.init,
+    weight_var: o.WeightVar = SPEC.weight_var,
+    bias_var: o.BiasVar = SPEC.bias_var,
+    zero_init_residual: o.ZeroInitResidual = SPEC.zero_init_residual,
+    norm: o.NormOpt = SPEC.norm,
+    loss: o.LossOpt = SPEC.loss,
+    classes: o.Classes = None,
+    dtype: o.DTypeOpt = SPEC.dtype,
+    seed: o.Seed = SPEC.seed,
+    vanish_below: o.VanishBelow = None,
+    explode_above: o.ExplodeAbove = None,
+    gain_below: o.GainBelow = None,
+    gain_above: o.GainAbove = None,
+    signal_below: o.SignalBelow = None,
+    signal_above: o.SignalAbove = None,
+    format: o.SweepFormatOpt = None,
+    output: o.Output = None,
+    quiet: o.Quiet = False,
+    max_memory: o.MaxMemory = None,
+    plot: o.Plot = None,
+) -> None:
+    """Scaling curves: the gain and first/last ratio over a grid of any network flags, for
+    each variant and seed, with an optional mean-field theory line."""
+    from gradflow.cli.sweep_plan import SweepFlags, make_sweep_plan
+
+    plan = make_sweep_plan(
+        sweep_flags=SweepFlags(tuple(vary), variants, seeds, theory, jobs, scheduler, resume, yes),
+        network=NetworkFlags.pick(locals()),
+        thresholds=ThresholdFlags.pick(locals()),
+        format=format,
+        output=output,
+        max_memory=max_memory,
+        quiet=quiet,
+        plot=plot,
+    )
+    from gradflow.cli.execute_sweep import execute_sweep  # NumPy and the engine load here
+
+    raise typer.Exit(int(execute_sweep(plan)))
+
+
 def _execute(plan: Plan) -> None:
     from gradflow.cli.execute import execute  # NumPy, rich and the engine load here
 
@@ -326,7 +384,7 @@ def _execute(plan: Plan) -> None:
 
 def main() -> None:
     """Entry point of the ``gradflow`` command (and ``python -m gradflow``)."""
-    if sys.argv[1:] == ["--version"]:  # answered before typer builds the two commands
+    if sys.argv[1:] == ["--version"]:  # answered before typer builds the commands
         typer.echo(VERSION_LINE)
         return
     try:

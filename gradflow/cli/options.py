@@ -346,3 +346,85 @@ TrainFailOn = Annotated[
         rich_help_panel=VERDICT,
     ),
 ]
+
+
+# ---- gradflow sweep ---------------------------------------------------------------------------
+
+
+class SweepFormat(Choice):
+    TABLE = "table"  # the table, the chart and the reading, for people
+    JSON = "json"  # points and runs, strict and versioned
+    JSONL = "jsonl"  # one run per line, written as the runs finish (in grid order)
+    CSV = "csv"  # one row per grid point and variant
+    MARKDOWN = "markdown"  # table, chart and reading for a pull-request comment
+
+
+SWEEP = "Sweep"
+Vary = Annotated[
+    list[str],
+    typer.Option(
+        metavar="FLAG=VALUES",
+        help="A network flag and its values: a comma list (depth=10,20,50), an even range "
+        "start:stop:count or a geometric one start:stop:count:log (integer flags round to "
+        "distinct integers). Repeat for a grid; the first is the chart's x axis.",
+        show_default=False,
+        rich_help_panel=SWEEP,
+    ),
+]
+SweepVariants = Annotated[
+    str,
+    typer.Option(
+        "--variants",
+        metavar="LIST",
+        help="Comma-separated skip variants run at every grid point (none = plain, post, pre, "
+        "postnorm).",
+        rich_help_panel=SWEEP,
+    ),
+]
+Seeds = Annotated[
+    int,
+    typer.Option(
+        metavar="N", help="Run seeds --seed … --seed+N-1 at every point.", rich_help_panel=SWEEP
+    ),
+]
+Jobs = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help="Runs at once in a local process pool (default: one per core).",
+        show_default=False,
+        rich_help_panel=SWEEP,
+    ),
+]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        metavar="ADDRESS",
+        help="Send the runs to a Dask distributed scheduler (tcp://host:8786); needs "
+        "pip install 'gradflow-cli[dask]'.",
+        show_default=False,
+        rich_help_panel=SWEEP,
+    ),
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="With --output FILE.jsonl: skip the runs already in FILE and complete it.",
+        rich_help_panel=SWEEP,
+    ),
+]
+Yes = Annotated[
+    bool,
+    typer.Option("--yes", help="Run a grid of more than 100,000 runs.", rich_help_panel=SWEEP),
+]
+SweepFormatOpt = Annotated[
+    SweepFormat | None,
+    typer.Option(
+        "--format",
+        help="What to write (default: from the --output suffix: .json, .jsonl, .csv, .md, "
+        ".txt or none for the table).",
+        show_default=False,
+        rich_help_panel=OUTPUT,
+    ),
+]

@@ -1,0 +1,332 @@
+"""A SweepPlan carried out: memory guarded, a resumed file read back, the runs handed to an
+executor, each run's record written as soon as it and those before it are done, and the
+aggregates shown.
+
+jsonl is the one output written while the sweep runs (a line per run, flushed, in grid order
+whatever the executor), so that Ctrl-C keeps every finished run and ``--resume`` can complete
+the file; the other formats are written whole, through ``OutputTarget``, once every run is in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console
+from rich.console import Group as Stack
+
+from gradflow.analysis.analyze import estimate_bytes
+from gradflow.analysis.sweep import PointResult, Run, aggregate, flag_name, point_spec, run_spec
+from gradflow.analysis.theory import predict
+from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, quoted, silence
+from gradflow.cli.execute import FILE_WIDTH, bytes_text, page_console, to_stdout
+from gradflow.cli.executors import Task, in_order, make_executor
+from gradflow.cli.figure_files import write_figure
+from gradflow.cli.options import SweepFormat
+from gradflow.cli.sweep_plan import SweepPlan
+from gradflow.engine import memory
+from gradflow.render import sweep_view
+from gradflow.render.table import LaidOutTable, Lines, prose
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+Record = dict[str, Any]
+
+
+def execute_sweep(plan: SweepPlan) -> ExitCode:
+    """Run every run not already in a resumed file; show and write the results."""
+    guard_memory(plan)
+    records: list[Record | None] = [None] * len(plan.runs)
+    kept = read_resumed(plan) if plan.resume else []
+    records[: len(kept)] = kept
+    theory = _theory(plan) if plan.theory else None
+    todo = list(range(len(kept), len(plan.runs)))
+    tasks: list[Task] = [(run_spec(plan.base, plan.runs[i]), plan.thresholds) for i in todo]
+    executor = make_executor(plan.jobs, plan.scheduler, len(tasks))  # Dask connects here
+    sink = _JsonlSink(plan, len(kept))
+    with sink as write, _Progress(len(plan.runs), len(kept)) as advance:
+        try:
+            for local, summary in in_order(executor.run(tasks)):
+                i = todo[local]
+                run = plan.runs[i]
+                record = records[i] = sweep_view.run_record(run, tasks[local][0], summary)
+                write(record)
+                advance()
+        except MemoryError:  # the estimate is an estimate: one line, the finished runs kept
+            raise BadInput("memory", "a run ran out of memory; try fewer --jobs") from None
+        finally:  # Ctrl-C too: runs not started are dropped, the workers end
+            executor.close()
+    done = [r for r in records if r is not None]  # every run, unless one was interrupted
+    results = aggregate(plan.runs, [sweep_view.outcome(r["summary"]) for r in done], theory)
+    troubled = sum(bool(r["summary"]["warnings"]) for r in done)
+    if troubled:
+        note(f"gradflow: warning: {troubled} of {len(done)} runs met numerical trouble "
+             "(their summaries' warnings say which)")  # fmt: skip
+    failures = sink.failures + _show(plan, results, done) + _figure(plan, results)
+    for failure in failures:
+        note(f"gradflow: error: {failure}")
+    return ExitCode.WRITE_FAILED if failures else ExitCode.OK
+
+
+# ---- before the runs --------------------------------------------------------------------------
+
+
+def guard_memory(plan: SweepPlan) -> None:
+    """The largest grid point's pass, times the passes held at once, against the free memory
+    (or --max-memory). A cluster's workers have their own memory: not guarded here."""
+    if plan.scheduler is not None:
+        return
+    largest = max(
+        estimate_bytes(point_spec(plan.base, run.values, run.variant))
+        for run in plan.runs
+        if run.seed == plan.base.seed
+    )
+    concurrent = min(plan.jobs, len(plan.runs))
+    need = largest * concurrent
+    limit = plan.max_memory if plan.max_memory is not None else memory.available_bytes()
+    if need <= limit:
+        return
+    where = "--max-memory allows" if plan.max_memory is not None else "the machine has free"
+    raise BadInput(
+        "memory",
+        f"{concurrent} runs at once need about {bytes_text(need)} but {where} "
+        f"{bytes_text(limit)}; try fewer --jobs or a smaller grid",
+    )
+
+
+def read_resumed(plan: SweepPlan) -> list[Record]:
+    """The runs a jsonl file already holds: a prefix of the grid, in grid order (as written).
+
+    A last line cut short by an interruption is dropped (and cut from the file when the sweep
+    writes to it again); a record of another sweep is refused."""
+    assert plan.output is not None
+    try:
+        data = plan.output.final.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        reason = error.strerror
+        raise BadInput("--resume", f"cannot read {quoted(plan.output.path)}: {reason}") from None
+    kept: list[Record] = []
+    for line in data.split(b"\n")[:-1]:  # text after the last newline is a cut-short line
+        try:
+            record = json.loads(line)
+        except ValueError:
+            break
+        if len(kept) == len(plan.runs):
+            raise BadInput("--resume", f"{quoted(plan.output.path)} holds more runs than the grid")
+        run = plan.runs[len(kept)]
+        if not _same_run(record, run, plan):
+            raise BadInput(
+                "--resume",
+                f"{quoted(plan.output.path)} holds runs of another sweep (line {len(kept) + 1})",
+            )
+        kept.append(record)
+    return kept
+
+
+def _same_run(record: Any, run: Run, plan: SweepPlan) -> bool:
+    try:
+        return bool(
+            sweep_view.record_key(record) == run.key
+            and record["spec"] == run_spec(plan.base, run).to_dict()
+            and isinstance(record["summary"], dict)
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+
+
+def _theory(plan: SweepPlan) -> Callable[[Run], float | None]:
+    """The mean-field prediction of each point's log10 gain; None where none applies."""
+
+    def theory(run: Run) -> float | None:
+        prediction = predict(point_spec(plan.base, run.values, run.variant))
+        return None if prediction is None else float(prediction.log10_gain)
+
+    return theory
+
+
+# ---- while the runs run -----------------------------------------------------------------------
+
+
+class _JsonlSink:
+    """Each finished run's line, written and flushed; for other formats, nothing. A reader that
+    has gone ends the writing quietly, a full disk with one error at the end (exit 3): the runs
+    go on either way, and the table's aggregates still come out."""
+
+    def __init__(self, plan: SweepPlan, kept: int) -> None:
+        target = plan.output
+        streamed = target is None or target.is_stream
+        self.flag = "stdout" if streamed else "--output"
+        self.path: Path | None = None if target is None or streamed else target.path
+        self.file: TextIO | None = None
+        self.failures: list[WriteFailed] = []
+        if plan.format is SweepFormat.JSONL:
+            self.file = sys.stdout if streamed else _open_jsonl(plan, kept)
+
+    def __enter__(self) -> Callable[[Record], None]:
+        return self.write
+
+    def write(self, record: Record) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.write(sweep_view.jsonl_line(record))
+            self.file.flush()
+        except BrokenPipeError:
+            silence(self.file)
+            self.file = None
+        except OSError as error:
+            self.failures.append(WriteFailed(self.flag, self.path, error))
+            if self.file is sys.stdout:
+                silence(sys.stdout)  # what is still buffered cannot go either
+            else:
+                with contextlib.suppress(OSError):
+                    self.file.close()
+            self.file = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None and self.file is not sys.stdout:
+            self.file.close()
+
+
+def _open_jsonl(plan: SweepPlan, kept: int) -> TextIO:
+    """The file, opened to continue after its ``kept`` whole lines (a resume) or emptied."""
+    assert plan.output is not None
+    path = plan.output.final
+    if plan.resume and kept and path.is_file():
+        data = path.read_bytes()
+        end = 0
+        for _ in range(kept):
+            end = data.index(b"\n", end) + 1
+        file = open(path, "r+", encoding="utf-8")  # noqa: SIM115 (closed by the sink)
+        file.truncate(end)  # drops a line cut short by the interruption
+        file.seek(end)
+        return file
+    return open(path, "w", encoding="utf-8")
+
+
+class _Progress:
+    """Runs done, total and ETA on stderr, on a terminal only; otherwise nothing."""
+
+    def __init__(self, total: int, done: int) -> None:
+        self.total, self.done = total, done
+        self.bar: Any = None
+
+    def __enter__(self) -> Callable[[], None]:
+        if not sys.stderr.isatty() or self.done >= self.total:
+            return lambda: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = self.bar = Progress(
+            TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+        )  # fmt: skip
+        bar.start()
+        task = bar.add_task("runs", total=self.total, completed=self.done)
+        return lambda: bar.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# ---- after the runs ---------------------------------------------------------------------------
+
+
+def _show(plan: SweepPlan, results: list[PointResult], records: list[Record]) -> list[WriteFailed]:
+    """The page (or the chosen format) to stdout, or to --output with the reading to stdout."""
+    read = sweep_view.reading(plan.axes, results, plan.base)
+    console = page_console()
+    if plan.quiet and plan.output is None:
+        return to_stdout(lambda: _print_lines(console, read))
+    if plan.format is SweepFormat.JSONL:  # already written, run by run
+        return [] if plan.output is None else to_stdout(lambda: _print_lines(console, read))
+    if plan.output is None:
+        if plan.format is SweepFormat.TABLE:
+            return to_stdout(lambda: console.print(Stack(*_page(plan, results, console.width))))
+        text = _text(plan, results, records, FILE_WIDTH)
+        return to_stdout(lambda: sys.stdout.write(text))
+    failures = []
+    try:
+        plan.output.write(_text(plan, results, records, FILE_WIDTH).encode("utf-8"))
+    except WriteFailed as failure:
+        failures.append(failure)
+    except BrokenPipeError:
+        silence(sys.stdout)
+    else:
+        note(f"gradflow: wrote {plan.output.path}")
+    return failures + to_stdout(lambda: _print_lines(console, read))
+
+
+def _figure(plan: SweepPlan, results: list[PointResult]) -> list[WriteFailed]:
+    """--plot: the median gain along the first varied flag, per variant, band and theory."""
+
+    def draw() -> Figure:
+        import numpy as np
+
+        from gradflow.render.figures.sweep import SweepSeries, sweep_figure
+
+        first = plan.axes[0]
+        series = {
+            c.label: SweepSeries(np.array(c.median), np.array(c.low), np.array(c.high),
+                                 None if c.theory is None else np.array(c.theory))
+            for c in sweep_view.curves(results)
+        }  # fmt: skip
+        x = np.array([float(v) for v in first.values])
+        header = sweep_view.header_line(plan.axes, plan.variants, plan.seeds, plan.base)
+        return sweep_figure(flag_name(first.field), x, first.geometric, series, header)
+
+    return write_figure(plan.plot, draw)
+
+
+def _print_lines(console: Console, lines: list[str]) -> None:
+    for line in lines:
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def _page(plan: SweepPlan, results: list[PointResult], width: int) -> list[Any]:
+    read = sweep_view.reading(plan.axes, results, plan.base)
+    if plan.quiet:
+        return [Lines(read)]  # a file: unwrapped, as on stdout
+    header = sweep_view.header_line(plan.axes, plan.variants, plan.seeds, plan.base)
+    grid = sweep_view.sweep_grid(plan.axes, results, plan.thresholds, plan.theory)
+    parts: list[Any] = [prose(header, width, "bold"), Lines([""])]
+    parts.append(LaidOutTable(grid.arrange(width), width))
+    for chart in sweep_view.charts(plan.axes, results, width):
+        parts += [Lines([""]), prose(chart.title, width, "bold"), Lines(chart.lines)]
+    parts += [Lines([""]), *(prose(line, width, "bold") for line in read)]
+    return parts
+
+
+def _text(plan: SweepPlan, results: list[PointResult], records: list[Record], width: int) -> str:
+    """The sweep in the chosen format as text (a table without colour)."""
+    if plan.format is SweepFormat.JSON:
+        config = sweep_view.config_record(
+            plan.base, plan.axes, plan.variants, plan.seeds, plan.thresholds, plan.theory
+        )
+        return sweep_view.to_json(config, results, records)
+    if plan.format is SweepFormat.CSV:
+        return sweep_view.to_csv(plan.axes, results)
+    if plan.format is SweepFormat.MARKDOWN:
+        header = sweep_view.header_line(plan.axes, plan.variants, plan.seeds, plan.base)
+        grid = sweep_view.sweep_grid(plan.axes, results, plan.thresholds, plan.theory)
+        drawn = sweep_view.charts(plan.axes, results, width)
+        read = sweep_view.reading(plan.axes, results, plan.base)
+        return sweep_view.to_markdown(header, grid, drawn, read, width)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, emoji=False)
+    console.print(Stack(*_page(plan, results, width)))
+    return buffer.getvalue()

@@ -1,0 +1,151 @@
+"""Where a sweep's runs run: here one after another, in a local process pool, or on a Dask
+cluster. Each gives back ``(index, summary record)`` pairs as runs finish; ``in_order`` puts
+them back in grid order, so that what is written does not depend on the executor.
+
+A run is ``analyze`` on one spec with one BLAS thread (``engine/threads.py``); a worker sends
+back only the summary record (a small dict), never the per-layer arrays. Pool workers start from
+a fork server that has imported this module once, and ignore Ctrl-C: the main process stops
+handing out runs, the runs under way finish, and the workers end.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import multiprocessing
+import signal
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Protocol
+
+from gradflow.analysis.analyze import analyze
+from gradflow.analysis.verdict import Thresholds
+from gradflow.cli.errors import BadInput
+from gradflow.cli.sweep_plan import INSTALL_DASK
+from gradflow.engine.spec import NetworkSpec
+from gradflow.render.formats import summary_record
+
+Task = tuple[NetworkSpec, Thresholds]
+Record = dict[str, Any]  # analyze's summary as its JSON holds it
+WINDOW = 4  # runs handed to each pool worker ahead of time: busy workers, bounded memory
+CONNECT_TIMEOUT = 5  # seconds to reach a Dask scheduler before giving up
+
+
+def run_summary(task: Task) -> Record:
+    """One run, exactly ``gradflow analyze`` with the spec's flags: its summary record."""
+    spec, thresholds = task
+    return summary_record(analyze(spec, thresholds=thresholds))
+
+
+class Executor(Protocol):
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
+        """(index into tasks, record) for every task, in the order the runs finish."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def in_order(
+    finished: Iterable[tuple[int, Record]], first: int = 0
+) -> Iterator[tuple[int, Record]]:
+    """The pairs in index order from ``first``, each released as soon as all before it are."""
+    waiting: dict[int, Record] = {}
+    following = first
+    for index, record in finished:
+        waiting[index] = record
+        while following in waiting:
+            yield following, waiting.pop(following)
+            following += 1
+
+
+class Serial:
+    """Every run in this process, in grid order."""
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
+        for index, task in enumerate(tasks):
+            yield index, run_summary(task)
+
+    def close(self) -> None:
+        pass
+
+
+def _ignore_interrupts() -> None:
+    """Pool workers leave Ctrl-C to the main process, which stops handing out runs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _context() -> Any:
+    """A fork server that has imported the engine once, where there is one; else spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class Pool:
+    """A local process pool of ``jobs`` workers, each running one pass at a time."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.pool = ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_ignore_interrupts)
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
+        queue = iter(enumerate(tasks))
+        pending: dict[Future[Record], int] = {}
+
+        def hand_out(count: int) -> None:
+            for index, task in itertools.islice(queue, count):
+                pending[self.pool.submit(run_summary, task)] = index
+
+        hand_out(self.jobs * WINDOW)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=pending.__getitem__):
+                yield pending.pop(future), future.result()
+                hand_out(1)
+
+    def close(self) -> None:
+        """Drop the runs not started, let those under way finish, end the workers."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Dask:
+    """Runs sent to an existing Dask distributed scheduler."""
+
+    def __init__(self, address: str) -> None:
+        try:
+            self.distributed: Any = importlib.import_module("distributed")  # the [dask] extra
+        except ImportError:
+            raise BadInput("--scheduler", f"needs Dask distributed: {INSTALL_DASK}") from None
+        try:
+            self.client = self.distributed.Client(
+                address, timeout=CONNECT_TIMEOUT, set_as_default=False
+            )
+        except (OSError, TimeoutError, ValueError) as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise BadInput(
+                "--scheduler", f"cannot reach a Dask scheduler at {address!r}: {reason}"
+            ) from None
+        self.futures: list[Any] = []
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
+        self.futures = self.client.map(run_summary, list(tasks), pure=False)
+        index = {future.key: i for i, future in enumerate(self.futures)}
+        for future in self.distributed.as_completed(self.futures, loop=self.client.loop):
+            yield index[future.key], future.result()
+
+    def close(self) -> None:
+        unfinished = [f for f in self.futures if not f.done()]
+        if unfinished:  # after Ctrl-C: the runs not yet done are dropped
+            self.client.cancel(unfinished)
+        self.client.close()
+
+
+def make_executor(jobs: int, scheduler: str | None, runs: int) -> Executor:
+    """Dask for --scheduler, a pool for more than one job and run, else this process."""
+    if scheduler is not None:
+        return Dask(scheduler)
+    if jobs > 1 and runs > 1:
+        return Pool(min(jobs, runs))
+    return Serial()

@@ -1,0 +1,450 @@
+"""gradflow sweep: the grid, every bad input, a run against analyze, executors giving the same
+bytes (serial, process pool, a real Dask cluster), jsonl resume and Ctrl-C, the chart and the
+reading against independent computations. Tiny networks throughout."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner, Result
+
+from gradflow.analysis.analyze import analyze
+from gradflow.analysis.sweep import Axis, PointResult, Spread, aggregate, points, runs
+from gradflow.analysis.theory import predict
+from gradflow.analysis.verdict import Verdict
+from gradflow.cli import executors
+from gradflow.cli.app import app
+from gradflow.cli.sweep_plan import parse_axis
+from gradflow.engine.spec import NetworkSpec, Skip
+from gradflow.render import sweep_view
+from gradflow.render.formats import summary_record
+
+TINY = ["--width", "4", "--batch", "3"]
+GRID = ["--vary", "depth=2,4", *TINY, "--seeds", "2"]  # 2 points × 3 variants × 2 seeds
+
+
+def sweep(*args: str, **kwargs: Any) -> Result:
+    return CliRunner().invoke(app, ["sweep", *args], **kwargs)
+
+
+def refused(result: Result, *words: str) -> None:
+    """Exit 2, one line on stderr naming what is wrong, nothing on stdout."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradflow: error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert result.stdout == ""
+
+
+# ---- the grid ---------------------------------------------------------------------------------
+
+
+def test_comma_list_range_and_geometric_range() -> None:
+    assert parse_axis("depth=10,20,50").values == (10, 20, 50)
+    assert parse_axis("weight-var=0.5:2.5:5").values == (0.5, 1.0, 1.5, 2.0, 2.5)
+    geometric = parse_axis("depth=10:1000:7:log")
+    expected = [round(10 * 100 ** (i / 6)) for i in range(7)]  # 10, 22, 46, 100, 215, 464, 1000
+    assert list(geometric.values) == expected and geometric.geometric
+    # integers round to distinct values: 1..4 in 7 log steps has repeats, dropped in order
+    assert parse_axis("depth=1:4:7:log").values == (1, 2, 3, 4)
+    assert parse_axis("activation=tanh,ReLU").values == ("tanh", "relu")
+    assert parse_axis("depth=10,100,1000").geometric
+    assert parse_axis("depth=10,20,50,100,200").geometric  # 1-2-5 steps
+    assert not parse_axis("depth=10,20,30").geometric
+
+
+def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
+    axes = [Axis("depth", (2, 4)), Axis("width", (3, 5))]
+    assert [dict(p) for p in points(axes)] == [
+        {"depth": 2, "width": 3}, {"depth": 2, "width": 5},
+        {"depth": 4, "width": 3}, {"depth": 4, "width": 5},
+    ]  # fmt: skip
+    listed = runs(axes, [Skip.NONE, Skip.PRE], seed=7, seeds=2)
+    assert len(listed) == 16
+    assert [(r.point, r.variant, r.seed) for r in listed[:4]] == [
+        (0, Skip.NONE, 7), (0, Skip.NONE, 8), (0, Skip.PRE, 7), (0, Skip.PRE, 8)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--vary", "colour=1,2"], ["unknown flag", "depth"]),
+        (["--vary", "depth="], ["no values"]),
+        (["--vary", "depth"], ["FLAG=VALUES"]),
+        (["--vary", "depth=10,,20"], ["empty value"]),
+        (["--vary", "depth=ten"], ["expected a number"]),
+        (["--vary", "depth=2.5"], ["integer"]),
+        (["--vary", "depth=1:10"], ["start:stop:count"]),
+        (["--vary", "depth=1:10:1"], ["count"]),
+        (["--vary", "depth=0:10:3:log"], [":log"]),
+        (["--vary", "activation=tanh,nope"], ["unknown value", "nope"]),
+        (["--vary", "activation=a:b:3"], ["comma list"]),
+        (["--vary", "depth=0,10"], ["depth=0", "at least 1"]),
+        (["--vary", "weight-var=-1,1"], ["weight-var=-1", "positive"]),
+        (["--vary", "depth=3,4"], ["depth=3", "multiple"]),  # post/pre need blocks of 2
+        (["--vary", "depth=2,2"], ["listed twice"]),
+        (["--vary", "depth=2", "--vary", "depth=4"], ["varied twice"]),
+        (["--vary", "depth=2", "--seeds", "0"], ["--seeds"]),
+        (["--vary", "depth=1:1000:1000", "--vary", "width=1:40:40"], ["120,000 runs", "--yes"]),
+        (["--vary", "depth=2", "--jobs", "0"], ["--jobs"]),
+        (["--vary", "depth=2", "--jobs", "2", "--scheduler", "tcp://h:1"], ["--jobs"]),
+        (["--vary", "depth=2", "--resume"], ["--resume", "jsonl"]),
+        (
+            ["--vary", "depth=2", "--resume", "--output", "/dev/null", "--format", "jsonl"],
+            ["--resume", "regular file"],
+        ),
+        (["--vary", "depth=2", "--variants", "pre,bad"], ["--variants"]),
+        (["--vary", "depth=2", "--max-memory", "1K"], ["memory", "need about"]),
+        (["--vary", "depth=2", "--output", "/nonexistent/x.json"], ["--output", "directory"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], words: list[str]) -> None:
+    refused(sweep(*args, *TINY), *words)
+
+
+def test_scheduler_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails
+    refused(
+        sweep("--vary", "depth=2", "--scheduler", "tcp://127.0.0.1:8786", *TINY),
+        "pip install 'gradflow-cli[dask]'",
+    )
+
+
+def test_unreachable_scheduler_is_its_own_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(executors, "CONNECT_TIMEOUT", 0.3)
+    refused(
+        sweep("--vary", "depth=2", "--scheduler", "tcp://127.0.0.1:1", *TINY),
+        "--scheduler",
+        "cannot reach",
+    )
+
+
+# ---- a run is analyze -------------------------------------------------------------------------
+
+
+def test_every_run_is_analyze_with_the_same_flags_and_seed() -> None:
+    result = sweep(*GRID, "--seed", "5", "--activation", "tanh", "--jobs", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert len(document["runs"]) == 12
+    for run in document["runs"]:
+        spec = NetworkSpec(
+            depth=run["values"]["depth"], width=4, batch=3, skip=run["variant"],
+            activation="tanh", seed=run["seed"],
+        )  # fmt: skip
+        assert run["summary"] == summary_record(analyze(spec))
+    assert [r["seed"] for r in document["runs"][:4]] == [5, 6, 5, 6]
+    # and as the analyze command prints it
+    one = document["runs"][3]
+    shown = CliRunner().invoke(
+        app, ["analyze", "--depth", "2", *TINY, "--skip", "post", "--activation", "tanh",
+              "--seed", "6", "--format", "json"],
+    )  # fmt: skip
+    assert (one["variant"], one["seed"]) == ("post", 6)
+    assert json.loads(shown.stdout)["runs"][0]["summary"] == one["summary"]
+
+
+def test_points_are_median_min_max_over_the_runs() -> None:
+    result = sweep(*GRID, "--seeds", "3", "--jobs", "1", "--format", "json")
+    document = json.loads(result.stdout)
+    for point in document["points"]:
+        mine = [
+            r["summary"] for r in document["runs"]
+            if r["values"] == point["values"] and r["variant"] == point["variant"]
+        ]  # fmt: skip
+        assert len(mine) == 3
+        for name in ("log10_weight_ratio", "log10_gain"):
+            xs = [s[name] for s in mine]
+            assert point["median"][name] == pytest.approx(float(np.median(xs)), abs=0)
+            assert (point["min"][name], point["max"][name]) == (min(xs), max(xs))
+        counted = {v: sum(s["verdict"] == v for s in mine) for v in point["verdicts"]}
+        assert point["verdicts"] == counted and sum(counted.values()) == 3
+
+
+def test_spread_of_infinities_and_nan() -> None:
+    s = Spread.of([-math.inf, -math.inf, 2.0])
+    assert (s.median, s.low, s.high) == (-math.inf, -math.inf, 2.0)
+    assert Spread.of([-math.inf, -math.inf]).median == -math.inf  # not inf - inf
+    assert Spread.of([math.nan, 1.0, 3.0]).median == 2.0  # nan: no number, left out
+    assert math.isnan(Spread.of([math.nan]).median)
+
+
+# ---- executors: the same bytes ----------------------------------------------------------------
+
+
+def test_serial_and_two_jobs_give_the_same_bytes(tmp_path: Path) -> None:
+    """jsonl (every run's summary, in grid order) and the reading of the aggregates."""
+    serial = sweep(*GRID, "--jobs", "1", "--output", str(tmp_path / "serial.jsonl"))
+    pooled = sweep(*GRID, "--jobs", "2", "--output", str(tmp_path / "pooled.jsonl"))
+    assert serial.exit_code == pooled.exit_code == 0, pooled.output
+    written = (tmp_path / "serial.jsonl").read_bytes()
+    assert written == (tmp_path / "pooled.jsonl").read_bytes()
+    assert serial.stdout == pooled.stdout
+    lines = [json.loads(line) for line in written.splitlines()]  # in grid order
+    assert [(r["values"]["depth"], r["variant"], r["seed"]) for r in lines[:3]] == [
+        (2, "none", 0), (2, "none", 1), (2, "post", 0)
+    ]  # fmt: skip
+
+
+def test_in_order_releases_each_run_once_all_before_it_are_done() -> None:
+    finished = [(2, {"r": 2}), (0, {"r": 0}), (3, {"r": 3}), (1, {"r": 1})]
+    assert [i for i, _ in executors.in_order(finished)] == [0, 1, 2, 3]
+
+
+def test_a_dask_local_cluster_gives_the_same_bytes() -> None:
+    distributed = pytest.importorskip("distributed")
+    serial = sweep(*GRID, "--jobs", "1", "--format", "json")
+    with distributed.LocalCluster(
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        remote = sweep(*GRID, "--scheduler", cluster.scheduler_address, "--format", "json")
+    assert remote.exit_code == 0, remote.output
+    assert remote.stdout_bytes == serial.stdout_bytes
+
+
+# ---- jsonl: Ctrl-C keeps what finished; --resume completes it -------------------------------
+
+
+class Counting:
+    """run_summary that counts its calls and raises Ctrl-C at call ``stop``."""
+
+    def __init__(self, stop: int | None = None) -> None:
+        self.calls, self.stop = 0, stop
+        self.real = executors.run_summary
+
+    def __call__(self, task: executors.Task) -> executors.Record:
+        self.calls += 1
+        if self.calls == self.stop:
+            raise KeyboardInterrupt
+        return self.real(task)
+
+
+def test_ctrl_c_exits_130_keeping_finished_runs_and_resume_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = tmp_path / "whole.jsonl"
+    assert sweep(*GRID, "--jobs", "1", "--output", str(whole)).exit_code == 0
+    part = tmp_path / "part.jsonl"
+    stopping = Counting(stop=6)
+    monkeypatch.setattr(executors, "run_summary", stopping)
+    interrupted = sweep(*GRID, "--jobs", "1", "--output", str(part))
+    assert interrupted.exit_code == 130
+    assert interrupted.stderr.strip() == "gradflow: interrupted"  # no traceback
+    assert part.read_bytes() == b"".join(whole.read_bytes().splitlines(keepends=True)[:5])
+
+    # a line cut short, as a kill in mid-write leaves it
+    part.write_bytes(part.read_bytes() + whole.read_bytes().splitlines(keepends=True)[5][:40])
+    counting = Counting()
+    monkeypatch.setattr(executors, "run_summary", counting)
+    resumed = sweep(*GRID, "--jobs", "1", "--output", str(part), "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert counting.calls == 12 - 5  # only the runs not in the file
+    assert part.read_bytes() == whole.read_bytes()
+    again = sweep(*GRID, "--jobs", "1", "--output", str(whole))
+    assert resumed.stdout == again.stdout  # the reading of the aggregates
+
+
+def test_resume_aggregates_equal_an_uninterrupted_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The aggregates come from the runs read back from the file and those run now."""
+    whole = tmp_path / "whole.jsonl"
+    sweep(*GRID, "--jobs", "1", "--output", str(whole))
+    lines = whole.read_bytes().splitlines(keepends=True)
+    part = tmp_path / "part.jsonl"
+    part.write_bytes(b"".join(lines[:7]))
+    captured: list[list[PointResult]] = []
+    real = aggregate
+
+    def keep(*args: Any, **kwargs: Any) -> list[PointResult]:
+        captured.append(real(*args, **kwargs))
+        return captured[-1]
+
+    monkeypatch.setattr("gradflow.cli.execute_sweep.aggregate", keep)
+    sweep(*GRID, "--jobs", "1", "--output", str(part), "--resume")
+    sweep(*GRID, "--jobs", "1", "--output", str(tmp_path / "fresh.jsonl"))
+    assert len(captured) == 2 and captured[0] == captured[1]
+
+
+def test_resume_refuses_a_file_of_another_sweep(tmp_path: Path) -> None:
+    other = tmp_path / "other.jsonl"
+    sweep("--vary", "depth=2,4", *TINY, "--jobs", "1", "--output", str(other))
+    refused(
+        sweep(*GRID, "--activation", "tanh", "--output", str(other), "--resume"),
+        "another sweep",
+    )
+
+
+# ---- theory: analysis.theory.predict per point ----------------------------------------------
+
+
+def test_theory_is_predict_at_each_point_and_null_where_none_applies() -> None:
+    result = sweep(*GRID, "--theory", "--jobs", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    for point in json.loads(result.stdout)["points"]:
+        spec = NetworkSpec(depth=point["values"]["depth"], width=4, batch=3,
+                           skip=point["variant"])  # fmt: skip
+        prediction = predict(spec)
+        assert prediction is not None
+        assert point["theory"]["log10_gain"] == prediction.log10_gain
+        residual = point["median"]["log10_gain"] - prediction.log10_gain
+        assert point["theory"]["measured_minus_theory"] == pytest.approx(residual, abs=1e-12)
+    normalised = sweep(*GRID, "--norm", "layer", "--theory", "--jobs", "1", "--format", "json")
+    assert all(p["theory"] is None for p in json.loads(normalised.stdout)["points"])
+
+
+def test_theory_tracks_wide_tanh_networks_and_the_reading_quotes_its_slope(
+    tmp_path: Path,
+) -> None:
+    """Width 256, 3 seeds: the prediction within 0.15 decades of the median, plain and pre."""
+    written = tmp_path / "sweep.json"
+    read = sweep("--vary", "depth=10,40", "--width", "256", "--activation", "tanh",
+                 "--variants", "none,pre", "--seeds", "3", "--theory", "--jobs", "1",
+                 "--output", str(written)).stdout  # the reading: stdout  # fmt: skip
+    document = json.loads(written.read_text())
+    for point in document["points"]:
+        assert abs(point["theory"]["measured_minus_theory"]) <= 0.15, point
+    for variant, unit, scale in (("none", "layer", 1), ("pre", "block", 2)):
+        mine = [p for p in document["points"] if p["variant"] == variant]
+        depths = [p["values"]["depth"] for p in mine]
+        measured = np.polyfit(depths, [p["median"]["log10_gain"] for p in mine], 1)[0] * scale
+        predicted = np.polyfit(depths, [p["theory"]["log10_gain"] for p in mine], 1)[0] * scale
+        label = "plain" if variant == "none" else variant
+        verb = "loses" if measured < 0 else "gains"
+        expected = f"{label} {verb} {abs(measured):.2f} decades per {unit}"
+        assert f"{expected} (theory {abs(predicted):.2f})" in read
+
+
+# ---- the chart and the reading ---------------------------------------------------------------
+
+
+def result_at(depth: int, variant: Skip, median: float, low: float, high: float) -> PointResult:
+    counts = dict.fromkeys(Verdict, 0)
+    return PointResult(0, (("depth", depth),), variant, Spread(0, 0, 0),
+                       Spread(median, low, high), counts, None)  # fmt: skip
+
+
+def test_chart_puts_marks_at_their_values_on_a_log_x_axis() -> None:
+    axis = Axis("depth", (10, 100, 1000), geometric=True)
+    results = [
+        result_at(10, Skip.NONE, 0.0, -1.0, 1.0),
+        result_at(100, Skip.NONE, -7.0, -7.0, -7.0),
+        result_at(1000, Skip.NONE, -14.0, -14.0, -14.0),
+    ]
+    lines = sweep_view.line_chart(axis, results, width=60)
+    plot = [line.split("|", 1)[1] if "|" in line else "" for line in lines[:15]]
+    columns = [[i for i, c in enumerate(row) if c == "o"] for row in plot]
+    marks = [(r, c) for r, cols in enumerate(columns) for c in cols]
+    # y: 15 rows from +1 (row 0) down to -14 (row 14), each value in its nearest row
+    assert [r for r, _ in marks] == [round((1 - y) / 15 * 14) for y in (0.0, -7.0, -14.0)]
+    xs = [c for _, c in marks]
+    assert xs[0] == 0 and xs[1] - xs[0] == xs[2] - xs[1]  # log10 spacing: equal steps
+    assert plot[0][0] == "|" and plot[2][0] == "|"  # the first point's min..max bar
+
+
+def test_reading_quotes_the_least_squares_slope_per_layer_and_per_block() -> None:
+    result = sweep("--vary", "depth=2,4,8", *TINY, "--seeds", "1", "--jobs", "1",
+                   "--format", "json")  # fmt: skip
+    document = json.loads(result.stdout)
+    read = sweep("--vary", "depth=2,4,8", *TINY, "--jobs", "1", "--quiet").stdout
+    for variant, unit, scale in (("none", "layer", 1), ("pre", "block", 2)):
+        mine = [p for p in document["points"] if p["variant"] == variant]
+        depths = [p["values"]["depth"] for p in mine]
+        gains = [p["median"]["log10_gain"] for p in mine]
+        fitted = float(np.polyfit(depths, gains, 1)[0]) * scale
+        label = "plain" if variant == "none" else variant
+        verb = "loses" if fitted < 0 else "gains"
+        assert f"{label} {verb} {abs(fitted):.2f} decades per {unit}" in read
+
+
+def test_csv_and_markdown_hold_every_point() -> None:
+    rows = sweep(*GRID, "--jobs", "1", "--format", "csv").stdout.splitlines()
+    assert rows[0].startswith("depth,variant,median_log10_weight_ratio")
+    assert len(rows) == 1 + 6
+    document = json.loads(sweep(*GRID, "--jobs", "1", "--format", "json").stdout)
+    first = rows[1].split(",")
+    assert float(first[5]) == document["points"][0]["median"]["log10_gain"]
+    markdown = sweep(*GRID, "--jobs", "1", "--format", "markdown").stdout
+    assert markdown.count("\n| 4 | ") == 3 and "```text" in markdown
+
+
+def test_median_matches_statistics_for_even_counts() -> None:
+    xs = [-3.0, 1.0, 2.0, 10.0]
+    assert Spread.of(xs).median == statistics.median(xs)
+
+
+def test_one_chart_per_value_of_the_second_flag_and_no_negative_zero() -> None:
+    markdown = sweep("--vary", "depth=2,4", "--vary", "width=3,5,7", "--batch", "2",
+                     "--variants", "pre", "--jobs", "1", "--format", "markdown").stdout  # fmt: skip
+    titles = re.findall(r"\*\*median log10 gain against depth \((width=\d)\)\*\*", markdown)
+    assert titles == ["width=3", "width=5", "width=7"]
+    assert markdown.count("```text") == 3
+    assert sweep_view.decades(-0.001) == "+0.00" and sweep_view.decades(-0.005) == "-0.01"
+
+
+def test_ctrl_c_under_a_pool_ends_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the main process takes in results from two workers: exit 130, the runs
+    written so far kept, the workers gone."""
+    real = sweep_view.run_record
+    calls: list[int] = []
+
+    def stop_at_third(*args: Any) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sweep_view, "run_record", stop_at_third)
+    part = tmp_path / "part.jsonl"
+    result = sweep(*GRID, "--jobs", "2", "--output", str(part))
+    assert result.exit_code == 130 and result.stderr.strip() == "gradflow: interrupted"
+    assert len(part.read_text().splitlines()) == 2
+    assert multiprocessing.active_children() == []
+
+
+def test_plot_draws_each_variant_median_band_and_theory(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / "sweep.svg"
+    result = sweep(*GRID, "--theory", "--jobs", "1", "--plot", str(figure), "--format", "json")
+    assert result.exit_code == 0, result.output
+    svg = figure.read_text()
+    for variant in ("plain", "post", "pre"):
+        for part in ("median", "band", "theory"):
+            assert f'id="{part}:{variant}"' in svg
+    # what is drawn: the JSON's medians, min, max and theory along depth, per variant
+    points = json.loads(result.stdout)["points"]
+    results = [
+        PointResult(0, (("depth", p["values"]["depth"]),), Skip(p["variant"]),
+                    Spread(0, 0, 0), Spread(p["median"]["log10_gain"], p["min"]["log10_gain"],
+                                            p["max"]["log10_gain"]),
+                    dict.fromkeys(Verdict, 0), p["theory"]["log10_gain"])
+        for p in points
+    ]  # fmt: skip
+    drawn = {c.label: c for c in sweep_view.curves(results)}
+    plain = [p for p in points if p["variant"] == "none"]
+    assert drawn["plain"].median == [p["median"]["log10_gain"] for p in plain]
+    assert drawn["plain"].theory == [p["theory"]["log10_gain"] for p in plain]
+    refused(sweep("--vary", "activation=tanh,relu", *TINY, "--plot", str(figure)), "--plot")
+
+
+def test_a_jsonl_file_that_cannot_be_written_is_exit_3_and_the_reading_still_shown() -> None:
+    result = sweep(*GRID, "--jobs", "1", "--output", "/dev/full", "--format", "jsonl")
+    assert result.exit_code == 3
+    assert result.stderr.strip() == (
+        "gradflow: error: --output: could not write '/dev/full': No space left on device"
+    )
+    assert result.stdout.startswith("plain loses")

@@ -25,7 +25,7 @@ from gradflow.render.figures import style
 from gradflow.render.figures.gradients import gradient_figure
 from gradflow.render.figures.path_lengths import path_figure
 from gradflow.render.figures.sweep import SweepSeries, sweep_figure
-from gradflow.render.figures.training import train_figure
+from gradflow.render.figures.training import runs_figure, train_figure
 
 TINY = NetworkSpec(depth=6, width=4, batch=3, skip=Skip.POST)
 
@@ -226,6 +226,28 @@ def test_train_curves_and_heatmaps_are_the_given_arrays() -> None:
         assert (mesh.norm.vmin, mesh.norm.vmax) == (-11.0, 0.0)  # one scale for every panel
     heat_axes = [ax for ax in figure.axes if ax.collections and ax is not loss_axes]
     assert all(ax.yaxis_inverted() for ax in heat_axes[:2])  # layer 1 at the top
+
+
+def test_the_train_figure_shows_each_run_s_recorded_losses_and_gradients() -> None:
+    from gradflow.analysis.train import train
+    from gradflow.analysis.training import Training
+
+    spec = NetworkSpec(depth=4, width=4, batch=2)
+    runs = train(spec, ["none", "pre"], Training(steps=5, samples=4, every=2))
+    figure = runs_figure(runs, "a title")
+    for run in runs:
+        x, y = xy(by_gid(figure, f"loss:{run.label}"))
+        np.testing.assert_array_equal(x, [0, 2, 4])
+        np.testing.assert_array_equal(y, [s.loss for s in run.steps])
+        meshes = [
+            c for ax in figure.axes for c in ax.collections if c.get_gid() == f"heatmap:{run.label}"
+        ]
+        assert len(meshes) == 1 and isinstance(meshes[0], QuadMesh)
+        shown = np.asarray(meshes[0].get_array()).reshape(len(run.names), 3)
+        for column, record in enumerate(run.steps):
+            np.testing.assert_allclose(shown[:, column], record.grad_weight.log10, rtol=1e-15)
+    one = runs[1].plot()
+    np.testing.assert_array_equal(xy(by_gid(one, "loss:pre"))[1], [s.loss for s in runs[1].steps])
 
 
 def test_the_user_style_does_not_leak_into_figures_and_is_restored() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from gradflow.engine.spec import Loss, NetworkSpec, Skip
 from gradflow.engine.tape import Tape
 from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.weight_grads import Method, gradient_buffers
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RULE_OF_THUMB = 1e-3  # Karpathy: update/weight ratios near 1e-3 train well
 FROZEN_BELOW = 1e-6  # a median ratio below this: 1,000 steps change the layer by under 0.1%
@@ -94,6 +98,13 @@ class TrainRun:
     steps: list[StepRecord]
     evals: list[EvalRecord]
     summary: TrainSummary
+
+    def plot(self) -> Figure:
+        """This run's loss curve and heatmap as a matplotlib Figure (needs the ``plot`` extra);
+        for several variants, ``gradflow.render.figures.training.runs_figure(runs, title)``."""
+        from gradflow.render.figures.training import runs_figure  # matplotlib loads here
+
+        return runs_figure([self], f"gradflow train: {self.label}")
 
 
 @one_blas_thread

@@ -304,6 +304,7 @@ def train(
     all_rows: o.AllRows = False,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    plot: o.Plot = None,
 ) -> None:
     """Train the variants from the same weights on the same minibatches of a teacher's data:
     loss curves, ‖∂L/∂W‖ and update ratios per layer over the steps, and a verdict."""

@@ -15,6 +15,7 @@ from gradflow.analysis.teacher import TeacherData, teacher_data
 from gradflow.analysis.train import TrainRun, initial_parameters, train, train_bytes
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, silence
 from gradflow.cli.execute import FILE_WIDTH, guard_memory, page_console, to_stdout
+from gradflow.cli.figure_files import write_train_figure
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
 from gradflow.engine.network import Network, build
@@ -43,6 +44,8 @@ def execute_train(plan: Plan) -> ExitCode:
         if stop is not None:  # numerical trouble: a diagnostic, so stderr too
             note(f"gradflow: warning: {run.label}: {run.summary.reason}")
     failures += _show(plan, runs)
+    title = train_view.header_line(plan.spec, runs, training)
+    failures += write_train_figure(plan.plot, runs, title)
     for failure in failures:
         note(f"gradflow: error: {failure}")
     failed = [r for r in runs if r.summary.verdict in plan.train.fail_on]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gradflow.analysis.paths import Decomposition
     from gradflow.analysis.results import Report
     from gradflow.analysis.theory import Prediction
+    from gradflow.analysis.train import TrainRun
 
 FLAG = "--plot"
 
@@ -99,5 +100,18 @@ def write_paths_figure(
         from gradflow.render.figures.path_lengths import path_figure
 
         return path_figure(runs)
+
+    return write_figure(plot, draw)
+
+
+def write_train_figure(
+    plot: FigureTarget | None, runs: Sequence[TrainRun], title: str
+) -> list[WriteFailed]:
+    """train: the loss curves and the heatmaps of ‖∂L/∂W‖."""
+
+    def draw() -> Figure:
+        from gradflow.render.figures.training import runs_figure
+
+        return runs_figure(runs, title)
 
     return write_figure(plot, draw)

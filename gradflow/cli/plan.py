@@ -370,6 +370,7 @@ def make_train_plan(
     memory = None if max_memory is None else _size(max_memory, "--max-memory")
     max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
     report, arrays = _targets(output)
+    plot = None if output.plot is None else check_plot(output.plot, (report, arrays))
     return Plan(
         command="train",
         spec=spec,
@@ -384,6 +385,7 @@ def make_train_plan(
         unicode=output.unicode,
         quiet=output.quiet,
         train=TrainPlan(training, checks),
+        plot=plot,
     )
 
 

@@ -8,7 +8,8 @@ losses)}, {"pre": log10_grad_weight}, heat_steps, title)`` with ``log10_grad_wei
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -17,6 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
 
 from gradflow.render.figures import style
+
+if TYPE_CHECKING:
+    from gradflow.analysis.train import TrainRun
 
 ZERO_COLOR = "0.85"  # a light grey for exact zeros (and nan): not on the colormap
 HEATMAP_COLORMAP = "cividis"  # perceptually uniform, readable in greyscale and by most eyes
@@ -51,6 +55,24 @@ def train_figure(
         loss_axes.legend(loc="upper right")
         _heatmaps(figure, grid, heatmaps, np.asarray(heat_steps, dtype=np.float64))
     return figure
+
+
+def runs_figure(runs: Sequence[TrainRun], title: str) -> Figure:
+    """``train_figure`` for the runs of ``gradflow train``: each variant's minibatch loss at
+    its recorded steps, and its log10 ‖∂L/∂W‖ per layer at them (nan after a run stopped)."""
+    curves = {
+        run.label: (np.array([s.step for s in run.steps]), np.array([s.loss for s in run.steps]))
+        for run in runs
+    }
+    longest = max(runs, key=lambda run: len(run.steps))
+    steps = np.array([s.step for s in longest.steps], dtype=np.float64)  # (S,)
+    heatmaps = {}
+    for run in runs:
+        matrix = np.full((len(run.names), len(steps)), np.nan)  # (layers, S)
+        for column, record in enumerate(run.steps):  # every variant records the same steps
+            matrix[:, column] = record.grad_weight.log10
+        heatmaps[run.label] = matrix
+    return train_figure(curves, heatmaps, steps, title)
 
 
 def _heatmaps(

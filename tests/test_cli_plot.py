@@ -49,7 +49,7 @@ CASES = [  # each command once, each format once; the suffix in any case
     ("analyze", ["--skip", "pre"], "figure.PNG", check_png),
     ("compare", [], "figure.svg", check_svg),
     ("paths", ["--variants", "post,pre"], "figure.Pdf", check_pdf),
-    ("train", ["--steps", "3", "--samples", "4"], "figure.svg", check_svg),
+    ("train", ["--steps", "3", "--samples", "4"], "figure.png", check_png),
 ]
 
 

@@ -1,6 +1,7 @@
 # Everything installs into a local .venv; a fresh clone needs only python3 and make.
 # `make demo` installs the package alone (seconds). test, lint, typecheck, format and bench add the
-# dev extras on top (pytest, hypothesis, ruff, mypy and torch, the reference autograd: ~750 MB).
+# dev extras on top (pytest with xdist, hypothesis, ruff, mypy, matplotlib, dask distributed and
+# torch, the reference autograd).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -35,7 +36,7 @@ demo: $(STAMP)
 	$(BIN)/gradflow compare --depth 50
 
 test: $(DEV_STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check gradflow tests bench

@@ -6,9 +6,11 @@
 4. peak RSS of a pass vs the documented estimate (the memory guard's own function)
 5. a 100,000-layer run rendered as a table and as JSON: bounded time and size, valid JSON
 6. the exact path decomposition against one ordinary pass
+7. the same pass in PyTorch eager, with the matmul floor and each side's φ beside it
 
 ``python -m bench --quick`` (``make bench-quick``) runs the headline ratios only: one floor case
-per dtype, depth 20,000 at width 16, and compare's CLI latency.
+per dtype, depth 20,000 at width 16, compare's CLI latency, and the torch side-by-side at
+width 256.
 
 Each run also writes its tables, with the machine facts, to bench/results.json
 (bench/results-quick.json for --quick), so runs can be compared.
@@ -49,7 +51,17 @@ class Plan:
     render: bool
     path_split: bool
     results: Path
+    # 7: the side-by-side with torch: (depth, width, batch, dtype, repeat) and the (activation,
+    # skip) cases each shape runs
+    peer_shapes: tuple[tuple[int, int, int, str, int], ...] = ()
+    peer_cases: tuple[tuple[str, str], ...] = ()
 
+
+PEER_CASES = tuple(
+    (activation, skip)
+    for activation in ("relu", "tanh", "sigmoid", "gelu")
+    for skip in ("none", "pre")
+)
 
 FULL = Plan(
     name="full",
@@ -74,6 +86,17 @@ FULL = Plan(
     render=True,
     path_split=True,
     results=HERE / "results.json",
+    # The wide shapes take seconds a pass: best of 2 (with 8 cases a shape the run stays < 5 min)
+    peer_shapes=tuple(
+        (depth, width, batch, dtype, repeat)
+        for depth, width, batch, repeat in [
+            (50, 256, 64, 5),
+            (50, 1024, 256, 2),
+            (200, 512, 128, 2),
+        ]
+        for dtype in ("float64", "float32")
+    ),
+    peer_cases=PEER_CASES,
 )
 
 QUICK = Plan(
@@ -87,6 +110,8 @@ QUICK = Plan(
     render=False,
     path_split=False,
     results=HERE / "results-quick.json",
+    peer_shapes=((50, 256, 64, "float64", 3), (50, 256, 64, "float32", 3)),
+    peer_cases=(("sigmoid", "none"), ("gelu", "pre")),
 )
 
 SECTIONS: list[dict[str, Any]] = []
@@ -364,6 +389,56 @@ def path_split(plan: Plan) -> None:
         f"{short * 1e3:.0f} ms", f"{short / one:.1f}")  # fmt: skip
 
 
+def peer(plan: Plan) -> None:
+    rows = section(
+        "peer",
+        "7. one analyzed pass vs PyTorch eager on the same network, one thread each (best of "
+        + ", ".join(sorted({f"{r} at width {w}" for _, w, _, _, r in plan.peer_shapes}))
+        + ")",
+        "torch: forward, MSE loss, backward, every |dL/dW_i|; ours adds statistics and checks",
+        "floor: the bare matmuls, dL/dW formed n x n (ours: |dL/dW| from B x B Grams if B < n)",
+        "phi: our φ and φ' over every layer's values; torch phi: its φ forward+backward (autograd)",
+        "limit: ours / (floor + phi), target <= 1.1; vs torch: target <= 1.0 (φ gaps allowed)",
+        "underflow: torch's first-layer |dL/dW| exactly 0 where ours is finite (in float32)",
+    )
+    row("case", "phi", "skip", "ours", "torch", "vs torch", "floor", "phi", "torch phi",
+        "limit", "note")  # fmt: skip
+    shapes = [
+        {"depth": d, "width": w, "batch": b, "dtype": dtype, "repeat": repeat,
+         "cases": [list(c) for c in plan.peer_cases]}
+        for d, w, b, dtype, repeat in plan.peer_shapes
+    ]  # fmt: skip
+    with subprocess.Popen(
+        [PY, "-m", "bench.peer", json.dumps(shapes)], stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        for shape, line in zip(shapes, child.stdout, strict=False):
+            result = json.loads(line)
+            floor = result["floor_s"]
+            for c in result["cases"]:
+                limit = c["ours_s"] / (floor + c["phi_s"])
+                note = ""
+                if c["torch_first_underflow"]:
+                    note = f"torch |dW1| = 0, ours 1e{c['log10_first_grad']:.0f}"
+                rows.append(
+                    {
+                        "depth": shape["depth"], "width": shape["width"], "batch": shape["batch"],
+                        "dtype": shape["dtype"], "repeat": shape["repeat"], **c,
+                        "floor_s": floor, "vs_torch": c["ours_s"] / c["torch_s"],
+                        "limit": limit,
+                    }
+                )  # fmt: skip
+                row(
+                    f"{shape['depth']}x{shape['width']}x{shape['batch']} {shape['dtype'][-2:]}",
+                    c["activation"], c["skip"], f"{c['ours_s'] * 1e3:.1f} ms",
+                    f"{c['torch_s'] * 1e3:.1f} ms", f"{c['ours_s'] / c['torch_s']:.2f}",
+                    f"{floor * 1e3:.1f} ms", f"{c['phi_s'] * 1e3:.1f} ms",
+                    f"{c['torch_phi_s'] * 1e3:.1f} ms", f"{limit:.2f}", note,
+                )  # fmt: skip
+    if child.returncode != 0:
+        raise subprocess.CalledProcessError(child.returncode, child.args)
+
+
 def finite(value: Any) -> Any:
     """The value with every non-finite float replaced by None, so the file is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -390,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
         steps.append(huge_render)
     if plan.path_split:
         steps.append(path_split)
+    if plan.peer_shapes:
+        steps.append(peer)
     for step in steps:
         start = time.perf_counter()
         step(plan)

@@ -110,8 +110,9 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
         if activation not in phi_seen:  # φ and the floor do not depend on the wiring
             phi = torch_phi = float("inf")
             for _ in range(repeat):
-                with np.errstate(all="ignore"):
-                    out["floor_s"] = min(out["floor_s"], matmul_floor(network))
+                if not phi_seen:  # once a shape: the products do not depend on φ
+                    with np.errstate(all="ignore"):
+                        out["floor_s"] = min(out["floor_s"], matmul_floor(network))
                 phi = min(phi, activation_time(spec, network))
                 torch_phi = min(torch_phi, torch_phi_time(spec, network))
             phi_seen[activation] = (phi, torch_phi)

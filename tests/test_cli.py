@@ -87,6 +87,21 @@ def test_python_dash_m() -> None:
     assert out.stdout.strip() == f"gradflow {__version__}"
 
 
+def test_version_is_answered_before_typer_loads() -> None:
+    """The entry point (``gradflow.cli:main``) prints the version without importing typer."""
+    code = (
+        "import sys\n"
+        "from gradflow.cli import main\n"
+        "sys.argv = ['gradflow', '--version']\n"
+        "main()\n"
+        "print('typer' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines() == [f"gradflow {__version__}", "False"]
+
+
 def test_bare_command_shows_the_help_and_exits_0() -> None:
     result = run()
     assert result.exit_code == 0

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from gradflow import __version__
+from gradflow.cli import VERSION_LINE
 from gradflow.cli import options as o
 from gradflow.cli.errors import EXIT_CODES, ExitCode, close_command, note, one_line
 from gradflow.cli.options import SPEC
@@ -30,7 +30,6 @@ from gradflow.cli.plan import (
 )
 from gradflow.engine.spec import Skip
 
-VERSION_LINE = f"gradflow {__version__}"
 MAX_ROWS = 25  # rows per table/chart before layers are grouped; depth 50 gives pairs
 
 

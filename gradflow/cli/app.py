@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -20,15 +20,10 @@ from gradflow.cli import VERSION_LINE
 from gradflow.cli import options as o
 from gradflow.cli.errors import EXIT_CODES, ExitCode, close_command, note, one_line
 from gradflow.cli.options import SPEC
-from gradflow.cli.plan import (
-    NetworkFlags,
-    OutputFlags,
-    PathsFlags,
-    Plan,
-    ThresholdFlags,
-    make_plan,
-)
 from gradflow.engine.spec import Skip
+
+if TYPE_CHECKING:  # a command imports the plan when it runs: --help never needs it
+    from gradflow.cli.plan import Plan
 
 MAX_ROWS = 25  # rows per table/chart before layers are grouped; depth 50 gives pairs
 
@@ -153,6 +148,8 @@ def analyze(
     max_memory: o.MaxMemory = None,
 ) -> None:
     """One network: gradient per layer, the split at each addition, a chart and a verdict."""
+    from gradflow.cli.plan import NetworkFlags, OutputFlags, ThresholdFlags, make_plan
+
     plan = make_plan(
         "analyze",
         skip=skip,
@@ -202,6 +199,8 @@ def compare(
     max_memory: o.MaxMemory = None,
 ) -> None:
     """The same weights with and without shortcuts, side by side (default: plain, post, pre)."""
+    from gradflow.cli.plan import NetworkFlags, OutputFlags, ThresholdFlags, make_plan
+
     plan = make_plan(
         "compare",
         skip=None,
@@ -247,6 +246,8 @@ def paths(
 ) -> None:
     """Which paths carry the gradient: ∂L/∂x split exactly by the number of branches a path
     passes through (Veit et al. 2016), for residual networks (default --skip pre)."""
+    from gradflow.cli.plan import NetworkFlags, OutputFlags, PathsFlags, ThresholdFlags, make_plan
+
     plan = make_plan(
         "paths",
         skip=skip,

@@ -392,7 +392,7 @@ def peer(plan: Plan) -> None:
         + ")",
         "torch: forward, MSE loss, backward, every |dL/dW_i|; ours adds statistics and checks",
         "floor: the bare matmuls, dL/dW formed n x n (ours: |dL/dW| from B x B Grams if B < n)",
-        "phi: our φ and φ' over every layer's values; torch phi: its φ forward+backward (autograd)",
+        "phi: our φ and φ' on this pass's own φ inputs; torch phi: its φ forward+backward",
         "limit: ours / (floor + phi), target <= 1.1; vs torch: target <= 1.0 (φ gaps allowed)",
         "underflow: torch's first-layer |dL/dW| exactly 0 where ours is finite (in float32)",
     )

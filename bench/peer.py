@@ -19,6 +19,7 @@ norms can be compared: where torch's is exactly 0 in float32 and ours is not, it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -32,7 +33,8 @@ import torch.nn.functional as F
 from bench.case import matmul_floor
 from gradflow.analysis.analyze import analyze
 from gradflow.engine.activations import ACTIVATIONS
-from gradflow.engine.network import Network, build
+from gradflow.engine.initializers import init_scale
+from gradflow.engine.network import BUILD_FIELDS, Network, build
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.engine.threads import one_blas_thread
 
@@ -71,26 +73,33 @@ def torch_forward(
     return h
 
 
-def torch_pass(spec: NetworkSpec, network: Network) -> tuple[float, Tensor]:
-    """Seconds for one torch pass of ``spec`` on ``network``'s arrays, and its (L,) norms."""
+def torch_pass(
+    spec: NetworkSpec, network: Network, seen: list[Tensor] | None = None
+) -> tuple[float, Tensor]:
+    """Seconds for one torch pass of ``spec`` on ``network``'s arrays, and its (L,) norms;
+    ``seen`` collects every φ input (autograd holds them anyway)."""
     start = time.perf_counter()
     weights = [torch.from_numpy(w).requires_grad_(True) for w in network.weights]
     target = torch.from_numpy(network.loss_data.target)  # type: ignore[arg-type]
-    y = torch_forward(spec, weights, torch.from_numpy(network.x))
+    y = torch_forward(spec, weights, torch.from_numpy(network.x), seen)
     loss = ((y - target) ** 2).sum() / (2 * spec.batch)
     loss.backward()
     norms = torch.stack([torch.linalg.vector_norm(w.grad) for w in weights])  # type: ignore[arg-type]
     return time.perf_counter() - start, norms
 
 
-def phi_inputs(spec: NetworkSpec, network: Network) -> list[np.ndarray]:
-    """Every layer's φ input (B, n) in this pass: φ's cost depends on its values (erf and exp
-    take other branches far from 0, and a pre-activation stream grows with depth)."""
-    seen: list[Tensor] = []
-    with torch.no_grad():
-        torch_forward(spec, [torch.from_numpy(w) for w in network.weights],
-                      torch.from_numpy(network.x), seen)  # fmt: skip
-    return [z.numpy() for z in seen]
+def network_for(spec: NetworkSpec, held: list[Network]) -> Network:
+    """``spec``'s network, drawn once a shape: where the init's scale does not depend on φ
+    (xavier, the default), every activation gets the same arrays, keyed to its own spec."""
+    key = tuple(getattr(spec, name) for name in BUILD_FIELDS)
+    if held:
+        drawn = NetworkSpec(**dict(zip(BUILD_FIELDS, held[0].build_key, strict=True)))
+        if init_scale(drawn) == init_scale(spec) and drawn.init is spec.init:
+            return (
+                held[0] if held[0].build_key == key else dataclasses.replace(held[0], build_key=key)
+            )
+    held[:] = [build(spec)]  # one network held at a time: the wide ones take 400 MB
+    return held[0]
 
 
 def our_phi_time(spec: NetworkSpec, inputs: list[np.ndarray]) -> float:
@@ -128,26 +137,26 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
     repeat = int(plan["repeat"])
     shape = {key: plan[key] for key in ("depth", "width", "batch", "dtype")}
     out: dict[str, Any] = {"floor_s": float("inf"), "cases": []}
-    networks: dict[str, Network] = {}  # the wirings share an activation's weights
+    held: list[Network] = []
     for activation, skip in plan["cases"]:
         spec = NetworkSpec(**shape, activation=activation, skip=skip)
-        if activation not in networks:
-            networks.clear()  # one network held at a time: the wide ones take 400 MB
-            networks[activation] = build(spec)
-        network = networks[activation]
-        inputs = phi_inputs(spec, network)
+        network = network_for(spec, held)
+        seen: list[Tensor] = []
         ours = theirs = phi = torch_phi = float("inf")
-        for _ in range(repeat):  # interleaved, so all see the same machine
+        for r in range(repeat):  # interleaved, so all see the same machine
             t, first = ours_time(spec, network)
             ours = min(ours, t)
-            t, norms = torch_pass(spec, network)
+            t, norms = torch_pass(spec, network, seen if r == 0 else None)
             theirs = min(theirs, t)
+            # φ's cost depends on its values (erf and exp branch far from 0, and a
+            # pre-activation stream grows with depth): timed on this pass's own φ inputs
+            inputs = [z.detach().numpy() for z in seen]
             phi = min(phi, our_phi_time(spec, inputs))
             torch_phi = min(torch_phi, torch_phi_time(spec, inputs))
             if not out["cases"]:  # once a shape: the products do not depend on φ
                 with np.errstate(all="ignore"):
                     out["floor_s"] = min(out["floor_s"], matmul_floor(network))
-        del inputs
+        del seen, inputs
         torch_first = float(norms[0])
         out["cases"].append(
             {

@@ -7,6 +7,7 @@
 5. a 100,000-layer run rendered as a table and as JSON: bounded time and size, valid JSON
 6. the exact path decomposition against one ordinary pass
 7. the same pass in PyTorch eager, with the matmul floor and each side's φ beside it
+8. analyze with every core busy: the default run against one forced BLAS thread
 
 ``python -m bench --quick`` (``make bench-quick``) runs the headline ratios only: one floor case
 per dtype, depth 20,000 at width 16, compare's CLI latency, and the torch side-by-side at
@@ -55,6 +56,7 @@ class Plan:
     # skip) cases each shape runs
     peer_shapes: tuple[tuple[int, int, int, str, int], ...] = ()
     peer_cases: tuple[tuple[str, str], ...] = ()
+    under_load: bool = False  # 8: analyze with a CPU-bound process on every core
 
 
 PEER_CASES = tuple(
@@ -92,6 +94,7 @@ FULL = Plan(
         for dtype in ("float64", "float32")
     ),
     peer_cases=PEER_CASES,
+    under_load=True,
 )
 
 QUICK = Plan(
@@ -434,6 +437,38 @@ def peer(plan: Plan) -> None:
         raise subprocess.CalledProcessError(child.returncode, child.args)
 
 
+def under_load(plan: Plan) -> None:
+    rows = section(
+        "under_load",
+        "8. analyze --depth 1000 --width 128 --batch 128 -q with a CPU-bound process on every "
+        "core (best of 3 interleaved)",
+        "default: as a user runs it; one thread: OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=1 set",
+        "target: default <= 1.5 x one thread (every pass runs on one BLAS thread by design)",
+    )
+    argv = [PY, "-m", "gradflow", "analyze", "--depth", "1000", "--width", "128",
+            "--batch", "128", "-q"]  # fmt: skip
+    single = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    spin = [PY, "-c", "while True: pass"]
+    load = [subprocess.Popen(spin) for _ in range(os.cpu_count() or 1)]
+    try:
+        best = {"default": math.inf, "one thread": math.inf}
+        for _ in range(3):
+            for name, env in (("default", None), ("one thread", single)):
+                start = time.perf_counter()
+                subprocess.run(argv, capture_output=True, env=env)  # exit 1: the verdict
+                best[name] = min(best[name], time.perf_counter() - start)
+    finally:
+        for process in load:
+            process.kill()
+            process.wait()
+    ratio = best["default"] / best["one thread"]
+    rows.append({"default_s": best["default"], "one_thread_s": best["one thread"],
+                 "ratio": ratio, "target": 1.5, "load_processes": len(load)})  # fmt: skip
+    row("default", "one thread", "ratio", "target", "load")
+    row(f"{best['default']:.2f} s", f"{best['one thread']:.2f} s", f"{ratio:.2f}", "<= 1.5",
+        f"{len(load)} spinning")  # fmt: skip
+
+
 def finite(value: Any) -> Any:
     """The value with every non-finite float replaced by None, so the file is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -462,6 +497,8 @@ def main(argv: list[str] | None = None) -> None:
         steps.append(path_split)
     if plan.peer_shapes:
         steps.append(peer)
+    if plan.under_load:
+        steps.append(under_load)
     for step in steps:
         start = time.perf_counter()
         step(plan)

@@ -401,7 +401,7 @@ def peer(plan: Plan) -> None:
     )
     row("case", "phi", "skip", "ours", "torch", "vs torch", "floor", "phi", "torch phi",
         "limit", "note")  # fmt: skip
-    shapes = [
+    shapes: list[dict[str, Any]] = [
         {"depth": d, "width": w, "batch": b, "dtype": dtype, "repeat": repeat,
          "cases": [list(c) for c in plan.peer_cases]}
         for d, w, b, dtype, repeat in plan.peer_shapes

@@ -80,26 +80,27 @@ def torch_pass(
     ``seen`` collects every φ input (autograd holds them anyway)."""
     start = time.perf_counter()
     weights = [torch.from_numpy(w).requires_grad_(True) for w in network.weights]
-    target = torch.from_numpy(network.loss_data.target)  # type: ignore[arg-type]
+    assert network.loss_data.target is not None  # the MSE loss's targets
+    target = torch.from_numpy(network.loss_data.target)
     y = torch_forward(spec, weights, torch.from_numpy(network.x), seen)
     loss = ((y - target) ** 2).sum() / (2 * spec.batch)
-    loss.backward()
-    norms = torch.stack([torch.linalg.vector_norm(w.grad) for w in weights])  # type: ignore[arg-type]
+    loss.backward()  # type: ignore[no-untyped-call]
+    norms = torch.stack([torch.linalg.vector_norm(w.grad) for w in weights if w.grad is not None])
     return time.perf_counter() - start, norms
 
 
-def network_for(spec: NetworkSpec, held: list[Network]) -> Network:
+def network_for(spec: NetworkSpec, held: list[tuple[NetworkSpec, Network]]) -> Network:
     """``spec``'s network, drawn once a shape: where the init's scale does not depend on φ
     (xavier, the default), every activation gets the same arrays, keyed to its own spec."""
     key = tuple(getattr(spec, name) for name in BUILD_FIELDS)
     if held:
-        drawn = NetworkSpec(**dict(zip(BUILD_FIELDS, held[0].build_key, strict=True)))
-        if init_scale(drawn) == init_scale(spec) and drawn.init is spec.init:
+        drawn, network = held[0]
+        if drawn.init is spec.init and init_scale(drawn) == init_scale(spec):
             return (
-                held[0] if held[0].build_key == key else dataclasses.replace(held[0], build_key=key)
+                network if network.build_key == key else dataclasses.replace(network, build_key=key)
             )
-    held[:] = [build(spec)]  # one network held at a time: the wide ones take 400 MB
-    return held[0]
+    held[:] = [(spec, build(spec))]  # one network held at a time: the wide ones take 400 MB
+    return held[0][1]
 
 
 def our_phi_time(spec: NetworkSpec, inputs: list[np.ndarray]) -> float:
@@ -120,7 +121,7 @@ def torch_phi_time(spec: NetworkSpec, inputs: list[np.ndarray]) -> float:
     g = torch.ones_like(leaves[0])
     start = time.perf_counter()
     for z in leaves:
-        phi(z).backward(g)
+        phi(z).backward(g)  # type: ignore[no-untyped-call]
     return time.perf_counter() - start
 
 
@@ -137,7 +138,7 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
     repeat = int(plan["repeat"])
     shape = {key: plan[key] for key in ("depth", "width", "batch", "dtype")}
     out: dict[str, Any] = {"floor_s": float("inf"), "cases": []}
-    held: list[Network] = []
+    held: list[tuple[NetworkSpec, Network]] = []
     for activation, skip in plan["cases"]:
         spec = NetworkSpec(**shape, activation=activation, skip=skip)
         network = network_for(spec, held)

@@ -9,7 +9,7 @@ best-of-``repeat`` seconds of
 
     ours     one analyzed pass (statistics, checks and exact norms included)
     torch    forward, the MSE loss, backward, then ‖∂L/∂W_i‖ of every layer (autograd)
-    phi      our φ and φ' over every layer's φ input of this pass (taken from a forward run)
+    phi      our φ and φ' over every layer's φ input of this pass (kept by the first torch pass)
     torch_phi  torch's φ forward and its backward over the same values (autograd)
 
 and once for the shape, ``floor``: the bare products of one pass (``bench.case.matmul_floor``).

@@ -6,11 +6,14 @@
 4. peak RSS of a pass vs the documented estimate (the memory guard's own function)
 5. a 100,000-layer run rendered as a table and as JSON: bounded time and size, valid JSON
 6. the exact path decomposition against one ordinary pass
-7. one training step (gradflow train) vs PyTorch eager doing the same step
-8. gradflow sweep: per-run overhead beyond the pass, and 2 jobs against 1 (bench/sweep.py)
+7. the same pass in PyTorch eager, with the matmul floor and each side's φ beside it
+8. analyze with every core busy: the default run against one forced BLAS thread
+9. one training step (gradflow train) vs PyTorch eager doing the same step
+10. gradflow sweep: per-run overhead beyond the pass, and 2 jobs against 1 (bench/sweep.py)
 
 ``python -m bench --quick`` (``make bench-quick``) runs the headline ratios only: one floor case
-per dtype, depth 20,000 at width 16, and compare's CLI latency.
+per dtype, depth 20,000 at width 16, compare's CLI latency, and the torch side-by-side at
+width 256.
 
 Each run also writes its tables, with the machine facts, to bench/results.json
 (bench/results-quick.json for --quick), so runs can be compared.
@@ -51,21 +54,27 @@ class Plan:
     render: bool
     path_split: bool
     results: Path
+    # 7: the side-by-side with torch: (depth, width, batch, dtype, repeat) and the (activation,
+    # skip) cases each shape runs
+    peer_shapes: tuple[tuple[int, int, int, str, int], ...] = ()
+    peer_cases: tuple[tuple[str, str], ...] = ()
+    under_load: bool = False  # 8: analyze with a CPU-bound process on every core
 
+
+PEER_CASES = tuple(
+    (activation, skip)
+    for activation in ("relu", "tanh", "sigmoid", "gelu")
+    for skip in ("none", "pre")
+)
 
 FULL = Plan(
     name="full",
-    # Both activations where a case takes milliseconds; the wide ones (seconds each) with the
-    # default sigmoid only, whose φ costs the more.
+    # Both activations at width 256, where a case takes milliseconds; the wide shapes (seconds
+    # a pass) are measured against the same floor in section 7, beside torch.
     floor_cases=[
-        (depth, width, batch, dtype, activation)
-        for depth, width, batch, activations in [
-            (50, 256, 64, ("sigmoid", "relu")),
-            (50, 1024, 256, ("sigmoid",)),
-            (200, 512, 128, ("sigmoid",)),
-        ]
+        (50, 256, 64, dtype, activation)
         for dtype in ("float64", "float32")
-        for activation in activations
+        for activation in ("sigmoid", "relu")
     ],
     floor_repeat=7,
     wide_repeat=3,
@@ -76,6 +85,18 @@ FULL = Plan(
     render=True,
     path_split=True,
     results=HERE / "results.json",
+    # The wide shapes take seconds a pass: one each (32 cases), so that the run stays < 5 min
+    peer_shapes=tuple(
+        (depth, width, batch, dtype, repeat)
+        for depth, width, batch, repeat in [
+            (50, 256, 64, 5),
+            (50, 1024, 256, 1),
+            (200, 512, 128, 1),
+        ]
+        for dtype in ("float64", "float32")
+    ),
+    peer_cases=PEER_CASES,
+    under_load=True,
 )
 
 QUICK = Plan(
@@ -89,6 +110,8 @@ QUICK = Plan(
     render=False,
     path_split=False,
     results=HERE / "results-quick.json",
+    peer_shapes=((50, 256, 64, "float64", 3), (50, 256, 64, "float32", 3)),
+    peer_cases=(("sigmoid", "none"), ("gelu", "pre")),
 )
 
 SECTIONS: list[dict[str, Any]] = []
@@ -372,11 +395,93 @@ def sweep_executors(plan: Plan) -> None:
 
     rows = section(
         "sweep",
-        "8. gradflow sweep: per-run overhead beyond the pass; 2 jobs vs 1 on width-64 runs",
+        "10. gradflow sweep: per-run overhead beyond the pass; 2 jobs vs 1 on width-64 runs",
         "overhead: N tiny runs through the executor minus the same N passes called directly",
         "speed-up: warm pools, interleaved best of 3; a busy machine shows less than 2 cores",
     )
     rows.append(sweep.main())
+
+
+def peer(plan: Plan) -> None:
+    rows = section(
+        "peer",
+        "7. one analyzed pass vs PyTorch eager on the same network, one thread each (best of "
+        + ", ".join(sorted({f"{r} at width {w}" for _, w, _, _, r in plan.peer_shapes}))
+        + ")",
+        "torch: forward, MSE loss, backward, every |dL/dW_i|; ours adds statistics and checks",
+        "floor: the bare matmuls, dL/dW formed n x n (ours: |dL/dW| from B x B Grams if B < n)",
+        "phi: our φ and φ' on this pass's own φ inputs; torch phi: its φ forward+backward",
+        "limit: ours / (floor + phi), target <= 1.1; vs torch: target <= 1.0 (φ gaps allowed)",
+        "underflow: torch's first-layer |dL/dW| exactly 0 where ours is finite (in float32)",
+    )
+    row("case", "phi", "skip", "ours", "torch", "vs torch", "floor", "phi", "torch phi",
+        "limit", "note")  # fmt: skip
+    shapes: list[dict[str, Any]] = [
+        {"depth": d, "width": w, "batch": b, "dtype": dtype, "repeat": repeat,
+         "cases": [list(c) for c in plan.peer_cases]}
+        for d, w, b, dtype, repeat in plan.peer_shapes
+    ]  # fmt: skip
+    with subprocess.Popen(
+        [PY, "-m", "bench.peer", json.dumps(shapes)], stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        for shape, line in zip(shapes, child.stdout, strict=False):
+            result = json.loads(line)
+            floor = result["floor_s"]
+            for c in result["cases"]:
+                limit = c["ours_s"] / (floor + c["phi_s"])
+                note = ""
+                if c["torch_first_underflow"]:
+                    note = f"torch |dW1| = 0, ours 1e{c['log10_first_grad']:.0f}"
+                rows.append(
+                    {
+                        "depth": shape["depth"], "width": shape["width"], "batch": shape["batch"],
+                        "dtype": shape["dtype"], "repeat": shape["repeat"], **c,
+                        "floor_s": floor, "vs_torch": c["ours_s"] / c["torch_s"],
+                        "limit": limit,
+                    }
+                )  # fmt: skip
+                row(
+                    f"{shape['depth']}x{shape['width']}x{shape['batch']} {shape['dtype'][-2:]}",
+                    c["activation"], c["skip"], f"{c['ours_s'] * 1e3:.1f} ms",
+                    f"{c['torch_s'] * 1e3:.1f} ms", f"{c['ours_s'] / c['torch_s']:.2f}",
+                    f"{floor * 1e3:.1f} ms", f"{c['phi_s'] * 1e3:.1f} ms",
+                    f"{c['torch_phi_s'] * 1e3:.1f} ms", f"{limit:.2f}", note,
+                )  # fmt: skip
+    if child.returncode != 0:
+        raise subprocess.CalledProcessError(child.returncode, child.args)
+
+
+def under_load(plan: Plan) -> None:
+    rows = section(
+        "under_load",
+        "8. analyze --depth 1000 --width 128 --batch 128 -q with a CPU-bound process on every "
+        "core (best of 3 interleaved)",
+        "default: as a user runs it; one thread: OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=1 set",
+        "target: default <= 1.5 x one thread (every pass runs on one BLAS thread by design)",
+    )
+    argv = [PY, "-m", "gradflow", "analyze", "--depth", "1000", "--width", "128",
+            "--batch", "128", "-q"]  # fmt: skip
+    single = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    spin = [PY, "-c", "while True: pass"]
+    load = [subprocess.Popen(spin) for _ in range(os.cpu_count() or 1)]
+    try:
+        best = {"default": math.inf, "one thread": math.inf}
+        for _ in range(3):
+            for name, env in (("default", None), ("one thread", single)):
+                start = time.perf_counter()
+                subprocess.run(argv, capture_output=True, env=env)  # exit 1: the verdict
+                best[name] = min(best[name], time.perf_counter() - start)
+    finally:
+        for process in load:
+            process.kill()
+            process.wait()
+    ratio = best["default"] / best["one thread"]
+    rows.append({"default_s": best["default"], "one_thread_s": best["one thread"],
+                 "ratio": ratio, "target": 1.5, "load_processes": len(load)})  # fmt: skip
+    row("default", "one thread", "ratio", "target", "load")
+    row(f"{best['default']:.2f} s", f"{best['one thread']:.2f} s", f"{ratio:.2f}", "<= 1.5",
+        f"{len(load)} spinning")  # fmt: skip
 
 
 def finite(value: Any) -> Any:
@@ -398,7 +503,7 @@ TRAIN_REPEAT = 15
 def train_step(plan: Plan) -> None:
     rows = section(
         "train_step",
-        f"7. one training step vs PyTorch eager doing the same step (best of {TRAIN_REPEAT}; "
+        f"9. one training step vs PyTorch eager doing the same step (best of {TRAIN_REPEAT}; "
         "interleaved; float64, one thread each)",
         "gradflow: forward into the reused tape, mse, explicit backward into the gradient "
         "buffers, Adam; recorded: the same step with its update ratios taken",
@@ -441,6 +546,10 @@ def main(argv: list[str] | None = None) -> None:
         steps.append(huge_render)
     if plan.path_split:
         steps.append(path_split)
+    if plan.peer_shapes:
+        steps.append(peer)
+    if plan.under_load:
+        steps.append(under_load)
     if plan is FULL:
         steps.append(train_step)
         steps.append(sweep_executors)

@@ -21,6 +21,7 @@ from gradflow.analysis.analyze import analyze, estimate_bytes
 from gradflow.engine.activations import ACTIVATIONS
 from gradflow.engine.network import Network, build
 from gradflow.engine.spec import NetworkSpec
+from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.weight_grads import Method, uses_gram
 
 
@@ -33,6 +34,7 @@ def rss_bytes(field: str) -> int:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
+@one_blas_thread  # as every pass: the floor on more threads than the pass would flatter neither
 def matmul_floor(network: Network) -> float:
     """Seconds for the bare products of one pass: a @ W forward (keeping every a, as backward
     must), then a.T @ g and g @ W.T per layer backward; no activation, no statistics."""

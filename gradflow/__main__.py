@@ -1,3 +1,3 @@
-from gradflow.cli.app import main
+from gradflow.cli import main
 
 main()

@@ -87,6 +87,38 @@ def test_python_dash_m() -> None:
     assert out.stdout.strip() == f"gradflow {__version__}"
 
 
+def test_version_is_answered_before_typer_loads() -> None:
+    """The entry point (``gradflow.cli:main``) prints the version without importing typer."""
+    code = (
+        "import sys\n"
+        "from gradflow.cli import main\n"
+        "sys.argv = ['gradflow', '--version']\n"
+        "main()\n"
+        "print('typer' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines() == [f"gradflow {__version__}", "False"]
+
+
+def test_start_up_skips_what_the_command_does_not_use() -> None:
+    """--help builds no Plan (its module loads when a command runs), and the table page does
+    not load the path decomposition (only the paths page does)."""
+    code = (
+        "import sys\n"
+        "from gradflow.cli.app import main\n"
+        "sys.argv = ['gradflow', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "import gradflow.render.table\n"
+        "print('gradflow.cli.plan' in sys.modules, 'gradflow.analysis.paths' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines()[-1] == "False False"
+
+
 def test_bare_command_shows_the_help_and_exits_0() -> None:
     result = run()
     assert result.exit_code == 0

@@ -1,5 +1,25 @@
-"""The command line: typer commands over the engine, the analysis and the renderers."""
+"""The command line: typer commands over the engine, the analysis and the renderers.
 
-from gradflow.cli.app import app, main
+``main`` answers ``gradflow --version`` before typer and the commands are imported (that import
+is most of the start-up time). The typer app itself is ``gradflow.cli.app.app``.
+"""
 
-__all__ = ["app", "main"]
+from __future__ import annotations
+
+import sys
+
+from gradflow import __version__
+
+VERSION_LINE = f"gradflow {__version__}"
+
+__all__ = ["VERSION_LINE", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``gradflow`` command (and ``python -m gradflow``)."""
+    if sys.argv[1:] == ["--version"]:
+        sys.stdout.write(VERSION_LINE + "\n")
+        return
+    from gradflow.cli.app import main as run
+
+    run()

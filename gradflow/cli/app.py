@@ -11,29 +11,21 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from gradflow import __version__
+from gradflow.cli import VERSION_LINE
 from gradflow.cli import options as o
 from gradflow.cli.errors import EXIT_CODES, ExitCode, close_command, note, one_line
 from gradflow.cli.options import SPEC
-from gradflow.cli.plan import (
-    NetworkFlags,
-    OutputFlags,
-    PathsFlags,
-    Plan,
-    ThresholdFlags,
-    TrainFlags,
-    make_plan,
-    make_train_plan,
-)
 from gradflow.engine.optim_spec import Optimizer
 from gradflow.engine.spec import Skip
 
-VERSION_LINE = f"gradflow {__version__}"
+if TYPE_CHECKING:  # a command imports the plan when it runs: --help never needs it
+    from gradflow.cli.plan import Plan
+
 MAX_ROWS = 25  # rows per table/chart before layers are grouped; depth 50 gives pairs
 
 
@@ -159,6 +151,8 @@ def analyze(
     theory: o.Theory = False,
 ) -> None:
     """One network: gradient per layer, the split at each addition, a chart and a verdict."""
+    from gradflow.cli.plan import NetworkFlags, OutputFlags, ThresholdFlags, make_plan
+
     plan = make_plan(
         "analyze",
         skip=skip,
@@ -210,6 +204,8 @@ def compare(
     theory: o.Theory = False,
 ) -> None:
     """The same weights with and without shortcuts, side by side (default: plain, post, pre)."""
+    from gradflow.cli.plan import NetworkFlags, OutputFlags, ThresholdFlags, make_plan
+
     plan = make_plan(
         "compare",
         skip=None,
@@ -256,6 +252,8 @@ def paths(
 ) -> None:
     """Which paths carry the gradient: ∂L/∂x split exactly by the number of branches a path
     passes through (Veit et al. 2016), for residual networks (default --skip pre)."""
+    from gradflow.cli.plan import NetworkFlags, OutputFlags, PathsFlags, ThresholdFlags, make_plan
+
     plan = make_plan(
         "paths",
         skip=skip,
@@ -308,6 +306,8 @@ def train(
 ) -> None:
     """Train the variants from the same weights on the same minibatches of a teacher's data:
     loss curves, ‖∂L/∂W‖ and update ratios per layer over the steps, and a verdict."""
+    from gradflow.cli.plan import NetworkFlags, OutputFlags, TrainFlags, make_train_plan
+
     plan = make_train_plan(
         variants=variants,
         fail_on=fail_on,
@@ -360,6 +360,7 @@ def sweep(
 ) -> None:
     """Scaling curves: the gain and first/last ratio over a grid of any network flags, for
     each variant and seed, with an optional mean-field theory line."""
+    from gradflow.cli.plan import NetworkFlags, ThresholdFlags
     from gradflow.cli.sweep_plan import SweepFlags, make_sweep_plan
 
     plan = make_sweep_plan(

@@ -6,6 +6,12 @@ changed in their last digits. One thread makes the results the same bits whateve
 OPENBLAS_NUM_THREADS or OMP_NUM_THREADS say. It costs little: at the widths gradflow runs
 (products of a few hundred rows), a second thread gains little on an idle machine, and on a busy
 one its spin-waiting made passes many times slower.
+
+Nor can threads be added back above BLAS without changing bits: a product split by rows (or
+columns) over threads, each calling single-threaded BLAS on its slice, did not reproduce the
+whole product. In float32 no split tried did (halves and quarters, widths 128 to 1024); in
+float64, splits into three, or of batches that are not a multiple of the kernel's row block,
+did not. So there is no ``--threads``.
 """
 
 from __future__ import annotations

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 
-from gradflow.analysis.paths import Decomposition
 from gradflow.analysis.results import Report
-from gradflow.analysis.theory import Prediction
-from gradflow.render import chart, paths_view, view
+from gradflow.render import chart, view
 from gradflow.render.grid import Grid, Layout, Tone
+
+if TYPE_CHECKING:  # the paths page's modules load with it, not with every page
+    from gradflow.analysis.paths import Decomposition
+    from gradflow.analysis.theory import Prediction
 
 TONE_STYLE = {
     Tone.PLAIN: "",
@@ -148,6 +151,8 @@ def paths_page(
 ) -> list[RenderableType]:
     """Everything ``paths`` shows on a terminal: per run, the table by path length, the
     histogram beside the binomial counts, and the summary line."""
+    from gradflow.render import paths_view
+
     parts: list[RenderableType] = [prose(paths_view.header_line(runs), width, "bold")]
     for run in runs:
         parts += [Lines([""]), *render(paths_view.paths_grid(run, max_rows), width, False)]

@@ -1,0 +1,181 @@
+"""The engine against its peer, PyTorch eager, on the same network: one shape and dtype, several
+activations and wirings, in a fresh process with one thread on both sides.
+
+    python -m bench.peer '[{"depth": 50, "width": 256, "batch": 64, "dtype": "float64",
+                            "cases": [["sigmoid", "none"], ["gelu", "pre"]], "repeat": 5}]'
+
+prints one JSON line per shape as it finishes (torch is imported once, ~3 s): per case,
+best-of-``repeat`` seconds of
+
+    ours     one analyzed pass (statistics, checks and exact norms included)
+    torch    forward, the MSE loss, backward, then ‖∂L/∂W_i‖ of every layer (autograd)
+    phi      our φ and φ' over every layer's φ input of this pass (kept by the first torch pass)
+    torch_phi  torch's φ forward and its backward over the same values (autograd)
+
+and once for the shape, ``floor``: the bare products of one pass (``bench.case.matmul_floor``).
+The torch network reads our arrays (same x, weights, targets), so the first layer's gradient
+norms can be compared: where torch's is exactly 0 in float32 and ours is not, it underflowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.case import matmul_floor
+from gradflow.analysis.analyze import analyze
+from gradflow.engine.activations import ACTIVATIONS
+from gradflow.engine.initializers import init_scale
+from gradflow.engine.network import BUILD_FIELDS, Network, build
+from gradflow.engine.spec import NetworkSpec, Skip
+from gradflow.engine.threads import one_blas_thread
+
+Tensor = torch.Tensor
+
+TORCH_PHI: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "gelu": lambda z: F.gelu(z, approximate="none"),  # exact, as ours
+}
+
+
+def torch_forward(
+    spec: NetworkSpec, weights: list[Tensor], x: Tensor, seen: list[Tensor] | None = None
+) -> Tensor:
+    """The network's output y (B, n) in torch; ``seen`` collects every φ input."""
+    phi = TORCH_PHI[spec.activation.value]
+
+    def act(z: Tensor) -> Tensor:
+        if seen is not None:
+            seen.append(z)
+        return phi(z)
+
+    h = x
+    if spec.skip is Skip.NONE:
+        for w in weights:
+            h = act(h @ w)  # h_i = φ(h_{i-1} W_i)
+    else:  # pre: h_out = h_in + u_k, u_j = φ(u_{j-1}) W_j
+        k = spec.block_size
+        for first in range(0, spec.depth, k):
+            u = h
+            for w in weights[first : first + k]:
+                u = act(u) @ w
+            h = h + u
+    return h
+
+
+def torch_pass(
+    spec: NetworkSpec, network: Network, seen: list[Tensor] | None = None
+) -> tuple[float, Tensor]:
+    """Seconds for one torch pass of ``spec`` on ``network``'s arrays, and its (L,) norms;
+    ``seen`` collects every φ input (autograd holds them anyway)."""
+    start = time.perf_counter()
+    weights = [torch.from_numpy(w).requires_grad_(True) for w in network.weights]
+    assert network.loss_data.target is not None  # the MSE loss's targets
+    target = torch.from_numpy(network.loss_data.target)
+    y = torch_forward(spec, weights, torch.from_numpy(network.x), seen)
+    loss = ((y - target) ** 2).sum() / (2 * spec.batch)
+    loss.backward()  # type: ignore[no-untyped-call]
+    norms = torch.stack([torch.linalg.vector_norm(w.grad) for w in weights if w.grad is not None])
+    return time.perf_counter() - start, norms
+
+
+def network_for(spec: NetworkSpec, held: list[tuple[NetworkSpec, Network]]) -> Network:
+    """``spec``'s network, drawn once a shape: where the init's scale does not depend on φ
+    (xavier, the default), every activation gets the same arrays, keyed to its own spec."""
+    key = tuple(getattr(spec, name) for name in BUILD_FIELDS)
+    if held:
+        drawn, network = held[0]
+        if drawn.init is spec.init and init_scale(drawn) == init_scale(spec):
+            return (
+                network if network.build_key == key else dataclasses.replace(network, build_key=key)
+            )
+    held[:] = [(spec, build(spec))]  # one network held at a time: the wide ones take 400 MB
+    return held[0][1]
+
+
+def our_phi_time(spec: NetworkSpec, inputs: list[np.ndarray]) -> float:
+    """Seconds for our φ and φ' on each of ``inputs``: elementwise work no pass can skip."""
+    forward = ACTIVATIONS[spec.activation].forward
+    h, d = np.empty_like(inputs[0]), np.empty_like(inputs[0])
+    start = time.perf_counter()
+    with np.errstate(all="ignore"):
+        for z in inputs:
+            forward(z, h, d)
+    return time.perf_counter() - start
+
+
+def torch_phi_time(spec: NetworkSpec, inputs: list[np.ndarray]) -> float:
+    """Seconds for torch's φ forward and backward (autograd) on each of ``inputs``."""
+    phi = TORCH_PHI[spec.activation.value]
+    leaves = [torch.from_numpy(z).requires_grad_(True) for z in inputs]
+    g = torch.ones_like(leaves[0])
+    start = time.perf_counter()
+    for z in leaves:
+        phi(z).backward(g)  # type: ignore[no-untyped-call]
+    return time.perf_counter() - start
+
+
+def ours_time(spec: NetworkSpec, network: Network) -> tuple[float, float]:
+    """Seconds for one analyzed pass, and log10 ‖∂L/∂W_1‖ it reports."""
+    start = time.perf_counter()
+    report = analyze(spec, network=network)
+    return time.perf_counter() - start, float(report.layers.grad_weight.log10[0])
+
+
+@one_blas_thread  # the floor and φ too: every pass of ours runs on one BLAS thread
+def run(plan: dict[str, Any]) -> dict[str, Any]:
+    """Every case of one shape and dtype."""
+    repeat = int(plan["repeat"])
+    shape = {key: plan[key] for key in ("depth", "width", "batch", "dtype")}
+    out: dict[str, Any] = {"floor_s": float("inf"), "cases": []}
+    held: list[tuple[NetworkSpec, Network]] = []
+    for activation, skip in plan["cases"]:
+        spec = NetworkSpec(**shape, activation=activation, skip=skip)
+        network = network_for(spec, held)
+        seen: list[Tensor] = []
+        ours = theirs = phi = torch_phi = float("inf")
+        for r in range(repeat):  # interleaved, so all see the same machine
+            t, first = ours_time(spec, network)
+            ours = min(ours, t)
+            t, norms = torch_pass(spec, network, seen if r == 0 else None)
+            theirs = min(theirs, t)
+            # φ's cost depends on its values (erf and exp branch far from 0, and a
+            # pre-activation stream grows with depth): timed on this pass's own φ inputs
+            inputs = [z.detach().numpy() for z in seen]
+            phi = min(phi, our_phi_time(spec, inputs))
+            torch_phi = min(torch_phi, torch_phi_time(spec, inputs))
+            if not out["cases"]:  # once a shape: the products do not depend on φ
+                with np.errstate(all="ignore"):
+                    out["floor_s"] = min(out["floor_s"], matmul_floor(network))
+        del seen, inputs
+        torch_first = float(norms[0])
+        out["cases"].append(
+            {
+                "activation": activation,
+                "skip": skip,
+                "ours_s": ours,
+                "torch_s": theirs,
+                "phi_s": phi,
+                "torch_phi_s": torch_phi,
+                "log10_first_grad": first,
+                "torch_first_grad": torch_first,
+                "torch_first_underflow": bool(torch_first == 0.0 and np.isfinite(first)),
+            }
+        )
+    return out
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)  # the same thread count as every pass of ours
+    for shape in json.loads(sys.argv[1]):
+        print(json.dumps(run(shape)), flush=True)

@@ -28,6 +28,7 @@ from gradflow.analysis.results import Report
 from gradflow.analysis.theory import Prediction, assess
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, silence
 from gradflow.cli.figure_files import write_report_figure
+from gradflow.cli.files import OutputTarget
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
 from gradflow.engine import memory
@@ -170,13 +171,7 @@ def _save_arrays(plan: Plan, network: Network) -> list[WriteFailed]:
         return []
     # compare: the first variant's arrays (with --zero-init-residual, residual variants zero
     # their branch ends; the plain one does not)
-    arrays = network.arrays(variant_spec(plan.spec, plan.variants[0]))
-    try:
-        plan.arrays.write(lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
-    except WriteFailed as failure:
-        return [failure]
-    note(f"gradflow: saved arrays to {plan.arrays.path}")
-    return []
+    return save_arrays(plan.arrays, network.arrays(variant_spec(plan.spec, plan.variants[0])))
 
 
 def _show(plan: Plan, reports: list[Report], theory: Theory = None) -> list[WriteFailed]:
@@ -187,16 +182,31 @@ def _show(plan: Plan, reports: list[Report], theory: Theory = None) -> list[Writ
             return to_stdout(lambda: _print_page(console, plan, reports, theory))
         text = _text(plan, reports, width=FILE_WIDTH, theory=theory)
         return to_stdout(lambda: sys.stdout.write(text))
-    failures = []
+    failures = write_text(plan.report, _text(plan, reports, width=FILE_WIDTH, theory=theory))
+    return failures + to_stdout(lambda: _print_summary(console, reports, theory))
+
+
+def write_text(target: OutputTarget, text: str) -> list[WriteFailed]:
+    """``text`` into --output's file, with a note on stderr once it is there."""
     try:
-        plan.report.write(_text(plan, reports, width=FILE_WIDTH, theory=theory).encode("utf-8"))
+        target.write(text.encode("utf-8"))
     except WriteFailed as failure:
-        failures.append(failure)
+        return [failure]
     except BrokenPipeError:  # --output into a pipe or stdout whose reader has gone
         silence(sys.stdout)
     else:
-        note(f"gradflow: wrote {plan.report.path}")
-    return failures + to_stdout(lambda: _print_summary(console, reports, theory))
+        note(f"gradflow: wrote {target.path}")
+    return []
+
+
+def save_arrays(target: OutputTarget, arrays: dict[str, np.ndarray]) -> list[WriteFailed]:
+    """``arrays`` into --save-arrays's .npz file, with a note on stderr once it is there."""
+    try:
+        target.write(lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
+    except WriteFailed as failure:
+        return [failure]
+    note(f"gradflow: saved arrays to {target.path}")
+    return []
 
 
 class PageConsole(Console):

@@ -10,8 +10,14 @@ from rich.console import Group as Stack
 
 from gradflow.analysis.analyze import variant_spec
 from gradflow.analysis.paths import Decomposition, compare_paths, paths_bytes
-from gradflow.cli.errors import ExitCode, WriteFailed, note, silence
-from gradflow.cli.execute import FILE_WIDTH, guard_memory, page_console, to_stdout
+from gradflow.cli.errors import ExitCode, WriteFailed, note
+from gradflow.cli.execute import (
+    FILE_WIDTH,
+    guard_memory,
+    page_console,
+    to_stdout,
+    write_text,
+)
 from gradflow.cli.figure_files import write_paths_figure
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
@@ -32,15 +38,7 @@ def execute_paths(plan: Plan) -> ExitCode:
         if plan.format is Format.TABLE:
             return _exit(figure + to_stdout(lambda: _print_page(console, plan, runs)))
         return _exit(figure + to_stdout(lambda: sys.stdout.write(_text(plan, runs, FILE_WIDTH))))
-    failures = figure
-    try:
-        plan.report.write(_text(plan, runs, FILE_WIDTH).encode("utf-8"))
-    except WriteFailed as failure:
-        failures.append(failure)
-    except BrokenPipeError:
-        silence(sys.stdout)
-    else:
-        note(f"gradflow: wrote {plan.report.path}")
+    failures = figure + write_text(plan.report, _text(plan, runs, FILE_WIDTH))
     return _exit(failures + to_stdout(lambda: _print_summary(console, runs)))
 
 

@@ -24,7 +24,7 @@ from gradflow.analysis.analyze import estimate_bytes
 from gradflow.analysis.sweep import PointResult, Run, aggregate, flag_name, point_spec, run_spec
 from gradflow.analysis.theory import predict
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, quoted, silence
-from gradflow.cli.execute import FILE_WIDTH, bytes_text, page_console, to_stdout
+from gradflow.cli.execute import FILE_WIDTH, bytes_text, page_console, to_stdout, write_text
 from gradflow.cli.executors import Task, in_order, make_executor
 from gradflow.cli.figure_files import write_figure
 from gradflow.cli.options import SweepFormat
@@ -259,15 +259,7 @@ def _show(plan: SweepPlan, results: list[PointResult], records: list[Record]) ->
             return to_stdout(lambda: console.print(Stack(*_page(plan, results, console.width))))
         text = _text(plan, results, records, FILE_WIDTH)
         return to_stdout(lambda: sys.stdout.write(text))
-    failures = []
-    try:
-        plan.output.write(_text(plan, results, records, FILE_WIDTH).encode("utf-8"))
-    except WriteFailed as failure:
-        failures.append(failure)
-    except BrokenPipeError:
-        silence(sys.stdout)
-    else:
-        note(f"gradflow: wrote {plan.output.path}")
+    failures = write_text(plan.output, _text(plan, results, records, FILE_WIDTH))
     return failures + to_stdout(lambda: _print_lines(console, read))
 
 

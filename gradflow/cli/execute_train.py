@@ -13,8 +13,15 @@ from rich.console import Group as Stack
 from gradflow.analysis.analyze import variant_spec
 from gradflow.analysis.teacher import TeacherData, teacher_data
 from gradflow.analysis.train import TrainRun, initial_parameters, train, train_bytes
-from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, silence
-from gradflow.cli.execute import FILE_WIDTH, guard_memory, page_console, to_stdout
+from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note
+from gradflow.cli.execute import (
+    FILE_WIDTH,
+    guard_memory,
+    page_console,
+    save_arrays,
+    to_stdout,
+    write_text,
+)
 from gradflow.cli.figure_files import write_train_figure
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
@@ -76,13 +83,7 @@ def saved_arrays(plan: Plan, network: Network, data: TeacherData) -> dict[str, n
 def _save_arrays(plan: Plan, network: Network, data: TeacherData) -> list[WriteFailed]:
     if plan.arrays is None:
         return []
-    arrays = saved_arrays(plan, network, data)
-    try:
-        plan.arrays.write(lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
-    except WriteFailed as failure:
-        return [failure]
-    note(f"gradflow: saved arrays to {plan.arrays.path}")
-    return []
+    return save_arrays(plan.arrays, saved_arrays(plan, network, data))
 
 
 def _show(plan: Plan, runs: list[TrainRun]) -> list[WriteFailed]:
@@ -91,15 +92,7 @@ def _show(plan: Plan, runs: list[TrainRun]) -> list[WriteFailed]:
         if plan.format is Format.TABLE:
             return to_stdout(lambda: _print_page(console, plan, runs))
         return to_stdout(lambda: sys.stdout.write(_text(plan, runs, FILE_WIDTH)))
-    failures = []
-    try:
-        plan.report.write(_text(plan, runs, FILE_WIDTH).encode("utf-8"))
-    except WriteFailed as failure:
-        failures.append(failure)
-    except BrokenPipeError:
-        silence(sys.stdout)
-    else:
-        note(f"gradflow: wrote {plan.report.path}")
+    failures = write_text(plan.report, _text(plan, runs, FILE_WIDTH))
     return failures + to_stdout(lambda: _print_summary(console, runs))
 
 

@@ -89,7 +89,7 @@ FULL = Plan(
     peer_shapes=tuple(
         (depth, width, batch, dtype, repeat)
         for depth, width, batch, repeat in [
-            (50, 256, 64, 5),
+            (50, 256, 64, 3),
             (50, 1024, 256, 1),
             (200, 512, 128, 1),
         ]
@@ -261,7 +261,7 @@ def deep_and_narrow(plan: Plan) -> None:
     row("case", "engine", "floor", "ratio", "engine/layer", "overhead", "peak RSS", "estimate",
         "RSS/est", "log10 |dW1|")  # fmt: skip
     for depth, width, batch in plan.deep_cases:
-        r = case(depth=depth, width=width, batch=batch, repeat=1)
+        r = case(depth=depth, width=width, batch=batch, repeat=1, explicit=False)
         engine, floor = r["engine_s"], r["floor_s"]
         rows.append(
             {
@@ -497,7 +497,7 @@ def finite(value: Any) -> Any:
 
 TRAIN_CASES = [(50, 256, 64, "sigmoid"), (50, 256, 64, "relu")]  # depth, width, batch, φ
 TRAIN_TARGET = 1.2
-TRAIN_REPEAT = 15
+TRAIN_REPEAT = 7
 
 
 def train_step(plan: Plan) -> None:

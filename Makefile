@@ -42,6 +42,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check gradflow tests bench
 	$(BIN)/ruff format --check gradflow tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy --strict bench
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy

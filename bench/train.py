@@ -23,7 +23,8 @@ from gradflow.analysis.teacher import teacher_data
 from gradflow.analysis.train import Trainer
 from gradflow.analysis.training import Training
 from gradflow.engine.network import build
-from gradflow.engine.spec import NetworkSpec
+from gradflow.engine.optim_spec import Optimizer
+from gradflow.engine.spec import Activation, NetworkSpec
 from gradflow.engine.threads import one_blas_thread
 
 TORCH_ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu}
@@ -48,15 +49,15 @@ class TorchStep:
         for w, b in zip(self.weights, self.biases, strict=True):
             h = self.phi(h @ w + b)
         loss = ((h - self.t) ** 2).sum() / (2 * h.shape[0])
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
         self.optimizer.zero_grad()
 
 
 @one_blas_thread
 def measure(depth: int, width: int, batch: int, activation: str, repeat: int) -> dict[str, Any]:
-    spec = NetworkSpec(depth=depth, width=width, batch=batch, activation=activation)
-    training = Training(optimizer="adam", steps=2 * repeat + 2, samples=batch)
+    spec = NetworkSpec(depth=depth, width=width, batch=batch, activation=Activation(activation))
+    training = Training(optimizer=Optimizer.ADAM, steps=2 * repeat + 2, samples=batch)
     trainer = Trainer(spec, build(spec), teacher_data(spec, batch, training.steps), training)
     theirs = TorchStep(spec, trainer)
     ours = {"gradflow": float("inf"), "recorded": float("inf"), "torch": float("inf")}

@@ -25,9 +25,7 @@ from rich.console import Group as Stack
 from gradflow.analysis import analyze as analysis
 from gradflow.analysis.analyze import ProgressCallback, estimate_bytes, variant_spec
 from gradflow.analysis.results import Report
-from gradflow.analysis.theory import Prediction, assess
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, silence
-from gradflow.cli.figure_files import write_report_figure
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
 from gradflow.engine import memory
@@ -38,7 +36,9 @@ from gradflow.render import formats, table, view
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-Theory = Sequence[Prediction | str] | None  # --theory: one per report, else None
+    from gradflow.analysis.theory import Prediction
+
+Theory = Sequence["Prediction | str"] | None  # --theory: one per report, else None
 PAGE_WIDTH = (40, 200)  # the page's columns, whatever the terminal or COLUMNS says
 FILE_WIDTH = 100  # columns of a table or markdown report written to a file
 PROGRESS_FROM = 5e9  # multiply-adds (depth · batch · width² · variants) worth a progress bar
@@ -66,7 +66,10 @@ def execute(plan: Plan) -> ExitCode:
             note(f"gradflow: warning: {report.label}: {warning}")
     theory = _theory(plan, reports)
     failures += _show(plan, reports, theory)
-    failures += write_report_figure(plan.plot, plan.command, reports, theory)
+    if plan.plot is not None:  # the figure's code (and matplotlib) loads only for --plot
+        from gradflow.cli.figure_files import write_report_figure
+
+        failures += write_report_figure(plan.plot, plan.command, reports, theory)
     for failure in failures:
         note(f"gradflow: error: {failure}")
     failed = [r for r in reports if r.summary.verdict in plan.fail_on]
@@ -162,7 +165,11 @@ class _ProgressBar:
 
 def _theory(plan: Plan, reports: Sequence[Report]) -> list[Prediction | str] | None:
     """With --theory, each run's mean-field prediction (or why there is none)."""
-    return [assess(r.spec) for r in reports] if plan.theory else None
+    if not plan.theory:
+        return None
+    from gradflow.analysis.theory import assess  # only --theory needs the theory
+
+    return [assess(r.spec) for r in reports]
 
 
 def _save_arrays(plan: Plan, network: Network) -> list[WriteFailed]:

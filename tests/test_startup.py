@@ -82,3 +82,13 @@ def test_a_command_is_built_when_it_runs() -> None:
     compare = group.commands["compare"]
     assert group.commands["compare"] is compare
     assert {"--depth", "--variants", "--theory"} <= {o for p in compare.params for o in p.opts}
+
+
+def test_looking_a_command_up_keeps_the_listing_in_order() -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, Group)
+    before = list(group.commands)
+    assert "train" in group.commands and "nonsense" not in group.commands
+    assert group.commands["train"].name == "train"  # built now
+    assert list(group.commands) == before
+    assert len(group.commands) == len(before)

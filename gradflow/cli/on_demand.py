@@ -38,14 +38,19 @@ class OnDemandCommands(MutableMapping[str, Any]):
         self._built[name] = command
 
     def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
         self._declared.pop(name, None)
-        del self._built[name]
+        self._built.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._declared or name in self._built  # without building it
 
     def __iter__(self) -> Iterator[str]:
-        return iter({**self._built, **self._declared})  # in declaration order, no building
+        return iter(dict.fromkeys([*self._declared, *self._built]))  # declaration order
 
     def __len__(self) -> int:
-        return len({**self._built, **self._declared})
+        return len(dict.fromkeys([*self._declared, *self._built]))
 
     def summary(self, name: str) -> Any:
         """What the help's listing needs of a command: the built one, else a stand-in that

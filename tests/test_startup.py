@@ -26,6 +26,7 @@ NOT_FOR_COMPARE = (
     "gradflow.render.figures",
     "matplotlib",
     "gradflow.cli.files",  # --output, --save-arrays
+    "gradflow.render.formats",  # --format json, csv or markdown, or a file
 )
 
 

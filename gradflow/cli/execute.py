@@ -31,7 +31,7 @@ from gradflow.cli.plan import Plan
 from gradflow.engine import memory
 from gradflow.engine.network import Network, build
 from gradflow.engine.spec import DType, NetworkSpec
-from gradflow.render import formats, table, view
+from gradflow.render import table, view
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -259,6 +259,8 @@ def _print_page(
 
 def _text(plan: Plan, reports: Sequence[Report], *, width: int, theory: Theory = None) -> str:
     """The report in the chosen format as text (a table is rendered without colour)."""
+    from gradflow.render import formats  # (and json, csv) only when a report is written as text
+
     if plan.format is Format.JSON:
         return formats.to_json(plan.command, plan.spec, reports, theory)
     if plan.format is Format.CSV:

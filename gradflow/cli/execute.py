@@ -25,21 +25,21 @@ from rich.console import Group as Stack
 from gradflow.analysis import analyze as analysis
 from gradflow.analysis.analyze import ProgressCallback, estimate_bytes, variant_spec
 from gradflow.analysis.results import Report
-from gradflow.analysis.theory import Prediction, assess
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, silence
-from gradflow.cli.figure_files import write_report_figure
-from gradflow.cli.files import OutputTarget
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
 from gradflow.engine import memory
 from gradflow.engine.network import Network, build
 from gradflow.engine.spec import DType, NetworkSpec
-from gradflow.render import formats, table, view
+from gradflow.render import table, view
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-Theory = Sequence[Prediction | str] | None  # --theory: one per report, else None
+    from gradflow.analysis.theory import Prediction
+    from gradflow.cli.files import OutputTarget
+
+Theory = Sequence["Prediction | str"] | None  # --theory: one per report, else None
 PAGE_WIDTH = (40, 200)  # the page's columns, whatever the terminal or COLUMNS says
 FILE_WIDTH = 100  # columns of a table or markdown report written to a file
 PROGRESS_FROM = 5e9  # multiply-adds (depth · batch · width² · variants) worth a progress bar
@@ -67,7 +67,10 @@ def execute(plan: Plan) -> ExitCode:
             note(f"gradflow: warning: {report.label}: {warning}")
     theory = _theory(plan, reports)
     failures += _show(plan, reports, theory)
-    failures += write_report_figure(plan.plot, plan.command, reports, theory)
+    if plan.plot is not None:  # the figure's code (and matplotlib) loads only for --plot
+        from gradflow.cli.figure_files import write_report_figure
+
+        failures += write_report_figure(plan.plot, plan.command, reports, theory)
     for failure in failures:
         note(f"gradflow: error: {failure}")
     failed = [r for r in reports if r.summary.verdict in plan.fail_on]
@@ -163,7 +166,11 @@ class _ProgressBar:
 
 def _theory(plan: Plan, reports: Sequence[Report]) -> list[Prediction | str] | None:
     """With --theory, each run's mean-field prediction (or why there is none)."""
-    return [assess(r.spec) for r in reports] if plan.theory else None
+    if not plan.theory:
+        return None
+    from gradflow.analysis.theory import assess  # only --theory needs the theory
+
+    return [assess(r.spec) for r in reports]
 
 
 def _save_arrays(plan: Plan, network: Network) -> list[WriteFailed]:
@@ -262,6 +269,8 @@ def _print_page(
 
 def _text(plan: Plan, reports: Sequence[Report], *, width: int, theory: Theory = None) -> str:
     """The report in the chosen format as text (a table is rendered without colour)."""
+    from gradflow.render import formats  # (and json, csv) only when a report is written as text
+
     if plan.format is Format.JSON:
         return formats.to_json(plan.command, plan.spec, reports, theory)
     if plan.format is Format.CSV:

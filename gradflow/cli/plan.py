@@ -10,16 +10,18 @@ import math
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.analysis.verdict import PAIRS, Thresholds, Verdict
 from gradflow.cli.errors import BadInput, quoted
-from gradflow.cli.figure_files import FigureTarget, check_plot
-from gradflow.cli.files import OutputTarget
 from gradflow.cli.options import SKIP_NAMES, SPEC, Format
 from gradflow.engine.optim_spec import Optimizer
 from gradflow.engine.spec import Activation, DType, Init, Loss, NetworkSpec, Norm, Skip
+
+if TYPE_CHECKING:  # loaded by the checks of --output, --save-arrays and --plot, when given
+    from gradflow.cli.figure_files import FigureTarget
+    from gradflow.cli.files import OutputTarget
 
 SUFFIX_FORMAT = {
     ".json": Format.JSON,
@@ -165,7 +167,7 @@ def make_plan(
     memory = None if max_memory is None else _size(max_memory, "--max-memory")
     max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
     report, arrays = _targets(output)
-    plot = None if output.plot is None else check_plot(output.plot, (report, arrays))
+    plot = _plot(output, (report, arrays))
     return Plan(
         command=command,
         spec=spec,
@@ -292,14 +294,30 @@ def _targets(output: OutputFlags) -> tuple[OutputTarget | None, OutputTarget | N
     """--output and --save-arrays, checked; ``--output -`` is stdout, as without --output."""
     report = arrays = None
     if output.output is not None and str(output.output) != "-":
-        report = OutputTarget.check(output.output, "--output")
+        report = _target(output.output, "--output")
     if output.save_arrays is not None:
-        arrays = OutputTarget.check(output.save_arrays, "--save-arrays")
+        arrays = _target(output.save_arrays, "--save-arrays")
         if arrays.is_stream:
             raise BadInput("--save-arrays", "stdout carries the report; give a file name")
         if report is not None and arrays.same_as(report):
             raise BadInput("--save-arrays", f"{quoted(output.save_arrays)} is also --output")
     return report, arrays
+
+
+def _target(path: Path, flag_name: str) -> OutputTarget:
+    """An output file, checked; the file handling loads only when one is given."""
+    from gradflow.cli.files import OutputTarget
+
+    return OutputTarget.check(path, flag_name)
+
+
+def _plot(output: OutputFlags, others: tuple[OutputTarget | None, ...]) -> FigureTarget | None:
+    """--plot, checked (matplotlib among it) only when given."""
+    if output.plot is None:
+        return None
+    from gradflow.cli.figure_files import check_plot
+
+    return check_plot(output.plot, others)
 
 
 def _format(output: OutputFlags, report: OutputTarget | None) -> Format:
@@ -370,7 +388,7 @@ def make_train_plan(
     memory = None if max_memory is None else _size(max_memory, "--max-memory")
     max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
     report, arrays = _targets(output)
-    plot = None if output.plot is None else check_plot(output.plot, (report, arrays))
+    plot = _plot(output, (report, arrays))
     return Plan(
         command="train",
         spec=spec,

@@ -12,18 +12,20 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradflow import __version__
 from gradflow.analysis.results import Report
-from gradflow.analysis.theory import Prediction
 from gradflow.analysis.verdict import PAIRS
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render import chart, grid, view
 from gradflow.render.theory_view import predicted_log10
+
+if TYPE_CHECKING:  # the theory loads only with --theory
+    from gradflow.analysis.theory import Prediction
 
 SCHEMA_VERSION = 2
 
@@ -153,7 +155,7 @@ def config_record(command: str, spec: NetworkSpec, reports: Sequence[Report]) ->
 def theory_record(outcome: Prediction | str) -> dict[str, Any] | None:
     """A run's ``theory``: the predicted gain and per-layer log10 ‖∂L/∂in‖/‖∂L/∂y‖, with the
     carried variances q and the factors χ; null where no prediction applies."""
-    if not isinstance(outcome, Prediction):
+    if isinstance(outcome, str):  # no prediction: the reason, shown on the page
         return None
     return {
         "log10_gain": json_number(outcome.log10_gain),

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gradflow.analysis.results import Report
-from gradflow.analysis.theory import Prediction
 from gradflow.engine.magnitudes import from_log10
 from gradflow.render import view
 from gradflow.render.grid import DASH, Cell, Column
 
+if TYPE_CHECKING:  # the theory itself loads only with --theory; a page without it needs none
+    from gradflow.analysis.theory import Prediction
+
 # Per report, in the reports' order: its prediction, or why there is none ("batch norm").
-Theory = Sequence[Prediction | str]
+Theory = Sequence["Prediction | str"]
 
 COLUMN_NOTE = "theory: the mean-field prediction of ‖∂L/∂in‖ (README: Theory)"
 GAIN_HEADER = "theory\n‖∂L/∂x‖\n÷‖∂L/∂y‖"
@@ -32,7 +35,7 @@ def predicted_log10(report: Report, outcome: Prediction | str) -> np.ndarray:
     """log10 of the predicted ‖∂L/∂in‖ per layer row of ``report`` (the xent head and a run
     without prediction: nan), (len(report.layers),)."""
     values = np.full(len(report.layers), math.nan)
-    if isinstance(outcome, Prediction):
+    if not isinstance(outcome, str):  # a prediction, not the reason there is none
         values[: report.spec.depth] = report.summary.log10_grad_output + outcome.log10_grad_input
     return values
 
@@ -54,7 +57,7 @@ def grad_input_column(
 
 def gain_text(outcome: Prediction | str) -> str:
     """``10^-31.4``, or a dash where there is no prediction."""
-    return view.power_text(outcome.log10_gain) if isinstance(outcome, Prediction) else DASH
+    return DASH if isinstance(outcome, str) else view.power_text(outcome.log10_gain)
 
 
 def gain_column(theory: Theory) -> Column:
@@ -81,9 +84,9 @@ def _listing(labels: Sequence[str]) -> str:
 
 def summary_suffix(outcome: Prediction | str) -> str:
     """What the one-line summary adds: ``  theory gain 10^-31.4`` or ``  theory: none (...)``."""
-    if isinstance(outcome, Prediction):
-        return f"  theory gain {gain_text(outcome):>9}"
-    return f"  theory: no prediction ({outcome})"
+    if isinstance(outcome, str):
+        return f"  theory: no prediction ({outcome})"
+    return f"  theory gain {gain_text(outcome):>9}"
 
 
 def chart(

@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gradflow.analysis.results import Report
-from gradflow.analysis.theory import Prediction
 from gradflow.analysis.verdict import Finding, Quantity, Verdict
 from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
 from gradflow.engine.spec import Activation, Init, NetworkSpec, Norm
@@ -30,6 +30,9 @@ from gradflow.render.grid import (
     Grid,
     Tone,
 )
+
+if TYPE_CHECKING:  # the theory loads only with --theory
+    from gradflow.analysis.theory import Prediction
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""The command line: two thin commands over one validated Plan, and the exit codes they end with.
+"""The command line: five thin commands (analyze, compare, paths, train, sweep) over validated
+plans, and the exit codes they end with.
 
-Each command hands its flags, in three groups, to ``make_plan``, which checks every one of them
-before any work (a bad one is one line and exit 2), then to ``execute``, imported only then so
-that ``gradflow --help`` and ``--version`` never load NumPy. ``Group`` turns every way out into
+Each command hands its flags, in groups, to its ``make_*plan``, which checks every one of them
+before any work (a bad one is one line and exit 2), then to its ``execute*``, imported only then
+so that ``gradflow --help`` and ``--version`` never load NumPy. Commands are declared on
+``commands`` and built by ``on_demand`` only when they run. ``Group`` turns every way out into
 an exit code (``errors.ExitCode``) with at most one line on stderr; only a bug shows a traceback.
 """
 

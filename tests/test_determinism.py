@@ -15,7 +15,11 @@ CASES = [
     ["analyze", "--depth", "12", "--width", "256", "--batch", "4", "--dtype", "float32"],
     ["compare", "--depth", "8", "--width", "96", "--batch", "160", "--norm", "batch"],
     ["paths", "--depth", "8", "--width", "96", "--batch", "128", "--activation", "relu"],
-]
+    # the sweep's pool workers and every training step run under the same one-thread rule
+    ["sweep", "--vary", "depth=4,8", "--width", "64", "--batch", "256", "--jobs", "2"],
+    ["train", "--depth", "6", "--width", "64", "--batch", "128", "--samples", "256",
+     "--steps", "4", "--variants", "none,pre"],
+]  # fmt: skip
 
 
 def _json(args: list[str], threads: str | None) -> bytes:

@@ -8,10 +8,11 @@ bytes: keys keep a fixed order and nothing depends on the time or the machine.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,46 +37,53 @@ def json_number(x: float) -> float | None:
 
 def magnitude_records(name: str, m: Magnitudes) -> list[dict[str, Any]]:
     """``name``, ``log10_name`` and ``name_status`` for every entry of ``m``."""
-    value, log10, status = m.value.tolist(), m.log10.tolist(), m.status()
-    return [
-        {
-            name: v if s in (Status.OK, Status.ZERO) else None,
-            f"log10_{name}": json_number(x),
-            f"{name}_status": str(s),
-        }
-        for v, x, s in zip(value, log10, status, strict=True)
-    ]
+    keys = (name, f"log10_{name}", f"{name}_status")
+    return [dict(zip(keys, row, strict=True)) for row in zip(*_magnitude_columns(m), strict=True)]
+
+
+def _magnitude_columns(m: Magnitudes) -> tuple[list[Any], list[Any], list[str]]:
+    """The value (null beyond float64's range), its log10 (null where not finite) and the
+    status of every entry of ``m``, as columns: built by NumPy, not value by value."""
+    status = m.status()
+    in_range = np.array([s in (Status.OK, Status.ZERO) for s in status], dtype=bool)
+    return _nulled(m.value, in_range), _finite_or_null(m.log10), [s.value for s in status]
+
+
+def _finite_or_null(x: np.ndarray) -> list[Any]:
+    """``x`` (N,) as Python floats, None where not finite (JSON has no nan or inf)."""
+    return _nulled(x, np.isfinite(x))
+
+
+def _nulled(x: np.ndarray, keep: np.ndarray) -> list[Any]:
+    column = np.asarray(x, dtype=np.float64).astype(object)  # Python floats
+    column[~keep] = None
+    return list(column.tolist())
 
 
 def layer_records(report: Report) -> list[dict[str, Any]]:
     """One flat record per layer (the xent head last): what JSON and CSV both hold."""
     layers = report.layers
     grad_to_weight = from_log10(layers.log10_grad_weight_ratio)
-    columns = zip(
-        magnitude_records("grad_weight", layers.grad_weight),
-        magnitude_records("grad_bias", layers.grad_bias),
-        magnitude_records("grad_input", layers.grad_input),
-        magnitude_records("grad_to_weight", grad_to_weight),
-        strict=True,
-    )
+    keys: list[str] = ["index", "name"]
+    columns: list[list[Any]] = [list(range(1, len(layers.name) + 1)), list(layers.name)]
+    for name, m in (
+        ("grad_weight", layers.grad_weight),
+        ("grad_bias", layers.grad_bias),
+        ("grad_input", layers.grad_input),
+        ("grad_to_weight", grad_to_weight),
+    ):
+        keys += [name, f"log10_{name}", f"{name}_status"]
+        columns += _magnitude_columns(m)
     # "zero" at a zero-initialised branch end: its grad_to_weight, ‖∂L/∂W‖/0, is then no ratio
-    weight_status = [str(s) for s in Magnitudes.from_values(layers.weight_norm).status()]
-    records = []
-    for i, parts in enumerate(columns):
-        record: dict[str, Any] = {"index": i + 1, "name": layers.name[i]}
-        for part in parts:
-            record.update(part)
-        record.update(
-            weight_norm=json_number(float(layers.weight_norm[i])),
-            weight_norm_status=weight_status[i],
-            act_mean=json_number(float(layers.act_mean[i])),
-            act_std=json_number(float(layers.act_std[i])),
-            dead_fraction=json_number(float(layers.dead_fraction[i])),
-            saturated_fraction=json_number(float(layers.saturated_fraction[i])),
-            finite=bool(layers.finite[i]),
-        )
-        records.append(record)
-    return records
+    keys += ["weight_norm", "weight_norm_status"]
+    weight_status = Magnitudes.from_values(layers.weight_norm).status()
+    columns += [_finite_or_null(layers.weight_norm), [s.value for s in weight_status]]
+    for name in ("act_mean", "act_std", "dead_fraction", "saturated_fraction"):
+        keys.append(name)
+        columns.append(_finite_or_null(getattr(layers, name)))
+    keys.append("finite")
+    columns.append([bool(f) for f in layers.finite.tolist()])
+    return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def block_records(report: Report) -> list[dict[str, Any]]:
@@ -205,17 +213,24 @@ def _decades(log10: float, base: float) -> dict[str, Any]:
     return {"decades_vs_first": json_number(diff), "decades_vs_first_status": str(_status(diff))}
 
 
+_ENCODER = json.JSONEncoder(allow_nan=False)  # one encoder: json.dumps builds one a call
+
+
 def pretty_json(value: Any, level: int = 0, expand: int = 4) -> str:
     """JSON indented down to ``expand`` levels, each deeper value (a layer or block record) on
     one line: readable, and written by the C encoder, so 100,000 layers take seconds, not
     minutes."""
     if level >= expand or not isinstance(value, dict | list) or not value:
-        return json.dumps(value, allow_nan=False)
+        return _ENCODER.encode(value)
     pad, inner = "  " * level, "  " * (level + 1)
+    if level + 1 >= expand:  # the children go on one line each: straight to the encoder
+        child: Callable[[Any], str] = _ENCODER.encode
+    else:
+        child = functools.partial(pretty_json, level=level + 1, expand=expand)
     if isinstance(value, dict):
-        items = [f"{inner}{json.dumps(k)}: {pretty_json(v, level + 1)}" for k, v in value.items()]
+        items = [f"{inner}{json.dumps(k)}: {child(v)}" for k, v in value.items()]
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-    items = [inner + pretty_json(v, level + 1) for v in value]
+    items = [inner + child(v) for v in value]
     return "[\n" + ",\n".join(items) + "\n" + pad + "]"
 
 

@@ -339,7 +339,7 @@ def to_json(decompositions: Sequence[Decomposition]) -> str:
         "command": "paths",
         "runs": [run_record(d) for d in decompositions],
     }
-    return pretty_json(document, expand=3) + "\n"
+    return pretty_json(document) + "\n"
 
 
 def to_csv(decompositions: Sequence[Decomposition]) -> str:

@@ -439,7 +439,7 @@ def to_json(
         "points": [point_record(r) for r in results],
         "runs": list(records),
     }
-    return pretty_json(document, expand=3) + "\n"
+    return pretty_json(document) + "\n"
 
 
 def to_csv(axes: Sequence[Axis], results: Sequence[PointResult]) -> str:

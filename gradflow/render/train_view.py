@@ -336,7 +336,7 @@ def to_json(spec: NetworkSpec, runs: Sequence[TrainRun], training: Training) -> 
             for run in runs
         ],
     }
-    return formats.pretty_json(document, expand=5) + "\n"
+    return formats.pretty_json(document) + "\n"
 
 
 def to_csv(runs: Sequence[TrainRun]) -> str:

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.analysis.verdict import PAIRS, Thresholds, Verdict
 from gradflow.cli.errors import BadInput, quoted
 from gradflow.cli.options import SKIP_NAMES, SPEC, Format
 from gradflow.engine.optim_spec import Optimizer
-from gradflow.engine.spec import Activation, DType, Init, Loss, NetworkSpec, Norm, Skip
+from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
 
 if TYPE_CHECKING:  # loaded by the checks of --output, --save-arrays and --plot, when given
     from gradflow.cli.figure_files import FigureTarget
@@ -31,6 +32,7 @@ SUFFIX_FORMAT = {
     ".txt": Format.TABLE,
     "": Format.TABLE,  # no suffix (/dev/null, a pipe): the table
 }
+F = TypeVar("F", bound=Choice)  # an output format enum
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -320,17 +322,23 @@ def _plot(output: OutputFlags, others: tuple[OutputTarget | None, ...]) -> Figur
     return check_plot(output.plot, others)
 
 
-def _format(output: OutputFlags, report: OutputTarget | None) -> Format:
-    chosen = output.format
-    if chosen is None and report is not None:
-        suffix = report.path.suffix
-        chosen = SUFFIX_FORMAT.get(suffix.lower())
+def format_for(
+    chosen: F | None, target: OutputTarget | None, by_suffix: Mapping[str, F], default: F
+) -> F:
+    """--format as given, else the one --output's suffix names, else ``default``."""
+    if chosen is None and target is not None:
+        suffix = target.path.suffix
+        chosen = by_suffix.get(suffix.lower())
         if chosen is None:
-            known = ", ".join(s for s in SUFFIX_FORMAT if s)
+            known = ", ".join(s for s in by_suffix if s)
             raise BadInput(
                 "--output", f"no format for suffix {quoted(suffix)} ({known}); or give --format"
             )
-    chosen = chosen or Format.TABLE
+    return chosen or default
+
+
+def _format(output: OutputFlags, report: OutputTarget | None) -> Format:
+    chosen = format_for(output.format, report, SUFFIX_FORMAT, Format.TABLE)
     if output.quiet and chosen is not Format.TABLE and report is None:
         raise BadInput("--quiet", f"shortens the table; --format {chosen} is already for scripts")
     return chosen

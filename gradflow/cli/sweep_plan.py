@@ -35,6 +35,7 @@ from gradflow.cli.plan import (
     _thresholds,
     _variants,
     flag,
+    format_for,
 )
 from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
 
@@ -337,15 +338,7 @@ def cores() -> int:
 
 
 def _format(chosen: SweepFormat | None, target: OutputTarget | None) -> SweepFormat:
-    if chosen is None and target is not None:
-        suffix = target.path.suffix
-        chosen = SWEEP_SUFFIX.get(suffix.lower())
-        if chosen is None:
-            known = ", ".join(s for s in SWEEP_SUFFIX if s)
-            raise BadInput(
-                "--output", f"no format for suffix {quoted(suffix)} ({known}); or give --format"
-            )
-    return chosen or SweepFormat.TABLE
+    return format_for(chosen, target, SWEEP_SUFFIX, SweepFormat.TABLE)
 
 
 def _check_resume(target: OutputTarget | None, chosen: SweepFormat) -> None:

@@ -81,8 +81,19 @@ def new_figure(height: float) -> Figure:
 
 
 def title(figure: Figure, line: str) -> None:
-    """The configuration line the table prints, wrapped to the figure's width."""
-    figure.suptitle(textwrap.fill(line, TITLE_CHARACTERS), ha="left", x=0.01)
+    """The configuration line the table prints, wrapped to the figure's width between its
+    " · " parts (a part is never split, unless it is wider than a line on its own)."""
+    parts = line.split(" · ")
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 3 + len(part) <= TITLE_CHARACTERS:
+            lines[-1] += " · " + part
+        else:
+            if lines:
+                lines[-1] += " ·"  # the line goes on below
+            lines.append(part)
+    wrapped = [textwrap.fill(text, TITLE_CHARACTERS) for text in lines]
+    figure.suptitle("\n".join(wrapped), ha="left", x=0.01)
 
 
 def colors(count: int) -> np.ndarray:

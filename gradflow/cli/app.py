@@ -315,7 +315,8 @@ def train(
 ) -> None:
     """Train the variants from the same weights on the same minibatches of a teacher's data:
     loss curves, ‖∂L/∂W‖ and update ratios per layer over the steps, and a verdict."""
-    from gradflow.cli.plan import NetworkFlags, OutputFlags, TrainFlags, make_train_plan
+    from gradflow.cli.plan import NetworkFlags, OutputFlags
+    from gradflow.cli.train_plan import TrainFlags, make_train_plan
 
     plan = make_train_plan(
         variants=variants,

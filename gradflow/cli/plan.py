@@ -13,16 +13,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.analysis.verdict import PAIRS, Thresholds, Verdict
 from gradflow.cli.errors import BadInput, quoted
 from gradflow.cli.options import SKIP_NAMES, SPEC, Format
-from gradflow.engine.optim_spec import Optimizer
 from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
 
 if TYPE_CHECKING:  # loaded by the checks of --output, --save-arrays and --plot, when given
     from gradflow.cli.figure_files import FigureTarget
     from gradflow.cli.files import OutputTarget
+    from gradflow.cli.train_plan import TrainPlan
 
 SUFFIX_FORMAT = {
     ".json": Format.JSON,
@@ -105,26 +104,6 @@ class PathsFlags:
 
 
 @dataclass(frozen=True)
-class TrainFlags(Flags):
-    """What ``gradflow train`` adds to the network flags, as given."""
-
-    optimizer: Optimizer
-    lr: float | None
-    steps: int
-    samples: int
-    every: int | None
-    eval_every: int | None
-
-
-@dataclass(frozen=True)
-class TrainPlan:
-    """The training, validated, and the verdicts that make it exit 1."""
-
-    training: Training
-    fail_on: frozenset[TrainVerdict]
-
-
-@dataclass(frozen=True)
 class Plan:
     """Everything a run needs, validated."""
 
@@ -143,7 +122,7 @@ class Plan:
     paths: PathsFlags | None = None  # set for ``gradflow paths``
     plot: FigureTarget | None = None  # --plot: the figure's file and format
     theory: bool = False  # --theory: the mean-field prediction beside the measurement
-    train: TrainPlan | None = None  # set for ``gradflow train``
+    train: TrainPlan | None = None  # set for ``gradflow train`` (train_plan.py)
 
 
 def make_plan(
@@ -357,63 +336,3 @@ def _size(text: str, flag_name: str) -> int:
     if not match or not math.isfinite(size) or size < 1:
         raise BadInput(flag_name, f"expected a size such as 512M, 2G or 1.5GiB, got {text!r}")
     return int(size)
-
-
-# ---- gradflow train ---------------------------------------------------------------------------
-
-TRAIN_FAIL_ON = {v.value: v for v in (TrainVerdict.NONFINITE, TrainVerdict.NO_PROGRESS)}
-
-
-def make_train_plan(
-    *,
-    variants: str,
-    fail_on: str,
-    network: NetworkFlags,
-    train: TrainFlags,
-    output: OutputFlags,
-    max_memory: str | None,
-) -> Plan:
-    """``make_plan`` for ``gradflow train``: the network, the training, the outputs."""
-    if network.loss is Loss.LINEAR:
-        raise BadInput("--loss", "linear has no minimum to train towards; choose mse or xent")
-    chosen = _variants(variants)
-    spec = _spec(network, chosen)
-    try:
-        training = Training(**{f.name: getattr(train, f.name) for f in fields(train)})
-    except ValueError as error:
-        name, _, message = str(error).partition(": ")
-        raise BadInput(flag(name), message) from None
-    if training.samples % spec.batch:
-        below, above = _nearest_multiples(training.samples, spec.batch)
-        raise BadInput(
-            "--samples",
-            f"{training.samples} is not a multiple of --batch {spec.batch} (the minibatch); "
-            f"nearest: {below or above}" + (f" or {above}" if below else ""),
-        )
-    checks = (
-        frozenset(_choices(fail_on, "--fail-on", TRAIN_FAIL_ON)) if fail_on.strip() else frozenset()
-    )
-    memory = None if max_memory is None else _size(max_memory, "--max-memory")
-    max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
-    report, arrays = _targets(output)
-    plot = _plot(output, (report, arrays))
-    return Plan(
-        command="train",
-        spec=spec,
-        variants=chosen,
-        thresholds=Thresholds(),
-        fail_on=frozenset(),
-        max_memory=memory,
-        format=_format(output, report),
-        report=report,
-        arrays=arrays,
-        max_rows=max_rows,
-        unicode=output.unicode,
-        quiet=output.quiet,
-        train=TrainPlan(training, checks),
-        plot=plot,
-    )
-
-
-def _nearest_multiples(value: int, k: int) -> tuple[int, int]:
-    return (value // k) * k, (value // k + 1) * k

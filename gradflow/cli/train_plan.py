@@ -1,0 +1,105 @@
+"""``gradflow train``'s flags → a validated Plan: the network as for the other commands, the
+training (optimiser, steps, data, records) and its --fail-on checks, refused before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from gradflow.analysis.training import Training, TrainVerdict
+from gradflow.analysis.verdict import Thresholds
+from gradflow.cli.errors import BadInput
+from gradflow.cli.plan import (
+    Flags,
+    NetworkFlags,
+    OutputFlags,
+    Plan,
+    _choices,
+    _format,
+    _plot,
+    _positive,
+    _size,
+    _spec,
+    _targets,
+    _variants,
+    flag,
+)
+from gradflow.engine.optim_spec import Optimizer
+from gradflow.engine.spec import Loss
+
+
+@dataclass(frozen=True)
+class TrainFlags(Flags):
+    """What ``gradflow train`` adds to the network flags, as given."""
+
+    optimizer: Optimizer
+    lr: float | None
+    steps: int
+    samples: int
+    every: int | None
+    eval_every: int | None
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """The training, validated, and the verdicts that make it exit 1."""
+
+    training: Training
+    fail_on: frozenset[TrainVerdict]
+
+
+TRAIN_FAIL_ON = {v.value: v for v in (TrainVerdict.NONFINITE, TrainVerdict.NO_PROGRESS)}
+
+
+def make_train_plan(
+    *,
+    variants: str,
+    fail_on: str,
+    network: NetworkFlags,
+    train: TrainFlags,
+    output: OutputFlags,
+    max_memory: str | None,
+) -> Plan:
+    """``make_plan`` for ``gradflow train``: the network, the training, the outputs."""
+    if network.loss is Loss.LINEAR:
+        raise BadInput("--loss", "linear has no minimum to train towards; choose mse or xent")
+    chosen = _variants(variants)
+    spec = _spec(network, chosen)
+    try:
+        training = Training(**{f.name: getattr(train, f.name) for f in fields(train)})
+    except ValueError as error:
+        name, _, message = str(error).partition(": ")
+        raise BadInput(flag(name), message) from None
+    if training.samples % spec.batch:
+        below, above = _nearest_multiples(training.samples, spec.batch)
+        raise BadInput(
+            "--samples",
+            f"{training.samples} is not a multiple of --batch {spec.batch} (the minibatch); "
+            f"nearest: {below or above}" + (f" or {above}" if below else ""),
+        )
+    checks = (
+        frozenset(_choices(fail_on, "--fail-on", TRAIN_FAIL_ON)) if fail_on.strip() else frozenset()
+    )
+    memory = None if max_memory is None else _size(max_memory, "--max-memory")
+    max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
+    report, arrays = _targets(output)
+    plot = _plot(output, (report, arrays))
+    return Plan(
+        command="train",
+        spec=spec,
+        variants=chosen,
+        thresholds=Thresholds(),
+        fail_on=frozenset(),
+        max_memory=memory,
+        format=_format(output, report),
+        report=report,
+        arrays=arrays,
+        max_rows=max_rows,
+        unicode=output.unicode,
+        quiet=output.quiet,
+        train=TrainPlan(training, checks),
+        plot=plot,
+    )
+
+
+def _nearest_multiples(value: int, k: int) -> tuple[int, int]:
+    return (value // k) * k, (value // k + 1) * k

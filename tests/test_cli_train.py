@@ -79,6 +79,18 @@ def test_fail_on_no_progress_and_nonfinite_exit_1() -> None:
     assert "nonfinite" in blown.stderr and "stopped at step" in blown.stderr
 
 
+def test_fail_on_frozen_also_behind_an_earlier_verdict() -> None:
+    # plain sigmoid, 20 layers: layer 1's gradient is far below Adam's ε, so it never moves;
+    # its verdict is no-progress, and frozen holds too
+    result = run(
+        "--depth", "20", "--width", "16", "--batch", "8", "--samples", "32", "--steps", "10",
+        "--variants", "none,pre", "--fail-on", "frozen",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert "plain is frozen (--fail-on frozen)" in result.stderr
+    assert "pre is" not in result.stderr  # pre learns
+
+
 def test_json_schema_and_its_numbers(tmp_path: Path) -> None:
     result = run("--format", "json", "--every", "2", "--eval-every", "3", "--loss", "xent")
     assert result.exit_code == 0, result.stderr

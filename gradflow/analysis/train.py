@@ -85,9 +85,10 @@ class TrainSummary:
     halved_at: int | None  # first evaluated step whose full-data loss is at most half the initial
     log10_ratio_first: float  # median log10 update ratio of layer 1 over the records
     log10_ratio_last: float  # and of the last dense layer
-    verdict: TrainVerdict
+    verdict: TrainVerdict  # the first of ``holds``
     reason: str
     stopped: Stop | None
+    holds: tuple[TrainVerdict, ...]  # every verdict that holds, in order (what --fail-on checks)
 
 
 @dataclass(frozen=True)
@@ -332,8 +333,9 @@ def summarize(
         findings.append((TrainVerdict.LEARNS, f"learns: loss {initial:.4g} → {final:.4g}, {when}"))
     verdict = findings[0][0]
     reason = "; ".join(text for _, text in findings)
+    holds = tuple(v for v, _ in findings)
     return TrainSummary(
-        initial, final, floor, halved, first_ratio, last_ratio, verdict, reason, stop
+        initial, final, floor, halved, first_ratio, last_ratio, verdict, reason, stop, holds
     )
 
 

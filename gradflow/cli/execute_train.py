@@ -55,11 +55,14 @@ def execute_train(plan: Plan) -> ExitCode:
     failures += write_train_figure(plan.plot, runs, title)
     for failure in failures:
         note(f"gradflow: error: {failure}")
-    failed = [r for r in runs if r.summary.verdict in plan.train.fail_on]
-    for run in failed:
+    # a check fails whenever its verdict holds, also behind an earlier one (frozen and no-progress)
+    failed = [(r, [v for v in r.summary.holds if v in plan.train.fail_on]) for r in runs]
+    failed = [(run, hit) for run, hit in failed if hit]
+    for run, hit in failed:
+        named = ",".join(str(v) for v in hit)
         note(
-            f"gradflow: check failed: {run.label} is {run.summary.verdict} "
-            f"(--fail-on {run.summary.verdict}): {run.summary.reason}"
+            f"gradflow: check failed: {run.label} is {named} (--fail-on {named}): "
+            f"{run.summary.reason}"
         )
     if failures:
         return ExitCode.WRITE_FAILED

@@ -341,7 +341,7 @@ TrainFailOn = Annotated[
         "--fail-on",
         metavar="LIST",
         help="Exit 1 when a variant is one of these (comma-separated: nonfinite, no-progress: "
-        "final loss above 90% of the initial).",
+        "final loss above 90% of the initial, frozen: layer 1 never moved).",
         show_default=False,
         rich_help_panel=VERDICT,
     ),

@@ -47,7 +47,9 @@ class TrainPlan:
     fail_on: frozenset[TrainVerdict]
 
 
-TRAIN_FAIL_ON = {v.value: v for v in (TrainVerdict.NONFINITE, TrainVerdict.NO_PROGRESS)}
+TRAIN_FAIL_ON = {
+    v.value: v for v in (TrainVerdict.NONFINITE, TrainVerdict.NO_PROGRESS, TrainVerdict.FROZEN)
+}
 
 
 def make_train_plan(

@@ -145,27 +145,34 @@ def make_plan(
     spec = _spec(network, chosen)
     judged = _thresholds(thresholds)
     checks = _fail_on(fail_on)
-    memory = None if max_memory is None else _size(max_memory, "--max-memory")
-    max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
-    report, arrays = _targets(output)
-    plot = _plot(output, (report, arrays))
     return Plan(
         command=command,
         spec=spec,
         variants=chosen,
         thresholds=judged,
         fail_on=checks,
-        max_memory=memory,
-        format=_format(output, report),
-        report=report,
-        arrays=arrays,
-        max_rows=max_rows,
-        unicode=output.unicode,
-        quiet=output.quiet,
         paths=paths,
-        plot=plot,
         theory=output.theory,
+        **outputs(output, max_memory),
     )
+
+
+def outputs(output: OutputFlags, max_memory: str | None) -> dict[str, Any]:
+    """The Plan's fields every command fills alike from its output flags: memory, rows, format
+    and the files (checked last: checking them touches the file system)."""
+    memory = None if max_memory is None else _size(max_memory, "--max-memory")
+    max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
+    report, arrays = _targets(output)
+    return {
+        "max_memory": memory,
+        "max_rows": max_rows,
+        "unicode": output.unicode,
+        "quiet": output.quiet,
+        "format": _format(output, report),
+        "report": report,
+        "arrays": arrays,
+        "plot": _plot(output, (report, arrays)),
+    }
 
 
 def _paths(paths: PathsFlags, variants: tuple[Skip, ...], flag_name: str) -> None:

@@ -14,14 +14,10 @@ from gradflow.cli.plan import (
     OutputFlags,
     Plan,
     _choices,
-    _format,
-    _plot,
-    _positive,
-    _size,
     _spec,
-    _targets,
     _variants,
     flag,
+    outputs,
 )
 from gradflow.engine.optim_spec import Optimizer
 from gradflow.engine.spec import Loss
@@ -81,25 +77,14 @@ def make_train_plan(
     checks = (
         frozenset(_choices(fail_on, "--fail-on", TRAIN_FAIL_ON)) if fail_on.strip() else frozenset()
     )
-    memory = None if max_memory is None else _size(max_memory, "--max-memory")
-    max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
-    report, arrays = _targets(output)
-    plot = _plot(output, (report, arrays))
     return Plan(
         command="train",
         spec=spec,
         variants=chosen,
         thresholds=Thresholds(),
         fail_on=frozenset(),
-        max_memory=memory,
-        format=_format(output, report),
-        report=report,
-        arrays=arrays,
-        max_rows=max_rows,
-        unicode=output.unicode,
-        quiet=output.quiet,
         train=TrainPlan(training, checks),
-        plot=plot,
+        **outputs(output, max_memory),
     )
 
 

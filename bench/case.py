@@ -19,6 +19,7 @@ import numpy as np
 
 from gradflow.analysis.analyze import analyze, estimate_bytes
 from gradflow.engine.activations import ACTIVATIONS
+from gradflow.engine.heap import keep_freed_memory
 from gradflow.engine.network import Network, build
 from gradflow.engine.spec import NetworkSpec
 from gradflow.engine.threads import one_blas_thread
@@ -109,4 +110,5 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the command line does for its own process
     print(json.dumps(run(json.loads(sys.argv[1]))))

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from bench.case import matmul_floor
 from gradflow.analysis.analyze import analyze
 from gradflow.engine.activations import ACTIVATIONS
+from gradflow.engine.heap import keep_freed_memory
 from gradflow.engine.initializers import init_scale
 from gradflow.engine.network import BUILD_FIELDS, Network, build
 from gradflow.engine.spec import NetworkSpec, Skip
@@ -177,5 +178,6 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)  # the same thread count as every pass of ours
+    keep_freed_memory()  # as the command line does; torch allocates through the same malloc
     for shape in json.loads(sys.argv[1]):
         print(json.dumps(run(shape)), flush=True)

@@ -22,6 +22,7 @@ import torch
 from gradflow.analysis.teacher import teacher_data
 from gradflow.analysis.train import Trainer
 from gradflow.analysis.training import Training
+from gradflow.engine.heap import keep_freed_memory
 from gradflow.engine.network import build
 from gradflow.engine.optim_spec import Optimizer
 from gradflow.engine.spec import Activation, NetworkSpec
@@ -79,6 +80,7 @@ def measure(depth: int, width: int, batch: int, activation: str, repeat: int) ->
 
 def main() -> None:
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the command line does
     torch.set_default_dtype(torch.float64)
     args = json.loads(sys.argv[1])
     print(json.dumps(measure(**args)))

@@ -29,6 +29,7 @@ from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, silence
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
 from gradflow.engine import memory
+from gradflow.engine.heap import keep_freed_memory
 from gradflow.engine.network import Network, build
 from gradflow.engine.spec import DType, NetworkSpec
 from gradflow.render import table, view
@@ -48,6 +49,7 @@ BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 def execute(plan: Plan) -> ExitCode:
     """Guard memory, run the engine, write every output, judge --fail-on."""
+    keep_freed_memory()  # compare's variants, train's evaluations: each pass reuses the last's
     if plan.paths is not None:
         from gradflow.cli.execute_paths import execute_paths
 

@@ -30,6 +30,7 @@ from gradflow.cli.figure_files import write_figure
 from gradflow.cli.options import SweepFormat
 from gradflow.cli.sweep_plan import SweepPlan
 from gradflow.engine import memory
+from gradflow.engine.heap import keep_freed_memory
 from gradflow.render import sweep_view
 from gradflow.render.table import LaidOutTable, Lines, prose
 
@@ -42,6 +43,7 @@ Record = dict[str, Any]
 def execute_sweep(plan: SweepPlan) -> ExitCode:
     """Run every run not already in a resumed file; show and write the results."""
     guard_memory(plan)
+    keep_freed_memory()  # for the runs made in this process (serial, or --jobs 1)
     records: list[Record | None] = [None] * len(plan.runs)
     kept = read_resumed(plan) if plan.resume else []
     records[: len(kept)] = kept

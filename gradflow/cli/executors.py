@@ -22,6 +22,7 @@ from gradflow.analysis.analyze import analyze
 from gradflow.analysis.verdict import Thresholds
 from gradflow.cli.errors import BadInput
 from gradflow.cli.sweep_plan import INSTALL_DASK
+from gradflow.engine.heap import keep_freed_memory
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render.formats import summary_record
 
@@ -69,9 +70,11 @@ class Serial:
         pass
 
 
-def _ignore_interrupts() -> None:
-    """Pool workers leave Ctrl-C to the main process, which stops handing out runs."""
+def _start_worker() -> None:
+    """Pool workers leave Ctrl-C to the main process, which stops handing out runs, and keep
+    the memory one run frees for the next."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()
 
 
 def _context() -> Any:
@@ -88,7 +91,7 @@ class Pool:
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
-        self.pool = ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_ignore_interrupts)
+        self.pool = ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_start_worker)
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
         queue = iter(enumerate(tasks))

@@ -36,7 +36,7 @@ def _sigmoid_into(z: np.ndarray, out: np.ndarray) -> None:
     """out ← 1 / (1 + e^{-z}); e^{-z} overflowing to inf correctly gives 0."""
     np.negative(z, out=out)
     np.exp(out, out=out)
-    out += 1
+    out += 1.0  # a float: NumPy casts a Python int per call, at a cost at small widths
     np.reciprocal(out, out=out)
 
 
@@ -65,11 +65,11 @@ def _tanh_value(z: np.ndarray, h: np.ndarray) -> None:
 
 def _tanh_slope(h: np.ndarray, d: np.ndarray) -> None:
     np.multiply(h, h, out=d)
-    np.subtract(1, d, out=d)  # 1 − tanh²
+    np.subtract(1.0, d, out=d)  # 1 − tanh²
 
 
 def _sigmoid_slope(h: np.ndarray, d: np.ndarray) -> None:
-    np.subtract(1, h, out=d)
+    np.subtract(1.0, h, out=d)
     d *= h  # σ(1 − σ)
 
 
@@ -86,7 +86,7 @@ def _gelu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
 
     np.multiply(z, _INV_SQRT2, out=d)
     erf(d, out=d)
-    d += 1
+    d += 1.0
     d *= 0.5  # d = Φ(z)
     np.multiply(z, d, out=h)  # h = z·Φ(z)
     pdf = np.multiply(z, z)
@@ -101,7 +101,7 @@ def _silu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
     _sigmoid_into(z, d)  # d = σ(z)
     np.multiply(z, d, out=h)  # h = z·σ(z)
     # φ' = σ + z·σ(1 − σ) = σ + h·(1 − σ)
-    one_minus = np.subtract(1, d)
+    one_minus = np.subtract(1.0, d)
     one_minus *= h
     d += one_minus
 

@@ -120,26 +120,32 @@ def _gelu_float32(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
     np.copyto(d, np.greater(z, 0), where=infinite)  # φ'(∞) = 1, φ'(−∞) = 0
 
 
-def _gelu_float32_finite(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
-    """The float32 GELU kernel (B, n); exact for finite z, nan for nan, ∞·0 at ±∞."""
-    np.abs(z, out=d)
-    d += _PHI_TAIL_K
-    np.divide(_PHI_TAIL_K, d, out=d)  # t = k/(k + |z|): 0 at |z| = ∞, nan stays nan
-    np.subtract(1.0, d, out=d)  # v
-    np.multiply(d, _PHI_TAIL_POLY[-1], out=h)
+def normal_cdf_float32(z: np.ndarray, phi: np.ndarray, e: np.ndarray) -> None:
+    """phi ← Φ(z) and e ← e^{−z²/2} for float32 z (any shape), phi and e its shape and dtype;
+    phi(±∞) = 1, 0 and e(±∞) = 0, nan stays nan."""
+    np.abs(z, out=e)
+    e += _PHI_TAIL_K
+    np.divide(_PHI_TAIL_K, e, out=e)  # t = k/(k + |z|): 0 at |z| = ∞
+    np.subtract(1.0, e, out=e)  # v
+    np.multiply(e, _PHI_TAIL_POLY[-1], out=phi)
     for c in _PHI_TAIL_POLY[-2:0:-1]:
-        h += c
-        h *= d
-    h += _PHI_TAIL_POLY[0]  # h = P(v)
-    np.subtract(1.0, d, out=d)  # t again: exact where t ≥ ½, within ½ ULP of 1 below
-    h *= d
-    np.multiply(z, -0.5, out=d)
-    d *= z
-    np.exp(d, out=d)  # e^{−z²/2}
-    h *= d  # h = Φ(−|z|), accurate in the tail: no 1 + erf to cancel
+        phi += c
+        phi *= e
+    phi += _PHI_TAIL_POLY[0]  # P(v)
+    np.subtract(1.0, e, out=e)  # t again: exact where t ≥ ½, within ½ ULP of 1 below
+    phi *= e
+    np.multiply(z, -0.5, out=e)
+    e *= z
+    np.exp(e, out=e)
+    phi *= e  # Φ(−|z|), accurate in the tail: no 1 + erf to cancel
     # Φ = |H − Φ(−|z|)| with H = 1 for z > 0: 1 − Φ(−z) there, Φ(z) itself elsewhere
-    np.subtract(np.greater(z, 0), h, out=h)
-    np.abs(h, out=h)  # h = Φ(z)
+    np.subtract(np.greater(z, 0), phi, out=phi)
+    np.abs(phi, out=phi)
+
+
+def _gelu_float32_finite(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    """The float32 GELU kernel (B, n); ∞·0 gives nan at z = ±∞."""
+    normal_cdf_float32(z, h, d)  # h = Φ(z), d = e^{−z²/2}
     d *= z
     d *= _INV_SQRT_2PI
     d += h  # φ' = Φ(z) + z·pdf(z)

@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+# Frozen; only Summary (plain numbers, compared between runs) keeps the generated
+# == and repr: the others hold arrays, whose == is ambiguous, and each method costs start-up time.
+@dataclass(frozen=True, eq=False, repr=False)
 class Layers:
     """One entry per dense layer, in forward order (index 0 is layer 1), then ``head`` for xent."""
 
@@ -57,7 +59,7 @@ class Layers:
         return ratio
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Blocks:
     """The split at each residual addition, one entry per block in forward order."""
 
@@ -90,7 +92,7 @@ class Summary:
     warnings: tuple[str, ...] = ()  # numerical trouble met on the way, one sentence each
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Gradients:
     """Full gradient tensors, kept on request (small networks, tests, cross-checks)."""
 
@@ -102,7 +104,7 @@ class Gradients:
     head_bias: np.ndarray | None = None  # (C,)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Report:
     """Everything one forward/backward pass measured."""
 

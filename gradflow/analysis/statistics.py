@@ -16,7 +16,9 @@ from gradflow.engine.spec import NetworkSpec
 _STATS_CHUNK_BYTES = 1 << 20  # measure activations in chunks that are still in cache
 
 
-@dataclass(frozen=True)
+# Frozen, without the generated == and repr: it holds arrays, whose == is ambiguous, and each
+# generated method costs start-up time.
+@dataclass(frozen=True, eq=False, repr=False)
 class ActivationStats:
     mean: np.ndarray  # (L,)
     std: np.ndarray

@@ -80,7 +80,9 @@ class Finding:
     limit: float  # that threshold's value
 
 
-@dataclass(frozen=True)
+# Thresholds and Finding are values compared (Summary == Summary); a Judgement is only read, so
+# it goes without the generated == and repr, each of which costs start-up time.
+@dataclass(frozen=True, eq=False, repr=False)
 class Judgement:
     verdict: Verdict
     findings: tuple[Finding, ...]  # every judged ratio outside its thresholds

@@ -103,7 +103,9 @@ class PathsFlags:
     samples: int
 
 
-@dataclass(frozen=True)
+# The flag groups are values, like NetworkSpec, and keep the generated == and repr; the Plan is
+# only read, so it goes without them (each generated method costs start-up time).
+@dataclass(frozen=True, eq=False, repr=False)
 class Plan:
     """Everything a run needs, validated."""
 

@@ -228,7 +228,7 @@ _MOMENT_GAINS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # a table row of functions, never compared
 class ActivationOps:
     forward: Forward
     gain: float  # He/orthogonal init gain

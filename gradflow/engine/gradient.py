@@ -44,7 +44,7 @@ def flow_bytes(spec: NetworkSpec, keep_inputs: bool) -> int:
     return total
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # arrays: == is ambiguous
 class Skip:
     """The part of the gradient handed back along a skip path, with its own exponent."""
 
@@ -52,7 +52,7 @@ class Skip:
     exponent: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # arrays: == is ambiguous
 class Records:
     """Magnitudes measured by one backward pass (dense layers in forward order)."""
 

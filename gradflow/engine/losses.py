@@ -15,7 +15,9 @@ import numpy as np
 from gradflow.engine.spec import Loss
 
 
-@dataclass(frozen=True)
+# Frozen, without the generated == and repr: both hold arrays, whose == is ambiguous, and each
+# generated method costs start-up time.
+@dataclass(frozen=True, eq=False, repr=False)
 class LossData:
     """The fixed arrays a loss compares against."""
 
@@ -25,7 +27,7 @@ class LossData:
     head_bias: np.ndarray | None = None  # (C,)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class LossResult:
     value: float
     dy: np.ndarray  # ∂L/∂y, (B, n)

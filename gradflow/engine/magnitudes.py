@@ -22,7 +22,9 @@ LOW_SQ, HIGH_SQ = 2.0**-64, 2.0**64
 GRAM_SUM_RANGE = (2.0**-900, 2.0**900)
 
 
-@dataclass(frozen=True)
+# Frozen, without the generated == and repr: Magnitudes holds arrays (their == is ambiguous) and
+# Limits is a table row never compared; each generated method costs start-up time.
+@dataclass(frozen=True, eq=False, repr=False)
 class Limits:
     """When a fast path's sums of squares can be trusted, per dtype."""
 
@@ -134,7 +136,7 @@ class Status(Choice):
     INF = "inf"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Magnitudes:
     """Non-negative magnitudes, each ``mantissa[i] · 2**exponent[i]``, exact beyond float range."""
 

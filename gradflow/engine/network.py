@@ -24,7 +24,9 @@ BUILD_FIELDS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
+# Frozen, without the generated == and repr: it holds arrays, whose == is ambiguous, and each
+# generated method costs start-up time.
+@dataclass(frozen=True, eq=False, repr=False)
 class Network:
     """A network's drawn arrays. Shared by every skip variant: only the wiring differs."""
 

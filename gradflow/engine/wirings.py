@@ -156,7 +156,7 @@ def postnorm_after_add_backward(flow: Steps, block: Block) -> None:
 # ---- the residual addition, shared by every residual wiring ----------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # a table row of functions, never compared
 class Wiring:
     """A residual block's parts; the addition between them is the same for every wiring."""
 

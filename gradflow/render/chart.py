@@ -26,7 +26,9 @@ MAX_WIDTH = 160  # wider bars add nothing but eye travel
 TICK_STEPS = (1, 2, 5)  # decades between labels: 1, 2, 5, 10, 20, 50, ...
 
 
-@dataclass(frozen=True)
+# Frozen but never compared (Series holds arrays, whose == is ambiguous): without the generated
+# == and repr, each of which costs start-up time.
+@dataclass(frozen=True, eq=False, repr=False)
 class Glyphs:
     fill: dict[Status, str]  # one cell of a bar, by status
     marks: dict[Status, str]  # drawn instead of a bar
@@ -54,7 +56,7 @@ MEANING = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Series:
     title: str
     values: Magnitudes  # one per row
@@ -65,7 +67,7 @@ class Series:
         return self.partial is not None and bool(self.partial[row])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Scale:
     """Decades lo..hi mapped onto ``field`` cells."""
 

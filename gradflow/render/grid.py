@@ -27,13 +27,15 @@ class Tone(Choice):
     BROKEN = "broken"  # nan or inf
 
 
-@dataclass(frozen=True)
+# View models are frozen but never compared: without the generated == and repr, each of which
+# costs start-up time.
+@dataclass(frozen=True, eq=False, repr=False)
 class Cell:
     text: str
     tone: Tone = Tone.PLAIN
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Column:
     header: str  # "‖∂L/∂W‖", or "post\n‖∂L/∂W‖" in a compare
     cells: list[Cell]
@@ -48,7 +50,7 @@ class Column:
         return max(len(text) for text in [*self.header.split("\n"), *(c.text for c in self.cells)])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Grid:
     """A table as plain data: what the rich table and the markdown export both draw."""
 
@@ -113,7 +115,7 @@ class Grid:
         return Layout(self.title, panels, explain(self, shown))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Layout:
     """A grid arranged for a screen: its title, its panels top to bottom (one unless the grid
     was too wide; then each titled with its variant), and one caption for all of them."""

@@ -35,7 +35,9 @@ if TYPE_CHECKING:  # the theory loads only with --theory
     from gradflow.analysis.theory import Prediction
 
 
-@dataclass(frozen=True)
+# View models are frozen but never compared: without the generated == and repr, each of which
+# costs start-up time.
+@dataclass(frozen=True, eq=False, repr=False)
 class Row:
     """One displayed row: a single layer (or block) or a bucket of consecutive ones."""
 
@@ -92,7 +94,7 @@ def naming_report(reports: Sequence[Report]) -> Report:
     return next((r for r in reports if len(r.blocks)), reports[0])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Means:
     """One magnitude per row, and how each was formed."""
 
@@ -608,25 +610,25 @@ def summary_lines(
 # ---- the page -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Heading:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Paragraph:
     text: str
     strong: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Items:
     """Short statements, one each (a list in markdown)."""
 
     lines: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ChartData:
     """The per-layer chart: one panel per variant, one bar per row."""
 

@@ -1,5 +1,6 @@
 """Same flags and seed, same bytes: also across BLAS thread counts (each pass runs its BLAS on
-one thread), checked by running the command under OPENBLAS_NUM_THREADS=1 and the default."""
+one thread), checked by running the command under OPENBLAS_NUM_THREADS=1, 2 and unset (where
+the command starts BLAS on one thread itself; under 2, every pass takes the limit)."""
 
 from __future__ import annotations
 

@@ -12,16 +12,41 @@ columns) over threads, each calling single-threaded BLAS on its slice, did not r
 whole product. In float32 no split tried did (halves and quarters, widths 128 to 1024); in
 float64, splits into three, or of batches that are not a multiple of the kernel's row block,
 did not. So there is no ``--threads``.
+
+The command line owns its process: unless the user has set a thread count, it sets
+OPENBLAS_NUM_THREADS=1 before NumPy loads (``start_on_one_thread``). Where NumPy's BLAS is an
+OpenBLAS that reads that variable (its own pthreads, not OpenMP's), BLAS then has one thread from
+the start and a pass has nothing to limit; anywhere else, or when the user set a count, each pass
+takes the limit through threadpoolctl, whose controller costs ~10 ms to create.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
-from functools import cache, wraps
+from contextlib import AbstractContextManager, nullcontext
+from functools import cache, partial, wraps
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# Thread counts BLAS and OpenMP libraries read when they load: a user who set one has chosen.
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
+                    "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")  # fmt: skip
+_started_on_one = False  # start_on_one_thread set OPENBLAS_NUM_THREADS=1 before NumPy loaded
+
+
+def start_on_one_thread() -> bool:
+    """Before NumPy loads, unless a thread count is set: OPENBLAS_NUM_THREADS=1 (for a process
+    that is all gradflow's, such as the command line). True if it was set."""
+    global _started_on_one
+    if "numpy" in sys.modules or any(name in os.environ for name in THREAD_VARIABLES):
+        return False
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    _started_on_one = True
+    return True
 
 
 def one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:
@@ -29,17 +54,31 @@ def one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(function)
     def limited(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _controller().limit(limits=1, user_api="blas"):
+        with _one_thread()():
             return function(*args, **kwargs)
 
     return limited
 
 
 @cache
-def _controller() -> Any:
-    """One threadpoolctl controller: it finds the loaded BLAS libraries once (~30 ms), after
-    which a limit costs ~15 µs instead of a fresh scan's ~0.6 ms. Imported with the first pass,
-    not at start-up."""
+def _one_thread() -> Callable[[], AbstractContextManager[Any]]:
+    """What keeps a pass on one BLAS thread, decided at the first pass (NumPy is loaded then):
+    nothing where OpenBLAS started on one, else a limit from one threadpoolctl controller. The
+    controller finds the loaded BLAS libraries once (~30 ms), after which a limit costs ~15 µs
+    instead of a fresh scan's ~0.6 ms."""
+    if _started_on_one and numpy_blas_reads_openblas_variable():
+        return nullcontext
     from threadpoolctl import ThreadpoolController
 
-    return ThreadpoolController()
+    return partial(ThreadpoolController().limit, limits=1, user_api="blas")
+
+
+def numpy_blas_reads_openblas_variable() -> bool:
+    """Whether NumPy's build names OpenBLAS on its own threads, which takes its thread count
+    from OPENBLAS_NUM_THREADS when it loads (an OpenMP build follows OMP_NUM_THREADS instead)."""
+    import numpy
+
+    config: Any = getattr(numpy, "__config__", None)
+    blas = getattr(config, "CONFIG", {}).get("Build Dependencies", {}).get("blas", {})
+    build = str(blas.get("openblas configuration", ""))  # openblas_get_config(): "OpenBLAS 0.3..."
+    return build.startswith("OpenBLAS") and "USE_OPENMP" not in build.split()

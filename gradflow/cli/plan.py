@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -194,22 +195,27 @@ def flag(name: str) -> str:
 
 
 FIELDS = (*SPEC.to_dict(), *(name for pair in PAIRS for name in pair), "variants")
-FIELD = re.compile(r"\b(" + "|".join(FIELDS) + r")\b")
+
+
+@cache
+def _field() -> re.Pattern[str]:
+    """Any field name as a word; compiled on an error's path, not at every start."""
+    return re.compile(r"\b(" + "|".join(FIELDS) + r")\b")
 
 
 def _from_value_error(error: ValueError) -> BadInput:
     """The engine's ``field: message`` errors, with field names spelled as flags."""
     message = str(error)
     name, colon, rest = message.partition(": ")
-    if colon and FIELD.fullmatch(name):
+    if colon and _field().fullmatch(name):
         return BadInput(flag(name), _flags_in(rest))
-    match = FIELD.search(message)
+    match = _field().search(message)
     return BadInput(flag(match.group(1)) if match else "flags", _flags_in(message))
 
 
 def _flags_in(text: str) -> str:
     """Spell multi-word field names (``block_size``) as their flags (``--block-size``)."""
-    return FIELD.sub(lambda m: flag(m.group(1)) if "_" in m.group(1) else m.group(1), text)
+    return _field().sub(lambda m: flag(m.group(1)) if "_" in m.group(1) else m.group(1), text)
 
 
 def _spec(network: NetworkFlags, variants: tuple[Skip, ...]) -> NetworkSpec:

@@ -118,12 +118,13 @@ def render(
     per_line = max(1, min(len(series), room // (MIN_FIELD + 2)))
     panel = max(MIN_FIELD + 2, room // per_line)
     statuses = [s.values.status() for s in series]
+    log10s = [s.values.log10.tolist() for s in series]  # once per series, not once per bar
     predicted = [x for s in series if s.expected is not None for x in s.expected.tolist()]
     scale = Scale.covering(
         [
             x
-            for s, st in zip(series, statuses, strict=True)
-            for x, status in zip(s.values.log10.tolist(), st, strict=True)
+            for log10, st in zip(log10s, statuses, strict=True)
+            for x, status in zip(log10, st, strict=True)
             if status in glyphs.fill
         ]
         + predicted,
@@ -138,7 +139,7 @@ def render(
         lines.append(indent + "".join(_fit(" " + series[j].title, panel) for j in shown))
         for i, label in enumerate(labels):
             cells = [
-                "|" + _expect(_bar(float(series[j].values.log10[i]), statuses[j][i],
+                "|" + _expect(_bar(log10s[j][i], statuses[j][i],
                                    series[j].marked(i), scale, glyphs, panel - 1),
                               series[j], i, scale, glyphs)
                 for j in shown

@@ -16,6 +16,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# The thresholds have a module of their own (the CLI's help shows their defaults without this
+# one), and are still found here
+from gradflow.analysis.thresholds import PAIRS as PAIRS
+from gradflow.analysis.thresholds import Thresholds as Thresholds
 from gradflow.engine.spec import Choice
 
 
@@ -24,36 +28,6 @@ class Verdict(Choice):
     EXPLODING = "exploding"
     HEALTHY = "healthy"
     NONFINITE = "nonfinite"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Verdict thresholds, one (below, above) pair per judged ratio."""
-
-    vanish_below: float = 1e-3  # first/last weight gradient: three orders lost is vanishing
-    explode_above: float = 1e3  # three orders gained: exploding
-    gain_below: float = 1e-3  # ‖∂L/∂x‖/‖∂L/∂y‖: the gradient lost three orders on its way back
-    gain_above: float = 1e3
-    signal_below: float = 1e-3  # rms(y)/rms(x): the forward signal lost three orders
-    signal_above: float = 1e3
-
-    def __post_init__(self) -> None:
-        for low, high in PAIRS:
-            for name in (low, high):
-                value = getattr(self, name)
-                if isinstance(value, bool) or not (
-                    isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-                ):
-                    raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
-            if getattr(self, low) >= getattr(self, high):
-                raise ValueError(
-                    f"{low} ({getattr(self, low):g}) must be below {high} ({getattr(self, high):g})"
-                )
-
-
-# (below, above) field pairs, in the order the verdict reads them
-PAIRS = (("vanish_below", "explode_above"), ("gain_below", "gain_above"),
-         ("signal_below", "signal_above"))  # fmt: skip
 
 
 class Quantity(Choice):
@@ -80,8 +54,8 @@ class Finding:
     limit: float  # that threshold's value
 
 
-# Thresholds and Finding are values compared (Summary == Summary); a Judgement is only read, so
-# it goes without the generated == and repr, each of which costs start-up time.
+# A Finding is a value compared (Summary == Summary); a Judgement is only read, so it goes
+# without the generated == and repr, each of which costs start-up time.
 @dataclass(frozen=True, eq=False, repr=False)
 class Judgement:
     verdict: Verdict

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
+from gradflow.analysis.thresholds import Thresholds
 from gradflow.analysis.training import DEFAULT_LR, EVALS, RECORDS
-from gradflow.analysis.verdict import Thresholds
 from gradflow.engine.optim_spec import Optimizer
 from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
 

@@ -118,10 +118,11 @@ def per_row(m: Magnitudes, rows: Sequence[Row], defined: np.ndarray | None = Non
     used = np.ones(len(log10), bool) if defined is None else defined
     nonzero = used & (log10 != -math.inf)
     finite = used & np.isfinite(log10)
-    counts = [_sums(x, rows) for x in (used, nonzero, finite, used & np.isnan(log10))]
+    bounds = _bounds(rows)
+    counts = [_sums(x, bounds) for x in (used, nonzero, finite, used & np.isnan(log10))]
     used_n, nonzero_n, finite_n, nan_n = counts
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = _sums(np.where(finite, log10, 0.0), rows) / finite_n
+        means = _sums(np.where(finite, log10, 0.0), bounds) / finite_n
     means[nonzero_n > finite_n] = math.inf  # an inf in the bucket
     means[nonzero_n == 0] = -math.inf  # all exactly zero
     means[(nan_n > 0) | (used_n == 0)] = math.nan
@@ -129,18 +130,22 @@ def per_row(m: Magnitudes, rows: Sequence[Row], defined: np.ndarray | None = Non
     return Means(from_log10(means), partial, used_n == 0)
 
 
-def _sums(values: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
-    """The sum of ``values`` over each row's members, as float64."""
-    bounds = np.array([[row.members.start, row.members.stop] for row in rows]).ravel()
+def _bounds(rows: Sequence[Row]) -> np.ndarray:
+    """Each row's members as (start, stop), flattened: where ``_sums`` adds up. (2·rows,)"""
+    return np.array([[row.members.start, row.members.stop] for row in rows]).ravel()
+
+
+def _sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """The sum of ``values`` over each row's members (``bounds`` from ``_bounds``), as float64."""
     padded = np.append(values.astype(np.float64), 0.0)  # reduceat needs stop < len
     return np.add.reduceat(padded, bounds)[::2]
 
 
 def mean_per_row(values: np.ndarray, rows: Sequence[Row]) -> np.ndarray:
     """Arithmetic mean per row, ignoring nan (nan when a row has no value)."""
-    present = ~np.isnan(values)
+    present, bounds = ~np.isnan(values), _bounds(rows)
     with np.errstate(invalid="ignore"):
-        means: np.ndarray = _sums(np.where(present, values, 0.0), rows) / _sums(present, rows)
+        means: np.ndarray = _sums(np.where(present, values, 0.0), bounds) / _sums(present, bounds)
     return means
 
 

@@ -101,14 +101,26 @@ def _body(grid: Grid, console: Console, options: ConsoleOptions) -> Iterable[Seg
 
 
 def _line(pieces: Sequence[tuple[str, Style | None]]) -> Iterable[Segment]:
-    """One line of pieces separated by a space, with no trailing whitespace."""
+    """One line of pieces separated by a space, with no trailing whitespace. Neighbouring
+    unstyled pieces go out as one segment: rich measures every segment, and an unstyled one
+    prints as its bare text, so the bytes are the same."""
     pieces = list(pieces)
     while pieces and not pieces[-1][0].strip():
         pieces.pop()
+    plain: list[str] = []  # unstyled text not yet sent
     for j, (text, style) in enumerate(pieces):
         if j:
-            yield Segment(" ")
-        yield Segment(text.rstrip() if j == len(pieces) - 1 else text, style)
+            plain.append(" ")
+        text = text.rstrip() if j == len(pieces) - 1 else text
+        if style:
+            if plain:
+                yield Segment("".join(plain))
+                plain = []
+            yield Segment(text, style)
+        else:
+            plain.append(text)
+    if plain:
+        yield Segment("".join(plain))
     yield Segment.line()
 
 

@@ -54,14 +54,19 @@ def one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(function)
     def limited(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _one_thread()():
+        with _one_thread():
             return function(*args, **kwargs)
 
     return limited
 
 
+def _one_thread() -> AbstractContextManager[Any]:
+    """A context in which BLAS runs on one thread."""
+    return _limit()()
+
+
 @cache
-def _one_thread() -> Callable[[], AbstractContextManager[Any]]:
+def _limit() -> Callable[[], AbstractContextManager[Any]]:
     """What keeps a pass on one BLAS thread, decided at the first pass (NumPy is loaded then):
     nothing where OpenBLAS started on one, else a limit from one threadpoolctl controller. The
     controller finds the loaded BLAS libraries once (~30 ms), after which a limit costs ~15 µs

@@ -419,7 +419,8 @@ def peer(plan: Plan) -> None:
         + ", ".join(sorted({f"{r} at width {w}" for _, w, _, _, r in plan.peer_shapes}))
         + ")",
         "torch: forward, MSE loss, backward, every |dL/dW_i|; ours adds statistics and checks",
-        "floor: the bare matmuls, dL/dW formed n x n (ours: |dL/dW| from B x B Grams if B < n)",
+        "floor: the bare matmuls, dL/dW formed n x n (ours: |dL/dW| from B x B Grams if B < n); "
+        "timed beside each case at width 256, once a shape at the wider ones",
         "phi: our φ and φ' on this pass's own φ inputs; torch phi: its φ forward+backward",
         "limit: ours / (floor + phi), target <= 1.1; vs torch: target <= 1.0 (φ gaps allowed)",
         "underflow: torch's first-layer |dL/dW| exactly 0 where ours is finite (in float32)",
@@ -437,8 +438,8 @@ def peer(plan: Plan) -> None:
         assert child.stdout is not None
         for shape, line in zip(shapes, child.stdout, strict=False):
             result = json.loads(line)
-            floor = result["floor_s"]
             for c in result["cases"]:
+                floor = c["floor_s"]  # timed beside this case (width 256), or once a shape
                 limit = c["ours_s"] / (floor + c["phi_s"])
                 note = ""
                 if c["torch_first_underflow"]:
@@ -447,7 +448,7 @@ def peer(plan: Plan) -> None:
                     {
                         "depth": shape["depth"], "width": shape["width"], "batch": shape["batch"],
                         "dtype": shape["dtype"], "repeat": shape["repeat"], **c,
-                        "floor_s": floor, "vs_torch": c["ours_s"] / c["torch_s"],
+                        "vs_torch": c["ours_s"] / c["torch_s"],
                         "limit": limit,
                     }
                 )  # fmt: skip

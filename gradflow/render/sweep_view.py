@@ -123,30 +123,20 @@ def sweep_grid(
     ]  # fmt: skip
     columns += [
         Column("variant", [Cell(r.variant.label) for r in results], numeric=False, key=True),
-        Column(
-            "first/last\nmedian",
-            [
-                Cell(
-                    decades(r.weight_ratio.median),
-                    tone(r.weight_ratio, thresholds.vanish_below, thresholds.explode_above),
-                )
-                for r in results
-            ],
-            note="first/last: log10 ‖∂L/∂W₁‖/‖∂L/∂W_L‖",
+        *_spread_columns(
+            "first/last",
+            [r.weight_ratio for r in results],
+            (thresholds.vanish_below, thresholds.explode_above),
+            "first/last: log10 ‖∂L/∂W₁‖/‖∂L/∂W_L‖",
+            drop=2,
         ),
-        Column("first/last\nmin..max", [Cell(span(r.weight_ratio)) for r in results], drop=2),
-        Column(
-            "gain\nmedian",
-            [
-                Cell(
-                    decades(r.gain.median),
-                    tone(r.gain, thresholds.gain_below, thresholds.gain_above),
-                )
-                for r in results
-            ],
-            note="gain: log10 ‖∂L/∂x‖/‖∂L/∂y‖",
+        *_spread_columns(
+            "gain",
+            [r.gain for r in results],
+            (thresholds.gain_below, thresholds.gain_above),
+            "gain: log10 ‖∂L/∂x‖/‖∂L/∂y‖",
+            drop=1,
         ),
-        Column("gain\nmin..max", [Cell(span(r.gain)) for r in results], drop=1),
     ]
     if theory:
         columns += [
@@ -162,6 +152,20 @@ def sweep_grid(
         columns,
         notes=("median and min..max over the seeds",),
     )
+
+
+def _spread_columns(
+    title: str, spreads: Sequence[Spread], bounds: tuple[float, float], note: str, drop: int
+) -> tuple[Column, Column]:
+    """A quantity over seeds: its median, toned by the verdict's bounds, then its min..max
+    (the first column a narrow page drops, at priority ``drop``)."""
+    low, high = bounds
+    median = Column(
+        f"{title}\nmedian",
+        [Cell(decades(s.median), tone(s, low, high)) for s in spreads],
+        note=note,
+    )
+    return median, Column(f"{title}\nmin..max", [Cell(span(s)) for s in spreads], drop=drop)
 
 
 # ---- the chart --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,10 +26,8 @@ MAX_WIDTH = 160  # wider bars add nothing but eye travel
 TICK_STEPS = (1, 2, 5)  # decades between labels: 1, 2, 5, 10, 20, 50, ...
 
 
-# Frozen but never compared (Series holds arrays, whose == is ambiguous): without the generated
-# == and repr, each of which costs start-up time.
-@dataclass(frozen=True, eq=False, repr=False)
-class Glyphs:
+# Named tuples, as the view models (render/view.py): immutable and cheap to create at import.
+class Glyphs(NamedTuple):
     fill: dict[Status, str]  # one cell of a bar, by status
     marks: dict[Status, str]  # drawn instead of a bar
     eighths: str  # partial cells, 1/8 … 7/8 (empty: whole cells only)
@@ -56,8 +54,7 @@ MEANING = {
 }
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Series:
+class Series(NamedTuple):
     title: str
     values: Magnitudes  # one per row
     partial: np.ndarray | None = None  # bool per row: a mean that leaves exact zeros out
@@ -67,8 +64,7 @@ class Series:
         return self.partial is not None and bool(self.partial[row])
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Scale:
+class Scale(NamedTuple):
     """Decades lo..hi mapped onto ``field`` cells."""
 
     lo: int

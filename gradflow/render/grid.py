@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import NamedTuple
 
 from gradflow.engine.spec import Choice
 
@@ -27,10 +28,10 @@ class Tone(Choice):
     BROKEN = "broken"  # nan or inf
 
 
-# View models are frozen but never compared: without the generated == and repr, each of which
-# costs start-up time.
-@dataclass(frozen=True, eq=False, repr=False)
-class Cell:
+# Cells and layouts are named tuples, as the view models (render/view.py). Columns and grids stay
+# frozen dataclasses: a column caches its width, and grids are rebuilt with replace() while they
+# are fitted to a screen. Neither is compared: no generated == or repr, which cost start-up time.
+class Cell(NamedTuple):
     text: str
     tone: Tone = Tone.PLAIN
 
@@ -115,8 +116,7 @@ class Grid:
         return Layout(self.title, panels, explain(self, shown))
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Layout:
+class Layout(NamedTuple):
     """A grid arranged for a screen: its title, its panels top to bottom (one unless the grid
     was too wide; then each titled with its variant), and one caption for all of them."""
 

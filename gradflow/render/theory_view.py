@@ -102,4 +102,4 @@ def chart(
         shown[means.missing] = math.nan
         expected.append(shown)
     title = CHART_TITLE if unicode else ASCII_TITLE
-    return view.ChartData(title, [row.index for row in rows], panels, expected)
+    return view.ChartData(title, [row.number for row in rows], panels, expected)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -35,13 +34,12 @@ if TYPE_CHECKING:  # the theory loads only with --theory
     from gradflow.analysis.theory import Prediction
 
 
-# View models are frozen but never compared: without the generated == and repr, each of which
-# costs start-up time.
-@dataclass(frozen=True, eq=False, repr=False)
-class Row:
+# View models are named tuples: immutable, and created at import for a quarter of a frozen
+# dataclass's cost (its generated methods are compiled as each class is made).
+class Row(NamedTuple):
     """One displayed row: a single layer (or block) or a bucket of consecutive ones."""
 
-    index: str  # "7", or "7-8" for a bucket
+    number: str  # "7", or "7-8" for a bucket
     name: str  # "block4.fc1", or "block4.fc1-fc2" for a bucket
     members: range  # 0-based positions in the report's Layers (or Blocks)
 
@@ -66,8 +64,8 @@ def _rows(names: Sequence[str], positions: list[range]) -> list[Row]:
     rows = []
     for members in positions:
         first, last = members[0], members[-1]
-        index = str(first + 1) if first == last else f"{first + 1}{DASH}{last + 1}"
-        rows.append(Row(index, span_name(names[first], names[last]), members))
+        number = str(first + 1) if first == last else f"{first + 1}{DASH}{last + 1}"
+        rows.append(Row(number, span_name(names[first], names[last]), members))
     return rows
 
 
@@ -94,8 +92,7 @@ def naming_report(reports: Sequence[Report]) -> Report:
     return next((r for r in reports if len(r.blocks)), reports[0])
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Means:
+class Means(NamedTuple):
     """One magnitude per row, and how each was formed."""
 
     values: Magnitudes  # the layer's own, or a bucket's geometric mean over its nonzero layers
@@ -330,7 +327,7 @@ def layer_grid(
     single = len(reports) == 1
     notes, zero_note = _bucket_notes(rows, "layers")
     columns = [
-        Column("#", [Cell(row.index) for row in rows], key=True),
+        Column("#", [Cell(row.number) for row in rows], key=True),
         Column("layer", [Cell(row.name) for row in rows], numeric=False, drop=2, key=True),
     ]
     weights = []
@@ -366,7 +363,7 @@ def block_grid(reports: Sequence[Report], max_rows: int | None) -> Grid | None:
     first, last = residual[0].blocks.first_layer, residual[0].blocks.last_layer
     spans = [f"{first[row.members[0]]}{DASH}{last[row.members[-1]]}" for row in rows]
     columns = [
-        Column("block", [Cell(row.index) for row in rows], key=True),
+        Column("block", [Cell(row.number) for row in rows], key=True),
         Column("layers", [Cell(span) for span in spans], drop=2, key=True),
     ]
     words = {
@@ -615,26 +612,22 @@ def summary_lines(
 # ---- the page -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Heading:
+class Heading(NamedTuple):
     text: str
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Paragraph:
+class Paragraph(NamedTuple):
     text: str
     strong: bool = False
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Items:
+class Items(NamedTuple):
     """Short statements, one each (a list in markdown)."""
 
     lines: tuple[str, ...]
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class ChartData:
+class ChartData(NamedTuple):
     """The per-layer chart: one panel per variant, one bar per row."""
 
     title: str
@@ -671,7 +664,7 @@ def sections(
     title = "‖∂L/∂W‖ per layer" if unicode else "|dL/dW| per layer"
     panels = [(r.label, per_row(r.layers.grad_weight, rows)) for r in reports]
     parts.append(
-        ChartData(f"{title}, log scale, layer 1 at the top", [r.index for r in rows], panels)
+        ChartData(f"{title}, log scale, layer 1 at the top", [r.number for r in rows], panels)
     )
     if theory is not None:
         parts.append(theory_view.chart(reports, theory, rows, unicode))

@@ -43,7 +43,7 @@ def with_specials(report: Report) -> Report:
     zero, nan, inf, beyond float64 below, beyond float64 above, ordinary."""
     log10 = np.array([-math.inf, math.nan, math.inf, -2000.0, 400.0, -3.0])
     layers = dataclasses.replace(report.layers, grad_weight=from_log10(log10))
-    return dataclasses.replace(report, layers=layers)
+    return report._replace(layers=layers)
 
 
 def test_json_holds_the_engine_numbers(reports: list[Report]) -> None:

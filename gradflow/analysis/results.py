@@ -7,8 +7,8 @@ leaves float64's range (a 3000-layer sigmoid net's first-layer gradient is near 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -31,8 +31,10 @@ __all__ = [
 ]
 
 
-# Frozen; only Summary (plain numbers, compared between runs) keeps the generated
-# == and repr: the others hold arrays, whose == is ambiguous, and each method costs start-up time.
+# The records are named tuples: immutable, and created at import for a quarter of a frozen
+# dataclass's cost (its generated methods are compiled as each class is made). Summary, plain
+# numbers, compares by value (between runs); the others hold arrays and are never compared.
+# Layers and Blocks stay frozen dataclasses without == and repr: len() of each counts its rows.
 @dataclass(frozen=True, eq=False, repr=False)
 class Layers:
     """One entry per dense layer, in forward order (index 0 is layer 1), then ``head`` for xent."""
@@ -76,8 +78,7 @@ class Blocks:
         return len(self.name)
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(NamedTuple):
     loss: float
     log10_grad_output: float  # log10 ‖∂L/∂y‖
     log10_weight_ratio: float  # log10(‖∂L/∂W_1‖ / ‖∂L/∂W_L‖)
@@ -92,8 +93,7 @@ class Summary:
     warnings: tuple[str, ...] = ()  # numerical trouble met on the way, one sentence each
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Gradients:
+class Gradients(NamedTuple):
     """Full gradient tensors, kept on request (small networks, tests, cross-checks)."""
 
     weights: tuple[np.ndarray, ...]  # ∂L/∂W_i, (n, n) each
@@ -104,15 +104,14 @@ class Gradients:
     head_bias: np.ndarray | None = None  # (C,)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Report:
+class Report(NamedTuple):
     """Everything one forward/backward pass measured."""
 
     spec: NetworkSpec
     layers: Layers
     blocks: Blocks
     summary: Summary
-    gradients: Gradients | None = field(default=None, repr=False)
+    gradients: Gradients | None = None
 
     @property
     def label(self) -> str:

@@ -4,7 +4,7 @@ are still in cache: mean, standard deviation, dead and saturated shares."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,10 +16,8 @@ from gradflow.engine.spec import NetworkSpec
 _STATS_CHUNK_BYTES = 1 << 20  # measure activations in chunks that are still in cache
 
 
-# Frozen, without the generated == and repr: it holds arrays, whose == is ambiguous, and each
-# generated method costs start-up time.
-@dataclass(frozen=True, eq=False, repr=False)
-class ActivationStats:
+# A named tuple, as the report's records (analysis/results.py).
+class ActivationStats(NamedTuple):
     mean: np.ndarray  # (L,)
     std: np.ndarray
     dead: np.ndarray  # nan where the activation is not ReLU-like

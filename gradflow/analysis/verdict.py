@@ -14,7 +14,7 @@ validates thresholds before the engine is loaded.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # The thresholds have a module of their own (the CLI's help shows their defaults without this
 # one), and are still found here
@@ -43,8 +43,7 @@ class Quantity(Choice):
         return PAIRS[list(Quantity).index(self)]
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     """One judged quantity outside its thresholds."""
 
     quantity: Quantity
@@ -54,10 +53,9 @@ class Finding:
     limit: float  # that threshold's value
 
 
-# A Finding is a value compared (Summary == Summary); a Judgement is only read, so it goes
-# without the generated == and repr, each of which costs start-up time.
-@dataclass(frozen=True, eq=False, repr=False)
-class Judgement:
+# Named tuples, as the report's records (analysis/results.py): a Finding compares by value
+# (Summary == Summary), a Judgement is only read.
+class Judgement(NamedTuple):
     verdict: Verdict
     findings: tuple[Finding, ...]  # every judged ratio outside its thresholds
     judged: tuple[Quantity, ...]  # the ratios looked at: given, and not nan

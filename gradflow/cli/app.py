@@ -160,16 +160,16 @@ def analyze(
     theory: o.Theory = False,
 ) -> None:
     """One network: gradient per layer, the split at each addition, a chart and a verdict."""
-    from gradflow.cli.plan import NetworkFlags, OutputFlags, ThresholdFlags, make_plan
+    from gradflow.cli.plan import NetworkFlags, OutputFlags, ThresholdFlags, make_plan, pick
 
     plan = make_plan(
         "analyze",
         skip=skip,
         variants=None,
         fail_on=fail_on,
-        network=NetworkFlags.pick(locals()),
-        thresholds=ThresholdFlags.pick(locals()),
-        output=OutputFlags.pick(locals()),
+        network=pick(NetworkFlags, locals()),
+        thresholds=pick(ThresholdFlags, locals()),
+        output=pick(OutputFlags, locals()),
         max_memory=max_memory,
     )
     _execute(plan)
@@ -213,16 +213,16 @@ def compare(
     theory: o.Theory = False,
 ) -> None:
     """The same weights with and without shortcuts, side by side (default: plain, post, pre)."""
-    from gradflow.cli.plan import NetworkFlags, OutputFlags, ThresholdFlags, make_plan
+    from gradflow.cli.plan import NetworkFlags, OutputFlags, ThresholdFlags, make_plan, pick
 
     plan = make_plan(
         "compare",
         skip=None,
         variants=variants,
         fail_on="",
-        network=NetworkFlags.pick(locals()),
-        thresholds=ThresholdFlags.pick(locals()),
-        output=OutputFlags.pick(locals()),
+        network=pick(NetworkFlags, locals()),
+        thresholds=pick(ThresholdFlags, locals()),
+        output=pick(OutputFlags, locals()),
         max_memory=max_memory,
     )
     _execute(plan)
@@ -261,16 +261,23 @@ def paths(
 ) -> None:
     """Which paths carry the gradient: ∂L/∂x split exactly by the number of branches a path
     passes through (Veit et al. 2016), for residual networks (default --skip pre)."""
-    from gradflow.cli.plan import NetworkFlags, OutputFlags, PathsFlags, ThresholdFlags, make_plan
+    from gradflow.cli.plan import (
+        NetworkFlags,
+        OutputFlags,
+        PathsFlags,
+        ThresholdFlags,
+        make_plan,
+        pick,
+    )
 
     plan = make_plan(
         "paths",
         skip=skip,
         variants=variants,
         fail_on="",
-        network=NetworkFlags.pick(locals()),
+        network=pick(NetworkFlags, locals()),
         thresholds=ThresholdFlags(),
-        output=OutputFlags.pick(locals()),
+        output=pick(OutputFlags, locals()),
         max_memory=max_memory,
         paths=PathsFlags(max_length=max_length, samples=samples),
     )
@@ -315,15 +322,15 @@ def train(
 ) -> None:
     """Train the variants from the same weights on the same minibatches of a teacher's data:
     loss curves, ‖∂L/∂W‖ and update ratios per layer over the steps, and a verdict."""
-    from gradflow.cli.plan import NetworkFlags, OutputFlags
+    from gradflow.cli.plan import NetworkFlags, OutputFlags, pick
     from gradflow.cli.train_plan import TrainFlags, make_train_plan
 
     plan = make_train_plan(
         variants=variants,
         fail_on=fail_on,
-        network=NetworkFlags.pick(locals()),
-        train=TrainFlags.pick(locals()),
-        output=OutputFlags.pick(locals()),
+        network=pick(NetworkFlags, locals()),
+        train=pick(TrainFlags, locals()),
+        output=pick(OutputFlags, locals()),
         max_memory=max_memory,
     )
     _execute(plan)
@@ -370,13 +377,13 @@ def sweep(
 ) -> None:
     """Scaling curves: the gain and first/last ratio over a grid of any network flags, for
     each variant and seed, with an optional mean-field theory line."""
-    from gradflow.cli.plan import NetworkFlags, ThresholdFlags
+    from gradflow.cli.plan import NetworkFlags, ThresholdFlags, pick
     from gradflow.cli.sweep_plan import SweepFlags, make_sweep_plan
 
     plan = make_sweep_plan(
         sweep_flags=SweepFlags(tuple(vary), variants, seeds, theory, jobs, scheduler, resume, yes),
-        network=NetworkFlags.pick(locals()),
-        thresholds=ThresholdFlags.pick(locals()),
+        network=pick(NetworkFlags, locals()),
+        thresholds=pick(ThresholdFlags, locals()),
         format=format,
         output=output,
         max_memory=max_memory,

@@ -9,10 +9,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from gradflow.analysis.verdict import PAIRS, Thresholds, Verdict
 from gradflow.cli.errors import BadInput, quoted
@@ -36,19 +35,23 @@ F = TypeVar("F", bound=Choice)  # an output format enum
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-class Flags:
-    """A group of flags, taken by name from a command's arguments (``locals()``): the command
-    signatures list every flag (typer reads them there), the groups name them once more."""
-
-    @classmethod
-    def pick(cls, arguments: dict[str, Any]) -> Any:
-        """The group's flags from ``arguments``; a flag a command lacks takes its default."""
-        given = {f.name: arguments[f.name] for f in fields(cls) if f.name in arguments}  # type: ignore[arg-type]
-        return cls(**given)
+G = TypeVar("G")  # a group of flags
 
 
-@dataclass(frozen=True)
-class NetworkFlags(Flags):
+def pick(group: type[G], arguments: dict[str, Any]) -> G:
+    """A group of flags (a named tuple) taken by name from a command's arguments (``locals()``):
+    the command signatures list every flag (typer reads them there), the groups name them once
+    more. A flag a command lacks takes the group's default."""
+    names: tuple[str, ...] = group._fields  # type: ignore[attr-defined]
+    return group(**{name: arguments[name] for name in names if name in arguments})
+
+
+# The flag groups and the Plan are named tuples: immutable, and created at import for a quarter
+# of a frozen dataclass's cost (its generated methods are compiled as each class is made). The
+# groups compare by value, like NetworkSpec; the Plan is only read.
+
+
+class NetworkFlags(NamedTuple):
     """The network flags as given: every NetworkSpec field but skip, which analyze's --skip
     and compare's --variants choose."""
 
@@ -71,8 +74,7 @@ class NetworkFlags(Flags):
     seed: int
 
 
-@dataclass(frozen=True)
-class ThresholdFlags(Flags):
+class ThresholdFlags(NamedTuple):
     """The verdict's thresholds as given; None: the engine's default."""
 
     vanish_below: float | None = None
@@ -83,8 +85,7 @@ class ThresholdFlags(Flags):
     signal_above: float | None = None
 
 
-@dataclass(frozen=True)
-class OutputFlags(Flags):
+class OutputFlags(NamedTuple):
     format: Format | None
     output: Path | None
     max_rows: int
@@ -96,18 +97,14 @@ class OutputFlags(Flags):
     theory: bool = False  # --theory: analyze and compare
 
 
-@dataclass(frozen=True)
-class PathsFlags:
+class PathsFlags(NamedTuple):
     """What ``gradflow paths`` splits: lengths 0..max_length (None: all), samples per length."""
 
     max_length: int | None
     samples: int
 
 
-# The flag groups are values, like NetworkSpec, and keep the generated == and repr; the Plan is
-# only read, so it goes without them (each generated method costs start-up time).
-@dataclass(frozen=True, eq=False, repr=False)
-class Plan:
+class Plan(NamedTuple):
     """Everything a run needs, validated."""
 
     command: str  # analyze | compare
@@ -229,7 +226,7 @@ def _spec(network: NetworkFlags, variants: tuple[Skip, ...]) -> NetworkSpec:
         )
     if network.classes is not None and network.loss is not Loss.XENT:
         raise BadInput("--classes", f"sets the head of --loss xent; --loss {network.loss} has none")
-    given = {f.name: getattr(network, f.name) for f in fields(network)}
+    given = network._asdict()
     if network.classes is None:
         del given["classes"]
     try:
@@ -276,7 +273,7 @@ def _fail_on(text: str) -> frozenset[Verdict]:
 
 
 def _thresholds(given: ThresholdFlags) -> Thresholds:
-    chosen = {f.name: getattr(given, f.name) for f in fields(given)}
+    chosen = given._asdict()
     try:
         return Thresholds(**{name: value for name, value in chosen.items() if value is not None})
     except ValueError as error:

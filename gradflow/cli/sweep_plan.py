@@ -13,7 +13,7 @@ import itertools
 import math
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,7 @@ def make_sweep_plan(
     _check_values(axes)
     _check_points(network, axes, variants)
     first: dict[str, Any] = {a.field: a.values[0] for a in axes}
-    base = _spec(replace(network, **first), variants)
+    base = _spec(network._replace(**first), variants)
     judged = _thresholds(thresholds)
     jobs = _jobs(sweep_flags)
     memory = None if max_memory is None else _size(max_memory, "--max-memory")
@@ -295,7 +295,7 @@ def _check_points(
             zero_init = network.zero_init_residual and variant is not Skip.NONE
             changes: dict[str, Any] = {**dict(values), "zero_init_residual": zero_init}
             try:
-                _spec(replace(network, **changes), (variant,))
+                _spec(network._replace(**changes), (variant,))
             except BadInput as bad:
                 if bad.param_hint not in varied:
                     raise

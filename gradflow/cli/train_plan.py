@@ -3,13 +3,13 @@ training (optimiser, steps, data, records) and its --fail-on checks, refused bef
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.analysis.verdict import Thresholds
 from gradflow.cli.errors import BadInput
 from gradflow.cli.plan import (
-    Flags,
     NetworkFlags,
     OutputFlags,
     Plan,
@@ -23,8 +23,7 @@ from gradflow.engine.optim_spec import Optimizer
 from gradflow.engine.spec import Loss
 
 
-@dataclass(frozen=True)
-class TrainFlags(Flags):
+class TrainFlags(NamedTuple):
     """What ``gradflow train`` adds to the network flags, as given."""
 
     optimizer: Optimizer
@@ -63,7 +62,7 @@ def make_train_plan(
     chosen = _variants(variants)
     spec = _spec(network, chosen)
     try:
-        training = Training(**{f.name: getattr(train, f.name) for f in fields(train)})
+        training = Training(**train._asdict())
     except ValueError as error:
         name, _, message = str(error).partition(": ")
         raise BadInput(flag(name), message) from None

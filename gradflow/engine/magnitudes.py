@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,10 +23,10 @@ LOW_SQ, HIGH_SQ = 2.0**-64, 2.0**64
 GRAM_SUM_RANGE = (2.0**-900, 2.0**900)
 
 
-# Frozen, without the generated == and repr: Magnitudes holds arrays (their == is ambiguous) and
-# Limits is a table row never compared; each generated method costs start-up time.
-@dataclass(frozen=True, eq=False, repr=False)
-class Limits:
+# Limits, a table row, is a named tuple: immutable, and created at import for a quarter of a
+# frozen dataclass's cost. Magnitudes stays a frozen dataclass (len() counts its values) without
+# the generated == and repr: it holds arrays, whose == is ambiguous.
+class Limits(NamedTuple):
     """When a fast path's sums of squares can be trusted, per dtype."""
 
     gram_cancel: float  # ⟨|P|, |Q|⟩ / ⟨P, Q⟩ above this: the Gram sum may have lost too much

@@ -63,8 +63,7 @@ class StatsCollector:
             assert deriv is not None  # saved where saturation is counted
             flat = deriv.reshape(len(deriv), -1)
             below = flat < self.act.saturated_below
-            saturated = [np.count_nonzero(layer) for layer in below]  # faster than axis=1
-            self.saturated[rows] = np.array(saturated) / flat.shape[1]
+            self.saturated[rows] = _count_rows(below) / flat.shape[1]
 
     def result(self) -> ActivationStats:
         if norm_after_add(self.spec):  # a Post-LN block's output is N(...), not φ(...)
@@ -106,6 +105,18 @@ def mean_std(out: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, np.ndar
             for k in bad[flat[bad].any(axis=1)]:
                 mean64[k], std[k] = _exactmean_std(flat[k])
     return mean64, std
+
+
+def _count_rows(mask: np.ndarray) -> np.ndarray:
+    """True values in each row of mask (K, m), as int64 (K,)."""
+    if mask.shape[1] >= _LONG_ROW:  # one call a row: count_nonzero's own loop is the fastest
+        return np.array([np.count_nonzero(row) for row in mask], dtype=np.int64)
+    return mask.sum(axis=1, dtype=np.int64)  # one call for all rows: ~1 µs a row less
+
+
+# From this many values a row, counting row by row beats one summing call (~1.2 ns a value
+# against ~0.2 ns and ~1.2 µs a call)
+_LONG_ROW = 1024
 
 
 def _take(stack: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -90,7 +90,8 @@ def _run_forward(spec: NetworkSpec, tape: Tape, x: np.ndarray) -> np.ndarray:
     h = x
     for block in blocks(spec):
         h = step(tape, block, h)
-        tape.finish(block.layers.stop)
+        if block.last >= tape.due:  # a chunk is complete: no call for the layers before
+            tape.finish(block.last + 1)
     return h.copy() if tape.order is Order.PRE else h
 
 
@@ -111,13 +112,13 @@ def backward(
     grads = WeightGradients(spec, tape.dense_in, keep, chosen, into)
     flow = Flow(tape, dy, grads, keep, spec.blocks)
     _, step = _steps(spec)
-    every, reported = max(1, spec.depth // 100), 0
+    every = max(1, spec.depth // 100)
+    due = spec.depth - every  # report when the layers below this one are reached
     for block in reversed(blocks(spec)):
         step(flow, block)
-        done = spec.depth - block.first
-        if progress is not None and done - reported >= every:
-            progress(done)
-            reported = done
+        if block.first <= due and progress is not None:
+            progress(spec.depth - block.first)
+            due = block.first - every
     return flow.records()
 
 

@@ -136,6 +136,7 @@ class Tape:
         self.z, self.sum = np.empty_like(x), np.empty_like(x)
         self.stream = (np.empty_like(x), np.empty_like(x))
         self.chunk, self.observe, self.finished = chunk, observe, 0
+        self.due = self._due()
 
     # ---- forward steps --------------------------------------------------------------------
 
@@ -193,6 +194,11 @@ class Tape:
             if self.observe is not None:
                 self.observe(start, end, out, deriv)
             self.finished = end
+        self.due = self._due()
+
+    def _due(self) -> int:
+        """The layer whose end completes the next chunk to hand on (the last layer at most)."""
+        return min(self.finished + self.chunk, self.spec.depth) - 1
 
     def rewind(self, x: np.ndarray) -> None:
         """Ready the tape for another pass of the same network on a new input x (B, n): every
@@ -201,6 +207,7 @@ class Tape:
         if self.order is Order.POST:
             self.acts[0] = x
         self.finished = 0
+        self.due = self._due()
         self._slopes_from = self.spec.depth  # no φ' derived for the new pass yet
 
     # ---- what backward reads -------------------------------------------------------------

@@ -118,6 +118,7 @@ class Tape:
         self._slopes = (
             np.empty((self._slope_chunk, batch, n), dtype=dtype) if act.slope_in_backward else None
         )
+        self._slope_rows: list[np.ndarray] = [] if self._slopes is None else list(self._slopes)
         self._slopes_from = depth  # first layer whose φ' is in _slopes (none yet)
 
         self.axis = NORM_AXIS[spec.norm]
@@ -223,5 +224,4 @@ class Tape:
             start = max(0, i + 1 - self._slope_chunk)
             self._slope(self.act_out[start : i + 1], self._slopes[: i + 1 - start])
             self._slopes_from = start
-        slope: np.ndarray = self._slopes[i - self._slopes_from]
-        return slope
+        return self._slope_rows[i - self._slopes_from]  # views made once, not per layer

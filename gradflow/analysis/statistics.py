@@ -111,7 +111,8 @@ def _count_rows(mask: np.ndarray) -> np.ndarray:
     """True values in each row of mask (K, m), as int64 (K,)."""
     if mask.shape[1] >= _LONG_ROW:  # one call a row: count_nonzero's own loop is the fastest
         return np.array([np.count_nonzero(row) for row in mask], dtype=np.int64)
-    return mask.sum(axis=1, dtype=np.int64)  # one call for all rows: ~1 µs a row less
+    counts: np.ndarray = mask.sum(axis=1, dtype=np.int64)  # one call for all rows
+    return counts
 
 
 # From this many values a row, counting row by row beats one summing call (~1.2 ns a value

@@ -25,6 +25,8 @@ from gradflow.engine.weight_grads import GradientBuffers, Method, WeightGradient
 from gradflow.engine.wirings import (
     WIRINGS,
     Block,
+    layer_backward,
+    layer_forward,
     plain_backward,
     plain_forward,
     residual_backward,
@@ -86,8 +88,14 @@ def forward_again(spec: NetworkSpec, tape: Tape, x: np.ndarray) -> np.ndarray:
 
 
 def _run_forward(spec: NetworkSpec, tape: Tape, x: np.ndarray) -> np.ndarray:
-    step, _ = _steps(spec)
     h = x
+    if not spec.residual:  # a plain network's blocks are its layers: the wiring's layer step
+        for i in range(spec.depth):
+            h = layer_forward(tape, i, h)
+            if i >= tape.due:  # a chunk is complete: no call for the layers before
+                tape.finish(i + 1)
+        return h
+    step, _ = _steps(spec)
     for block in blocks(spec):
         h = step(tape, block, h)
         if block.last >= tape.due:  # a chunk is complete: no call for the layers before
@@ -111,9 +119,16 @@ def backward(
     chosen: Method = Method.parse(method, "method")
     grads = WeightGradients(spec, tape.dense_in, keep, chosen, into)
     flow = Flow(tape, dy, grads, keep, spec.blocks)
-    _, step = _steps(spec)
     every = max(1, spec.depth // 100)
     due = spec.depth - every  # report when the layers below this one are reached
+    if not spec.residual:  # one layer a step, as forward
+        for i in range(spec.depth - 1, -1, -1):
+            layer_backward(flow, i)
+            if i <= due and progress is not None:
+                progress(spec.depth - i)
+                due = i - every
+        return flow.records()
+    _, step = _steps(spec)
     for block in reversed(blocks(spec)):
         step(flow, block)
         if block.first <= due and progress is not None:

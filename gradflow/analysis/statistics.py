@@ -111,7 +111,14 @@ def _count_rows(mask: np.ndarray) -> np.ndarray:
     """True values in each row of mask (K, m), as int64 (K,)."""
     if mask.shape[1] >= _LONG_ROW:  # one call a row: count_nonzero's own loop is the fastest
         return np.array([np.count_nonzero(row) for row in mask], dtype=np.int64)
-    counts: np.ndarray = mask.sum(axis=1, dtype=np.int64)  # one call for all rows
+    rows, width = mask.shape
+    if width % 8 or not mask.flags.c_contiguous:
+        counts: np.ndarray = mask.sum(axis=1, dtype=np.int64)  # one call for all rows
+        return counts
+    # Eight 0/1 bytes a word: a sum of words sums each byte lane apart (at most width/8 < 256
+    # in a lane), in an eighth of the additions and with no cast; then the lanes are summed.
+    lanes = mask.view(np.uint64).sum(axis=1)  # (K,)
+    counts = lanes.view(np.uint8).reshape(rows, 8).sum(axis=1, dtype=np.int64)
     return counts
 
 

@@ -127,7 +127,7 @@ class Flow:
         out = self.pair[1] if self.g is self.pair[0] else self.pair[0]
         np.matmul(dz, self.weights_t[i], out=out)  # (B, n) @ (n, n)
         self.g = out
-        self.exponents[i] = self.e  # grads.recorded(i, e), without a call per layer
+        self.exponents[i] = self.e  # at this scale; a chunk is taken once its first layer is in
         if i % self.chunk == 0:
             self.grads.flush(i)
 

@@ -27,8 +27,6 @@ from gradflow.engine.wirings import (
     Block,
     layer_backward,
     layer_forward,
-    plain_backward,
-    plain_forward,
     residual_backward,
     residual_forward,
 )
@@ -49,8 +47,7 @@ def blocks(spec: NetworkSpec) -> tuple[Block, ...]:
 
 
 def _steps(spec: NetworkSpec) -> tuple[ForwardStep, BackwardStep]:
-    if not spec.residual:
-        return plain_forward, plain_backward
+    """A residual block's steps (a plain network's are its layers' own, run by the loops)."""
     wiring = WIRINGS[spec.skip]
     return partial(residual_forward, wiring), partial(residual_backward, wiring)
 

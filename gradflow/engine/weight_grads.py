@@ -134,7 +134,9 @@ class WeightGradients:
         else:  # the caller's slots, reused pass after pass
             assert into.dz.shape == (self.chunk, batch, n)
             self.dz = into.dz
-        # slots[i % chunk]: where layer i's ∂L/∂z (scaled by 2**-exponent) waits for its chunk
+        # slots[i % chunk]: where layer i's ∂L/∂z (scaled by 2**-exponent[i]) waits for its
+        # chunk. The gradient flow fills both, and layers arrive in reverse, so once the first
+        # layer of a chunk is in, it calls ``flush`` for the whole chunk.
         self.slots: list[np.ndarray] = list(self.dz)  # views made once, not per layer
         self.exponent = [0] * depth
         self.ones = np.ones((1, batch), dtype=dtype)
@@ -159,13 +161,6 @@ class WeightGradients:
             self.dw = np.empty((self.chunk, n, n), dtype=dtype)
         self.kept_w: list[np.ndarray] | None = [] if keep else None
         self.kept_b: list[np.ndarray] | None = [] if keep else None
-
-    def recorded(self, i: int, exponent: int) -> None:
-        """Layer i's ∂L/∂z is in its slot at scale 2**exponent. Layers arrive in reverse, so
-        once the first layer of a chunk is in, the whole chunk is taken."""
-        self.exponent[i] = exponent
-        if i % self.chunk == 0:
-            self.flush(i)
 
     def flush(self, layer: int) -> None:
         """Norms for the chunk that starts at ``layer``, whose ∂L/∂z are all in their slots."""

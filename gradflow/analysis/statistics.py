@@ -61,8 +61,7 @@ class StatsCollector:
             assert deriv is not None  # saved where saturation is counted
             flat = deriv.reshape(len(deriv), -1)
             below = flat < self.act.saturated_below
-            saturated = [np.count_nonzero(layer) for layer in below]  # faster than axis=1
-            self.saturated[rows] = np.array(saturated) / flat.shape[1]
+            self.saturated[rows] = _count_rows(below) / flat.shape[1]
 
     def result(self) -> ActivationStats:
         if norm_after_add(self.spec):  # a Post-LN block's output is N(...), not φ(...)
@@ -104,6 +103,26 @@ def mean_std(out: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, np.ndar
             for k in bad[flat[bad].any(axis=1)]:
                 mean64[k], std[k] = _exactmean_std(flat[k])
     return mean64, std
+
+
+def _count_rows(mask: np.ndarray) -> np.ndarray:
+    """True values in each row of mask (K, m), as int64 (K,)."""
+    if mask.shape[1] >= _LONG_ROW:  # one call a row: count_nonzero's own loop is the fastest
+        return np.array([np.count_nonzero(row) for row in mask], dtype=np.int64)
+    rows, width = mask.shape
+    if width % 8 or not mask.flags.c_contiguous:
+        counts: np.ndarray = mask.sum(axis=1, dtype=np.int64)  # one call for all rows
+        return counts
+    # Eight 0/1 bytes a word: a sum of words sums each byte lane apart (at most width/8 < 256
+    # in a lane), in an eighth of the additions and with no cast; then the lanes are summed.
+    lanes = mask.view(np.uint64).sum(axis=1)  # (K,)
+    counts = lanes.view(np.uint8).reshape(rows, 8).sum(axis=1, dtype=np.int64)
+    return counts
+
+
+# From this many values a row, counting row by row beats one summing call (~1.2 ns a value
+# against ~0.2 ns and ~1.2 µs a call)
+_LONG_ROW = 1024
 
 
 def _take(stack: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -84,7 +84,7 @@ class Flow:
         # looked up once, not once per layer: at width 16 Python's overhead is the cost
         self.phi_prime, self.weights_t = tape.phi_prime, tape.weights_t
         self.post_order = tape.order is Order.POST
-        self.slots, self.chunk = grads.slots, grads.chunk
+        self.slots, self.chunk, self.exponents = grads.slots, grads.chunk, grads.exponent
         # two ping-pong buffers; a layer's ∂L/∂z lives in the weight-gradient slot of its layer
         self.pair = (dy.copy(), np.empty_like(dy))
         self.g = self.pair[0]
@@ -127,11 +127,18 @@ class Flow:
         out = self.pair[1] if self.g is self.pair[0] else self.pair[0]
         np.matmul(dz, self.weights_t[i], out=out)  # (B, n) @ (n, n)
         self.g = out
-        self.grads.recorded(i, self.e)
+        self.exponents[i] = self.e  # at this scale; a chunk is taken once its first layer is in
+        if i % self.chunk == 0:
+            self.grads.flush(i)
 
     def at_input(self, i: int) -> None:
         """g is now ∂L/∂(input of layer i): record its norm and keep it near 1."""
-        self.input_norm[i], self.e = self._rescale()
+        g = self.g
+        sq = float(np.vdot(g, g))  # _rescale, inline: this runs once a layer
+        if LOW_SQ <= sq <= HIGH_SQ:
+            self.input_norm[i] = math.sqrt(sq)
+        else:
+            self.input_norm[i], self.e = exact_norm(g, self.e, inplace=True)
         self.input_exp[i] = self.e
         if self.kept_inputs is not None:
             self.kept_inputs.append(times_pow2(self.g, self.e))

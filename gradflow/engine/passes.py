@@ -25,8 +25,8 @@ from gradflow.engine.weight_grads import GradientBuffers, Method, WeightGradient
 from gradflow.engine.wirings import (
     WIRINGS,
     Block,
-    plain_backward,
-    plain_forward,
+    layer_backward,
+    layer_forward,
     residual_backward,
     residual_forward,
 )
@@ -47,8 +47,7 @@ def blocks(spec: NetworkSpec) -> tuple[Block, ...]:
 
 
 def _steps(spec: NetworkSpec) -> tuple[ForwardStep, BackwardStep]:
-    if not spec.residual:
-        return plain_forward, plain_backward
+    """A residual block's steps (a plain network's are its layers' own, run by the loops)."""
     wiring = WIRINGS[spec.skip]
     return partial(residual_forward, wiring), partial(residual_backward, wiring)
 
@@ -86,11 +85,18 @@ def forward_again(spec: NetworkSpec, tape: Tape, x: np.ndarray) -> np.ndarray:
 
 
 def _run_forward(spec: NetworkSpec, tape: Tape, x: np.ndarray) -> np.ndarray:
-    step, _ = _steps(spec)
     h = x
+    if not spec.residual:  # a plain network's blocks are its layers: the wiring's layer step
+        for i in range(spec.depth):
+            h = layer_forward(tape, i, h)
+            if i >= tape.due:  # a chunk is complete: no call for the layers before
+                tape.finish(i + 1)
+        return h
+    step, _ = _steps(spec)
     for block in blocks(spec):
         h = step(tape, block, h)
-        tape.finish(block.layers.stop)
+        if block.last >= tape.due:  # a chunk is complete: no call for the layers before
+            tape.finish(block.last + 1)
     return h.copy() if tape.order is Order.PRE else h
 
 
@@ -110,14 +116,21 @@ def backward(
     chosen: Method = Method.parse(method, "method")
     grads = WeightGradients(spec, tape.dense_in, keep, chosen, into)
     flow = Flow(tape, dy, grads, keep, spec.blocks)
+    every = max(1, spec.depth // 100)
+    due = spec.depth - every  # report when the layers below this one are reached
+    if not spec.residual:  # one layer a step, as forward
+        for i in range(spec.depth - 1, -1, -1):
+            layer_backward(flow, i)
+            if i <= due and progress is not None:
+                progress(spec.depth - i)
+                due = i - every
+        return flow.records()
     _, step = _steps(spec)
-    every, reported = max(1, spec.depth // 100), 0
     for block in reversed(blocks(spec)):
         step(flow, block)
-        done = spec.depth - block.first
-        if progress is not None and done - reported >= every:
-            progress(done)
-            reported = done
+        if block.first <= due and progress is not None:
+            progress(spec.depth - block.first)
+            due = block.first - every
     return flow.records()
 
 

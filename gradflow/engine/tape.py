@@ -4,7 +4,7 @@ The tape holds what backward needs and nothing else, in arrays allocated once pe
 
     acts      (L+1, B, n) post order: acts[i] is the input of layer i's matmul, acts[i+1] its
               output; (L, B, n) pre order, where acts[i] = φ(N(u)) is both
-    deriv     (L, B, n) φ' where it is saved (see ``phi_prime``)
+    deriv     (L, B, n) φ' where it is saved (see ``phi_prime`` and ``derives_slope``)
     xhat      (S, B, n) normalised values at each of S normalisation sites, and ``inv_std``
               1/sqrt(var + eps) beside them; a Post-LN block's output *is* its x̂, so there
               they are views of ``acts``, not arrays of their own
@@ -14,9 +14,9 @@ The forward steps (``linear``, ``norm``, ``phi``, ``add``) write into the tape o
 handed on in chunks while their values are still in cache (``finish``): φ' of a chunk in one
 call where it follows from φ alone, then the observer (statistics, progress).
 
-``phi_prime(i)`` hides where φ' lives: saved by forward (sigmoid, tanh, GELU, ...), computed
-from the saved φ a chunk at a time (the ReLUs, whose φ' forward has no other use for), or
-None (a linear φ).
+``phi_prime(i)`` hides where φ' lives: saved by forward (GELU, SiLU, ...; sigmoid and tanh in
+a small tape), computed from the saved φ a chunk at a time (the ReLUs, whose φ' forward has no
+other use for; sigmoid and tanh where saving it would take a large array), or None (linear φ).
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from enum import Enum
 import numpy as np
 
 from gradflow.engine.activations import ACTIVATIONS, Slope, Value
+from gradflow.engine.heap import MMAP_FROM
 from gradflow.engine.normalization import NORM_AXIS, inv_std_shape, normalize
 from gradflow.engine.spec import NetworkSpec
 
 # observe(start, stop, act_out, deriv): layers [start, stop) are done; their (K, B, n) activation
-# outputs and φ' (None where it is not saved) are handed over while they are still in cache.
+# outputs and φ' are handed over while they are still in cache. φ' is None where it is neither
+# saved nor counted for saturation, and may be a buffer that the next chunk reuses.
 Observer = Callable[[int, int, np.ndarray, np.ndarray | None], None]
 
 
@@ -49,10 +51,11 @@ def tape_bytes(spec: NetworkSpec, order: Order, norm_after_add: bool) -> int:
     act = ACTIVATIONS[spec.activation]
     total = (spec.depth + (order is Order.POST)) * layer  # acts
     total += SCRATCH * layer
-    if not (act.identity or act.slope_in_backward):
+    derive = derives_slope(spec)
+    if not (act.identity or derive):
         total += spec.depth * layer  # deriv
-    if act.slope_in_backward:
-        total += _slope_chunk(spec) * layer  # φ' of one chunk, computed in backward
+    if derive:
+        total += _slope_chunk(spec) * layer  # φ' of one chunk, computed from φ
     axis = NORM_AXIS[spec.norm]
     if axis is not None:
         sites = spec.blocks if norm_after_add else spec.depth
@@ -61,6 +64,20 @@ def tape_bytes(spec: NetworkSpec, order: Order, norm_after_add: bool) -> int:
         if not norm_after_add:  # x̂ arrays of their own (Post-LN's are the block outputs)
             total += sites * layer
     return total
+
+
+def derives_slope(spec: NetworkSpec) -> bool:
+    """Whether φ' is computed from the saved φ a chunk at a time instead of saved for every
+    layer: where φ' follows from φ and forward has no use for it (the ReLUs), and where saving
+    it (sigmoid, tanh) takes an array at or above glibc's mmap threshold. Such an array is
+    mapped afresh by every pass and its pages faulted in one by one, which costs more than
+    computing φ' twice (at depth 100,000, width and batch 16: ~1 µs a layer of ~24); a smaller
+    one is reused from the heap (``heap.keep_freed_memory``)."""
+    act = ACTIVATIONS[spec.activation]
+    if act.split is None:
+        return False
+    size = spec.depth * spec.batch * spec.width * np.dtype(spec.dtype.value).itemsize
+    return act.slope_in_backward or size >= MMAP_FROM
 
 
 SCRATCH = 4  # (B, n) scratch buffers: z, the add's result, and two for the pre-order stream
@@ -107,17 +124,19 @@ class Tape:
         self._act_out: list[np.ndarray] = list(self.act_out)  # views made once, not per layer
 
         act = self.act
+        derive = derives_slope(spec)
         self.deriv: np.ndarray | None = None
-        if not (act.identity or act.slope_in_backward):
+        if not (act.identity or derive):
             self.deriv = np.empty((depth, batch, n), dtype=dtype)
         self._deriv: list[np.ndarray] = [] if self.deriv is None else list(self.deriv)
         self._value: Value | None = act.split[0] if act.split else None
         self._slope: Slope | None = act.split[1] if act.split else None
-        # φ' computed from φ in backward (ReLUs): one chunk of layers at a time
+        # φ' computed from φ (in backward; in forward where saturation is counted on it): one
+        # chunk of layers at a time
         self._slope_chunk = _slope_chunk(spec)
-        self._slopes = (
-            np.empty((self._slope_chunk, batch, n), dtype=dtype) if act.slope_in_backward else None
-        )
+        self._slopes = np.empty((self._slope_chunk, batch, n), dtype=dtype) if derive else None
+        self._observe_slope = derive and act.saturated_below is not None
+        self._slope_rows: list[np.ndarray] = [] if self._slopes is None else list(self._slopes)
         self._slopes_from = depth  # first layer whose φ' is in _slopes (none yet)
 
         self.axis = NORM_AXIS[spec.norm]
@@ -136,6 +155,7 @@ class Tape:
         self.z, self.sum = np.empty_like(x), np.empty_like(x)
         self.stream = (np.empty_like(x), np.empty_like(x))
         self.chunk, self.observe, self.finished = chunk, observe, 0
+        self.due = self._due()
 
     # ---- forward steps --------------------------------------------------------------------
 
@@ -190,9 +210,25 @@ class Tape:
             deriv = None if self.deriv is None else self.deriv[start:end]
             if self._slope is not None and deriv is not None:
                 self._slope(out, deriv)
+            elif self._observe_slope and self.observe is not None:
+                deriv = self._chunk_slope(out)
             if self.observe is not None:
                 self.observe(start, end, out, deriv)
             self.finished = end
+        self.due = self._due()
+
+    def _due(self) -> int:
+        """The layer whose end completes the next chunk to hand on (the last layer at most)."""
+        return min(self.finished + self.chunk, self.spec.depth) - 1
+
+    def _chunk_slope(self, out: np.ndarray) -> np.ndarray:
+        """φ' of a chunk from its outputs (K, B, n), for the observer: in backward's buffer
+        where it fits (valid until the next chunk), else in an array of its own."""
+        assert self._slope is not None and self._slopes is not None
+        self._slopes_from = self.spec.depth  # the buffer no longer holds backward's chunk
+        deriv = self._slopes[: len(out)] if len(out) <= len(self._slopes) else np.empty_like(out)
+        self._slope(out, deriv)
+        return deriv
 
     def rewind(self, x: np.ndarray) -> None:
         """Ready the tape for another pass of the same network on a new input x (B, n): every
@@ -201,6 +237,7 @@ class Tape:
         if self.order is Order.POST:
             self.acts[0] = x
         self.finished = 0
+        self.due = self._due()
         self._slopes_from = self.spec.depth  # no φ' derived for the new pass yet
 
     # ---- what backward reads -------------------------------------------------------------
@@ -216,5 +253,4 @@ class Tape:
             start = max(0, i + 1 - self._slope_chunk)
             self._slope(self.act_out[start : i + 1], self._slopes[: i + 1 - start])
             self._slopes_from = start
-        slope: np.ndarray = self._slopes[i - self._slopes_from]
-        return slope
+        return self._slope_rows[i - self._slopes_from]  # views made once, not per layer

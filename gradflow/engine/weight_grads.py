@@ -134,7 +134,9 @@ class WeightGradients:
         else:  # the caller's slots, reused pass after pass
             assert into.dz.shape == (self.chunk, batch, n)
             self.dz = into.dz
-        # slots[i % chunk]: where layer i's ∂L/∂z (scaled by 2**-exponent) waits for its chunk
+        # slots[i % chunk]: where layer i's ∂L/∂z (scaled by 2**-exponent[i]) waits for its
+        # chunk. The gradient flow fills both, and layers arrive in reverse, so once the first
+        # layer of a chunk is in, it calls ``flush`` for the whole chunk.
         self.slots: list[np.ndarray] = list(self.dz)  # views made once, not per layer
         self.exponent = [0] * depth
         self.ones = np.ones((1, batch), dtype=dtype)
@@ -160,34 +162,29 @@ class WeightGradients:
         self.kept_w: list[np.ndarray] | None = [] if keep else None
         self.kept_b: list[np.ndarray] | None = [] if keep else None
 
-    def recorded(self, i: int, exponent: int) -> None:
-        """Layer i's ∂L/∂z is in its slot at scale 2**exponent. Layers arrive in reverse, so
-        once the first layer of a chunk is in, the whole chunk is taken."""
-        self.exponent[i] = exponent
-        if i % self.chunk == 0:
-            self.flush(i)
-
     def flush(self, layer: int) -> None:
         """Norms for the chunk that starts at ``layer``, whose ∂L/∂z are all in their slots."""
         stop = min(layer + self.chunk, len(self.exponent))
         count = stop - layer
         a, dz = self.dense_in[layer:stop], self.dz[:count]
         exponents = self.exponent[layer:stop]
+        # converted once: NumPy converts a list of Python ints element by element, slowly
+        exps = np.fromiter(exponents, np.int64, count)
         db = np.matmul(self.ones, dz)[:, 0, :]  # (K, n): the batch sum, as one BLAS call
-        _fill(self.bias[layer:stop], np.vecdot(db, db), exponents, db)
+        _fill(self.bias[layer:stop], np.vecdot(db, db), exps, db)
         if self.gram:
             rows = self.weight[layer:stop]
             near_one, shifts = self._near_one(a)
             sq, redo, cancels = self._gram_sq(near_one, dz)
             rows[:, 0] = np.sqrt(sq)
-            rows[:, 1] = np.subtract(exponents, shifts)
+            rows[:, 1] = np.subtract(exps, shifts)
             for j in np.flatnonzero(redo):
                 rows[j] = self._again(a[j], dz[j], exponents[j], bool(cancels[j]))
             return
         dw = self.dw[:count] if self.into is None else self.into.weight[layer:stop]
         np.matmul(a.transpose(0, 2, 1), dz, out=dw)  # (K, n, n)
         flat = dw.reshape(count, -1)
-        _fill(self.weight[layer:stop], np.vecdot(flat, flat), exponents, dw)
+        _fill(self.weight[layer:stop], np.vecdot(flat, flat), exps, dw)
         if self.into is not None:
             self.into.bias[layer:stop] = db
             for k, e in enumerate(exponents):
@@ -255,8 +252,9 @@ class WeightGradients:
         return sq, ~in_range | cancels, in_range & cancels
 
 
-def _fill(rows: np.ndarray, sq: np.ndarray, exponents: list[int], values: np.ndarray) -> None:
-    """rows ← (√sq, exponent); where a sum of squares left the float range, the exact path."""
+def _fill(rows: np.ndarray, sq: np.ndarray, exponents: np.ndarray, values: np.ndarray) -> None:
+    """rows ← (√sq, exponent) for K layers (exponents (K,) int64); where a sum of squares left
+    the float range, the exact path."""
     rows[:, 0] = np.sqrt(sq)
     rows[:, 1] = exponents
     in_range = (sq > 0) & (sq < np.inf)
@@ -264,4 +262,4 @@ def _fill(rows: np.ndarray, sq: np.ndarray, exponents: list[int], values: np.nda
         # all-zero layers (a dead network) already have their exact norm, 0
         nonzero = values.reshape(len(values), -1).any(axis=1)
         for k in np.flatnonzero(~in_range & nonzero):
-            rows[k] = checked_norm(float(sq[k]), values[k], exponents[k])
+            rows[k] = checked_norm(float(sq[k]), values[k], int(exponents[k]))

@@ -23,7 +23,6 @@ gradient flow's (``linear_back``, ``norm_back``, ``phi_back``, ``at_input``; ``f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -53,14 +52,6 @@ class Steps(Protocol):
 
 
 # ---- plain: one layer ------------------------------------------------------------------------
-
-
-def plain_forward(tape: Tape, block: Block, h: np.ndarray) -> np.ndarray:
-    return layer_forward(tape, block.first, h)
-
-
-def plain_backward(flow: Steps, block: Block) -> None:
-    layer_backward(flow, block.first)
 
 
 def layer_forward(tape: Tape, i: int, h: np.ndarray) -> np.ndarray:
@@ -156,8 +147,7 @@ def postnorm_after_add_backward(flow: Steps, block: Block) -> None:
 # ---- the residual addition, shared by every residual wiring ----------------------------------
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # a table row of functions, never compared
-class Wiring:
+class Wiring(NamedTuple):  # a table row of functions: immutable, cheap to create at import
     """A residual block's parts; the addition between them is the same for every wiring."""
 
     order: Order  # what the tape keeps for each layer

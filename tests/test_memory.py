@@ -52,6 +52,23 @@ def test_estimate_bounds_the_measured_peak(
     assert peak <= estimate <= 1.8 * peak
 
 
+@pytest.mark.parametrize(
+    ("activation", "skip", "norm"), [("sigmoid", "none", "none"), ("relu", "pre", "layer")]
+)
+def test_estimate_counts_every_layer_view(activation: str, skip: str, norm: str) -> None:
+    """Deep and narrow, where each layer's few bytes of values are outweighed by the array
+    objects the pass keeps for it (views of the weights, their transposes, the outputs)."""
+    spec = NetworkSpec(depth=20_000, width=4, batch=2, activation=activation, skip=skip, norm=norm)  # type: ignore[arg-type]
+    analyze(spec.replace(depth=2, skip="none"))
+    tracemalloc.start()
+    try:
+        analyze(spec)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= estimate_bytes(spec) <= 1.8 * peak
+
+
 # A second pass of the same shape, counting the page faults it takes: run in a child process,
 # since keep_freed_memory changes how that process's malloc hands memory back.
 REUSE = """

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gradflow.analysis.assemble import build_report
+from gradflow.analysis.assemble import build_report, report_bytes
 from gradflow.analysis.results import Report
 from gradflow.analysis.statistics import StatsCollector, statistics_bytes, stats_chunk_layers
 from gradflow.analysis.verdict import Thresholds
@@ -63,8 +63,10 @@ def compare(
 
 
 def estimate_bytes(spec: NetworkSpec, keep_gradients: bool = False) -> int:
-    """Bytes an analyzed pass of ``spec`` holds at its peak: the engine's and the statistics'."""
-    return memory.estimate_bytes(spec, keep_gradients, observer_bytes=statistics_bytes(spec))
+    """Bytes an analyzed pass of ``spec`` holds at its peak: the engine's, the statistics' and the
+    report's."""
+    observers = statistics_bytes(spec) + report_bytes(spec)
+    return memory.estimate_bytes(spec, keep_gradients, observer_bytes=observers)
 
 
 def variant_spec(spec: NetworkSpec, variant: Skip | str) -> NetworkSpec:

@@ -22,6 +22,19 @@ from gradflow.engine.magnitudes import Magnitudes
 from gradflow.engine.network import Network
 from gradflow.engine.spec import NetworkSpec
 
+# Bytes per layer and per block of the records a pass ends with and the report built from them
+# while the tape is still held: a name (~65 bytes as tracemalloc counts a short str), the
+# magnitudes (mantissa and exponent: 16 bytes each) and the arrays derived from them.
+REPORT_LAYER_BYTES = 160
+REPORT_BLOCK_BYTES = 160
+
+
+def report_bytes(spec: NetworkSpec) -> int:
+    """Bytes of a pass's records and of its report, held at the pass's peak."""
+    return spec.depth * REPORT_LAYER_BYTES + (
+        spec.blocks * REPORT_BLOCK_BYTES if spec.residual else 0
+    )
+
 
 def layer_names(spec: NetworkSpec) -> tuple[str, ...]:
     if not spec.residual:

@@ -2,9 +2,9 @@
 
 Each module that allocates declares its own bytes next to its allocations; this one only sums
 the declarations: the network's arrays (shared by every variant of a comparison), the tape,
-the gradient flow's buffers and the weight-gradient norms' working memory. Variants run one
-after another, so a comparison needs the largest variant's estimate. What observes a pass (the
-statistics) adds its own bytes through ``observer_bytes``.
+the gradient flow's buffers, the weight-gradient norms' working memory and the driver's blocks.
+Variants run one after another, so a comparison needs the largest variant's estimate. What
+observes a pass (the statistics, the report) adds its own bytes through ``observer_bytes``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 
 from gradflow.engine.gradient import flow_bytes
 from gradflow.engine.network import network_bytes
-from gradflow.engine.passes import norm_after_add, order
+from gradflow.engine.passes import driver_bytes, norm_after_add, order
 from gradflow.engine.spec import NetworkSpec
 from gradflow.engine.tape import tape_bytes
 from gradflow.engine.weight_grads import Method, buffer_bytes
@@ -32,6 +32,7 @@ def estimate_bytes(
         + tape_bytes(spec, order(spec), norm_after_add(spec))
         + flow_bytes(spec, keep_gradients)
         + buffer_bytes(spec, keep_gradients, method)
+        + driver_bytes(spec)
         + observer_bytes
     )
 

@@ -39,11 +39,20 @@ BackwardStep = Callable[[Flow, Block], None]
 
 @lru_cache(maxsize=8)
 def blocks(spec: NetworkSpec) -> tuple[Block, ...]:
-    """The steps of a pass: one per layer in a plain network, one per residual block."""
+    """The steps of a pass: one per layer in a plain network, one per residual block. (A plain
+    pass loops over its layers without them.)"""
     k = spec.block_size if spec.residual else 1
     return tuple(
         Block(b, range(b * k, (b + 1) * k), b * k, (b + 1) * k - 1) for b in range(spec.depth // k)
     )
+
+
+BLOCK_BYTES = 300  # a Block and its range, as tracemalloc counts them (~294)
+
+
+def driver_bytes(spec: NetworkSpec) -> int:
+    """Bytes the driver holds for a pass: a residual network's blocks (cached beyond it)."""
+    return spec.blocks * BLOCK_BYTES if spec.residual else 0
 
 
 def _steps(spec: NetworkSpec) -> tuple[ForwardStep, BackwardStep]:
@@ -71,8 +80,7 @@ def forward(
 ) -> tuple[Tape, np.ndarray]:
     """Run the network on x (B, n); biases None means all zero. Returns the tape and the output
     y (B, n). Finished layers go to ``observe`` ``chunk`` at a time."""
-    steps = blocks(spec)
-    norm_out = [block.last for block in steps] if norm_after_add(spec) else None
+    norm_out = [block.last for block in blocks(spec)] if norm_after_add(spec) else None
     tape = Tape(spec, order(spec), weights, biases, x, norm_out, chunk, observe)
     return tape, _run_forward(spec, tape, x)
 

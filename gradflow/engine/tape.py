@@ -51,9 +51,13 @@ def tape_bytes(spec: NetworkSpec, order: Order, norm_after_add: bool) -> int:
     act = ACTIVATIONS[spec.activation]
     total = (spec.depth + (order is Order.POST)) * layer  # acts
     total += SCRATCH * layer
+    # per layer, array views made once: the weights as the pass sees them, their transposes
+    # and the outputs (at depth 100,000 some 40 MB)
+    views = 3 * spec.depth
     derive = derives_slope(spec)
     if not (act.identity or derive):
         total += spec.depth * layer  # deriv
+        views += spec.depth
     if derive:
         total += _slope_chunk(spec) * layer  # φ' of one chunk, computed from φ
     axis = NORM_AXIS[spec.norm]
@@ -61,9 +65,10 @@ def tape_bytes(spec: NetworkSpec, order: Order, norm_after_add: bool) -> int:
         sites = spec.blocks if norm_after_add else spec.depth
         inv = int(np.prod(inv_std_shape(axis, spec.batch, spec.width)))
         total += sites * inv * size
+        views += 2 * sites
         if not norm_after_add:  # x̂ arrays of their own (Post-LN's are the block outputs)
             total += sites * layer
-    return total
+    return total + views * VIEW_BYTES
 
 
 def derives_slope(spec: NetworkSpec) -> bool:
@@ -80,6 +85,7 @@ def derives_slope(spec: NetworkSpec) -> bool:
     return act.slope_in_backward or size >= MMAP_FROM
 
 
+VIEW_BYTES = 136  # an ndarray view and its list slot, as tracemalloc counts them
 SCRATCH = 4  # (B, n) scratch buffers: z, the add's result, and two for the pre-order stream
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
 from gradflow.analysis.assemble import build_report, report_bytes
 from gradflow.analysis.results import Report
+from gradflow.analysis.side_by_side import side_by_side
 from gradflow.analysis.statistics import StatsCollector, statistics_bytes, stats_chunk_layers
 from gradflow.analysis.verdict import Thresholds
 from gradflow.engine import memory
@@ -17,7 +20,7 @@ from gradflow.engine.magnitudes import exact_norm
 from gradflow.engine.network import Network, build
 from gradflow.engine.passes import backward, forward
 from gradflow.engine.spec import NetworkSpec, Skip
-from gradflow.engine.threads import one_blas_thread
+from gradflow.engine.threads import cores, one_blas_thread
 from gradflow.engine.weight_grads import Method
 
 ProgressCallback = Callable[[int, int], None]  # (layers done, layers in all)
@@ -38,7 +41,8 @@ def analyze(
     ``method`` chooses how ‖∂L/∂W‖ is taken (auto, gram, explicit); ``keep_gradients`` also
     returns every ∂L/∂W, ∂L/∂b and ∂L/∂(layer input) formed."""
     network = network or build(spec)
-    return _run(spec, network, thresholds, keep_gradients, progress, 0, 1, method)
+    done = None if progress is None else _of_total(progress, 2 * spec.depth)
+    return _run(spec, network, thresholds, keep_gradients, done, method)
 
 
 @one_blas_thread
@@ -49,24 +53,32 @@ def compare(
     thresholds: Thresholds = Thresholds(),  # noqa: B008
     network: Network | None = None,
     progress: ProgressCallback | None = None,
+    workers: int | None = None,
 ) -> list[Report]:
     """The same weights wired with each skip variant, one report per variant.
 
-    zero_init_residual zeroes branch ends only in the residual variants: a plain network has no
-    branches, and zeroing its layers would only cut the gradient off.
+    The variants run side by side on up to ``workers`` threads (None: one a core; 1: one after
+    another), each holding its own tape (``estimate_bytes(..., at_once=workers)``); the reports
+    are the same bits either way. zero_init_residual zeroes branch ends only in the residual
+    variants: a plain network has no branches, and zeroing its layers would only cut the
+    gradient off.
     """
     specs = [variant_spec(spec, v) for v in variants]
     network = network or build(specs[0])
-    return [
-        _run(s, network, thresholds, False, progress, i, len(specs)) for i, s in enumerate(specs)
-    ]
+    shares = None if progress is None else _Shares(progress, len(specs), 2 * spec.depth)
+
+    def run(i: int) -> Report:
+        done = None if shares is None else partial(shares.update, i)
+        return _run(specs[i], network, thresholds, False, done)
+
+    return side_by_side(run, len(specs), cores() if workers is None else workers)
 
 
-def estimate_bytes(spec: NetworkSpec, keep_gradients: bool = False) -> int:
+def estimate_bytes(spec: NetworkSpec, keep_gradients: bool = False, at_once: int = 1) -> int:
     """Bytes an analyzed pass of ``spec`` holds at its peak: the engine's, the statistics' and the
-    report's."""
+    report's; with ``at_once`` passes side by side (compare's variants), each its own."""
     observers = statistics_bytes(spec) + report_bytes(spec)
-    return memory.estimate_bytes(spec, keep_gradients, observer_bytes=observers)
+    return memory.estimate_bytes(spec, keep_gradients, observer_bytes=observers, at_once=at_once)
 
 
 def variant_spec(spec: NetworkSpec, variant: Skip | str) -> NetworkSpec:
@@ -76,28 +88,43 @@ def variant_spec(spec: NetworkSpec, variant: Skip | str) -> NetworkSpec:
     )
 
 
+class _Shares:
+    """Progress of runs side by side as one count: each run's layers done, summed."""
+
+    def __init__(self, progress: ProgressCallback, runs: int, each: int) -> None:
+        self.progress, self.total = progress, runs * each
+        self.done = [0] * runs
+        self.lock = threading.Lock()  # one sum at a time, so the count never goes back
+
+    def update(self, run: int, done: int) -> None:
+        with self.lock:
+            self.done[run] = done
+            self.progress(sum(self.done), self.total)
+
+
+def _of_total(progress: ProgressCallback, total: int) -> Callable[[int], None]:
+    return lambda done: progress(done, total)
+
+
 def _run(
     spec: NetworkSpec,
     network: Network,
     thresholds: Thresholds,
     keep_gradients: bool,
-    progress: ProgressCallback | None,
-    run_index: int,
-    runs: int,
+    progress: Callable[[int], None] | None,  # called with the run's layers done (of 2·depth)
     method: Method | str = Method.AUTO,
 ) -> Report:
     weights, biases = network.weights_for(spec), network.pass_biases(spec)
     stats = StatsCollector(spec)
-    total, offset = 2 * spec.depth * runs, 2 * spec.depth * run_index
 
     def observe(start: int, stop: int, out: np.ndarray, deriv: np.ndarray | None) -> None:
         stats(start, stop, out, deriv)
         if progress is not None:
-            progress(offset + stop, total)
+            progress(stop)
 
     def backward_progress(done: int) -> None:
         if progress is not None:
-            progress(offset + spec.depth + done, total)
+            progress(spec.depth + done)
 
     # Overflow, underflow and NaN are results to report, not warnings to print per element.
     with np.errstate(all="ignore"):

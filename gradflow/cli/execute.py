@@ -32,6 +32,7 @@ from gradflow.engine import memory
 from gradflow.engine.heap import keep_freed_memory
 from gradflow.engine.network import Network, build
 from gradflow.engine.spec import DType, NetworkSpec
+from gradflow.engine.threads import cores
 from gradflow.render import table, view
 
 if TYPE_CHECKING:
@@ -58,9 +59,9 @@ def execute(plan: Plan) -> ExitCode:
         from gradflow.cli.execute_train import execute_train
 
         return execute_train(plan)
-    guard_memory(plan, max(estimate_bytes(variant_spec(plan.spec, v)) for v in plan.variants))
+    guard_memory(plan, _need(plan, at_once=1))
     try:
-        reports, network = _run(plan)
+        reports, network = _run(plan, _side_by_side(plan))
     except MemoryError:  # the estimate is an estimate: still one line, not a traceback
         raise BadInput("memory", f"ran out of memory; {_shrink_hint(plan.spec)}") from None
     failures = _save_arrays(plan, network)
@@ -96,6 +97,20 @@ def guard_memory(plan: Plan, need: int) -> None:
     raise BadInput("memory", f"{needs}; {_shrink_hint(plan.spec)}")
 
 
+def _need(plan: Plan, at_once: int) -> int:
+    """Bytes the run needs with ``at_once`` variants side by side (the largest ones)."""
+    return max(estimate_bytes(variant_spec(plan.spec, v), at_once=at_once) for v in plan.variants)
+
+
+def _side_by_side(plan: Plan) -> int:
+    """How many of compare's variants run at once: one a core, as many as the memory holds."""
+    limit = plan.max_memory if plan.max_memory is not None else memory.available_bytes()
+    at_once = min(len(plan.variants), cores())
+    while at_once > 1 and _need(plan, at_once) > limit:
+        at_once -= 1
+    return at_once
+
+
 def _shrink_hint(spec: NetworkSpec) -> str:
     hint = "try a smaller --depth, --width or --batch"
     return hint + (", or --dtype float32" if spec.dtype is DType.FLOAT64 else "")
@@ -119,7 +134,7 @@ def bytes_text(size: int) -> str:
 # ---- the run ----------------------------------------------------------------------------------
 
 
-def _run(plan: Plan) -> tuple[list[Report], Network]:
+def _run(plan: Plan, at_once: int) -> tuple[list[Report], Network]:
     spec = plan.spec
     with _ProgressBar(spec, len(plan.variants)) as progress:
         network = build(spec)  # the same arrays for every variant
@@ -131,7 +146,12 @@ def _run(plan: Plan) -> tuple[list[Report], Network]:
             ]
         else:
             reports = analysis.compare(
-                spec, plan.variants, thresholds=plan.thresholds, network=network, progress=progress
+                spec,
+                plan.variants,
+                thresholds=plan.thresholds,
+                network=network,
+                progress=progress,
+                workers=at_once,
             )
     return reports, network
 

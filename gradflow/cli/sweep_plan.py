@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from gradflow.cli.plan import (
     format_for,
 )
 from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
+from gradflow.engine.threads import cores
 
 MAX_RUNS = 100_000  # more needs --yes
 INSTALL_DASK = "pip install 'gradflow-cli[dask]'"
@@ -328,13 +328,6 @@ def _jobs(flags: SweepFlags) -> int:
     if flags.jobs < 1:
         raise BadInput("--jobs", f"must be at least 1, got {flags.jobs}")
     return flags.jobs
-
-
-def cores() -> int:
-    """The cores this process may run on (its affinity where the system says)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def _format(chosen: SweepFormat | None, target: OutputTarget | None) -> SweepFormat:

@@ -3,8 +3,9 @@
 Each module that allocates declares its own bytes next to its allocations; this one only sums
 the declarations: the network's arrays (shared by every variant of a comparison), the tape,
 the gradient flow's buffers, the weight-gradient norms' working memory and the driver's blocks.
-Variants run one after another, so a comparison needs the largest variant's estimate. What
-observes a pass (the statistics, the report) adds its own bytes through ``observer_bytes``.
+A comparison runs its variants side by side where memory allows (``at_once``), each pass with
+its own tape. What observes a pass (the statistics, the report) adds its own bytes through
+``observer_bytes``.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ def estimate_bytes(
     *,
     method: Method = Method.AUTO,
     observer_bytes: int = 0,
+    at_once: int = 1,
 ) -> int:
-    """Bytes one pass of ``spec`` holds at its peak."""
-    return (
-        network_bytes(spec)
-        + tape_bytes(spec, order(spec), norm_after_add(spec))
+    """Bytes one pass of ``spec`` holds at its peak; ``at_once``: so many passes side by side,
+    on the one network (compare's variants on threads)."""
+    each_pass = (
+        tape_bytes(spec, order(spec), norm_after_add(spec))
         + flow_bytes(spec, keep_gradients)
         + buffer_bytes(spec, keep_gradients, method)
         + driver_bytes(spec)
         + observer_bytes
     )
+    return network_bytes(spec) + at_once * each_pass
 
 
 def available_bytes() -> int:

@@ -49,6 +49,13 @@ def start_on_one_thread() -> bool:
     return True
 
 
+def cores() -> int:
+    """The cores this process may run on (its affinity where the system says)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:
     """Run ``function`` with the BLAS libraries NumPy loaded limited to one thread."""
 

@@ -1,0 +1,54 @@
+"""Independent runs on a few threads at once: compare's variants side by side.
+
+Every pass keeps to one BLAS thread (engine/threads.py), so a second core sits idle while a
+comparison runs its variants one after another. Run on threads of their own, the variants share
+the cores: NumPy releases the GIL for the products and the elementwise work, which is most of a
+pass at the widths where it takes time (measured on 2 cores: 0.68-0.75 of the time at widths
+128-512; no slower at width 16, where Python holds the GIL). The results are the same bits, as
+each run is computed alone with its own buffers.
+
+The threads are daemons: on Ctrl-C the command exits at once instead of waiting for the runs
+still going.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar, cast
+
+T = TypeVar("T")
+
+
+def side_by_side(task: Callable[[int], T], count: int, workers: int) -> list[T]:
+    """[task(0), ..., task(count - 1)], on up to ``workers`` threads; one: in this thread. An
+    exception in a task is raised here (the first by index) once the tasks already started are
+    done; no further task starts after one has failed."""
+    workers = max(1, min(workers, count))
+    if workers == 1:
+        return [task(i) for i in range(count)]
+    results: list[T | None] = [None] * count
+    errors: list[BaseException | None] = [None] * count
+    pending = iter(range(count))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = None if any(errors) else next(pending, None)
+            if i is None:
+                return
+            try:
+                results[i] = task(i)
+            except BaseException as error:  # handed to the caller, as a serial run would raise
+                errors[i] = error
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for error in errors:
+        if error is not None:
+            raise error
+    return cast(list[T], results)  # every slot is filled when none failed

@@ -10,6 +10,7 @@
 8. analyze with every core busy: the default run against one forced BLAS thread
 9. one training step (gradflow train) vs PyTorch eager doing the same step
 10. gradflow sweep: per-run overhead beyond the pass, and 2 jobs against 1 (bench/sweep.py)
+11. compare's variants side by side on threads against one after another (bench/side.py)
 
 ``python -m bench --quick`` (``make bench-quick``) runs the headline ratios only: one floor case
 per dtype, depth 20,000 at width 16, compare's CLI latency, and the torch side-by-side at
@@ -61,6 +62,8 @@ class Plan:
     peer_shapes: tuple[tuple[int, int, int, str, int], ...] = ()
     peer_cases: tuple[tuple[str, str], ...] = ()
     under_load: bool = False  # 8: analyze with a CPU-bound process on every core
+    # 11: compare's variants side by side against one after another: depth, width, batch
+    side_by_side: tuple[tuple[int, int, int], ...] = ()
 
 
 PEER_CASES = tuple(
@@ -99,6 +102,7 @@ FULL = Plan(
     ),
     peer_cases=PEER_CASES,
     under_load=True,
+    side_by_side=((50, 128, 32), (50, 512, 128)),
 )
 
 QUICK = Plan(
@@ -495,6 +499,26 @@ def under_load(plan: Plan) -> None:
         f"{len(load)} spinning")  # fmt: skip
 
 
+def side_by_side(plan: Plan) -> None:
+    rows = section(
+        "side_by_side",
+        "11. compare's three variants side by side (a thread a core) vs one after another "
+        "(best of 3 interleaved, fresh process)",
+        "the same reports, bit for bit (tests/test_side_by_side.py); no target: a busy machine "
+        "gives less than its cores",
+    )
+    row("case", "one by one", "side by side", "ratio", "cores")
+    for depth, width, batch in plan.side_by_side:
+        spec = {"depth": depth, "width": width, "batch": batch, "repeat": 3}
+        out = subprocess.run([PY, "-m", "bench.side", json.dumps(spec)], capture_output=True,
+                             text=True, check=True)  # fmt: skip
+        r = json.loads(out.stdout)
+        ratio = r["side_by_side_s"] / r["serial_s"]
+        rows.append({"depth": depth, "width": width, "batch": batch, **r, "ratio": ratio})
+        row(f"{depth}x{width}x{batch}", f"{r['serial_s'] * 1e3:.0f} ms",
+            f"{r['side_by_side_s'] * 1e3:.0f} ms", f"{ratio:.2f}", str(r["cores"]))  # fmt: skip
+
+
 def finite(value: Any) -> Any:
     """The value with every non-finite float replaced by None, so the file is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -564,6 +588,8 @@ def main(argv: list[str] | None = None) -> None:
     if plan is FULL:
         steps.append(train_step)
         steps.append(sweep_executors)
+    if plan.side_by_side:
+        steps.append(side_by_side)
     for step in steps:
         start = time.perf_counter()
         step(plan)

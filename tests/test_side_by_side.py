@@ -140,3 +140,38 @@ def test_the_command_runs_as_many_variants_at_once_as_memory_holds(
     result = CliRunner().invoke(app, [*args, "--max-memory", str(limit)])
     assert result.exit_code == 0, result.output
     assert used == [expected]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_training_side_by_side_gives_the_same_bits(optimizer: str) -> None:
+    from gradflow.analysis.train import train
+    from gradflow.analysis.training import Training
+    from gradflow.render.train_view import to_json as train_json
+
+    spec = NetworkSpec(depth=6, width=12, batch=4, activation="tanh", skip="post")
+    training = Training(optimizer=optimizer, steps=12, samples=16, every=1)  # type: ignore[arg-type]
+    calls: list[tuple[int, int]] = []
+    serial = train(spec, VARIANTS, training, workers=1)
+    together = train(
+        spec, VARIANTS, training, workers=3, progress=lambda d, t: calls.append((d, t))
+    )
+    assert train_json(spec, together, training) == train_json(spec, serial, training)
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == 3 * training.steps
+    assert {t for _, t in calls} == {3 * training.steps}
+
+
+def test_training_estimate_holds_the_variants_side_by_side() -> None:
+    from gradflow.analysis.train import train, train_bytes
+    from gradflow.analysis.training import Training
+
+    spec = NetworkSpec(depth=20, width=48, batch=16, skip="pre")
+    training = Training(steps=6, samples=64)
+    train(spec.replace(depth=2), VARIANTS, training, workers=3)  # imports, caches
+    tracemalloc.start()
+    try:
+        train(spec, VARIANTS, training, workers=3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= train_bytes(spec, training, at_once=3)

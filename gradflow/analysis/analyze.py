@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from gradflow.analysis.assemble import build_report, report_bytes
 from gradflow.analysis.results import Report
-from gradflow.analysis.side_by_side import side_by_side
+from gradflow.analysis.side_by_side import Shares, side_by_side
 from gradflow.analysis.statistics import StatsCollector, statistics_bytes, stats_chunk_layers
 from gradflow.analysis.verdict import Thresholds
 from gradflow.engine import memory
@@ -65,7 +64,7 @@ def compare(
     """
     specs = [variant_spec(spec, v) for v in variants]
     network = network or build(specs[0])
-    shares = None if progress is None else _Shares(progress, len(specs), 2 * spec.depth)
+    shares = None if progress is None else Shares(progress, len(specs), 2 * spec.depth)
 
     def run(i: int) -> Report:
         done = None if shares is None else partial(shares.update, i)
@@ -86,20 +85,6 @@ def variant_spec(spec: NetworkSpec, variant: Skip | str) -> NetworkSpec:
     return spec.replace(
         skip=skip, zero_init_residual=spec.zero_init_residual and skip is not Skip.NONE
     )
-
-
-class _Shares:
-    """Progress of runs side by side as one count: each run's layers done, summed."""
-
-    def __init__(self, progress: ProgressCallback, runs: int, each: int) -> None:
-        self.progress, self.total = progress, runs * each
-        self.done = [0] * runs
-        self.lock = threading.Lock()  # one sum at a time, so the count never goes back
-
-    def update(self, run: int, done: int) -> None:
-        with self.lock:
-            self.done[run] = done
-            self.progress(sum(self.done), self.total)
 
 
 def _of_total(progress: ProgressCallback, total: int) -> Callable[[int], None]:

@@ -1,4 +1,4 @@
-"""Independent runs on a few threads at once: compare's variants side by side.
+"""Independent runs on a few threads at once: compare's and train's variants side by side.
 
 Every pass keeps to one BLAS thread (engine/threads.py), so a second core sits idle while a
 comparison runs its variants one after another. Run on threads of their own, the variants share
@@ -18,6 +18,21 @@ from collections.abc import Callable
 from typing import TypeVar, cast
 
 T = TypeVar("T")
+
+
+class Shares:
+    """Progress of runs side by side as one count: each run's own count, summed, reported to
+    ``progress(done, total)``."""
+
+    def __init__(self, progress: Callable[[int, int], None], runs: int, each: int) -> None:
+        self.progress, self.total = progress, runs * each
+        self.done = [0] * runs
+        self.lock = threading.Lock()  # one sum at a time, so the count never goes back
+
+    def update(self, run: int, done: int) -> None:
+        with self.lock:
+            self.done[run] = done
+            self.progress(sum(self.done), self.total)
 
 
 def side_by_side(task: Callable[[int], T], count: int, workers: int) -> list[T]:

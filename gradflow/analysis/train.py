@@ -26,12 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gradflow.analysis.analyze import estimate_bytes, variant_spec
 from gradflow.analysis.assemble import layer_names
+from gradflow.analysis.side_by_side import Shares, side_by_side
 from gradflow.analysis.teacher import TeacherData, constant_loss, teacher_data
 from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.engine.losses import LOSSES, LossData, LossResult
@@ -41,7 +43,7 @@ from gradflow.engine.optimizers import buffer_count, make_optimizer, update
 from gradflow.engine.passes import backward, forward, forward_again
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
 from gradflow.engine.tape import Tape
-from gradflow.engine.threads import one_blas_thread
+from gradflow.engine.threads import cores, one_blas_thread
 from gradflow.engine.weight_grads import Method, gradient_buffers
 
 if TYPE_CHECKING:
@@ -117,28 +119,30 @@ def train(
     network: Network | None = None,
     data: TeacherData | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> list[TrainRun]:
-    """Train each variant of ``spec`` from the same initial weights on the same minibatches."""
+    """Train each variant of ``spec`` from the same initial weights on the same minibatches.
+    The variants train side by side on up to ``workers`` threads (None: one a core; 1: one
+    after another), each with its own parameters and tape; the runs are the same bits either
+    way (``train_bytes(..., at_once=workers)``)."""
     specs = [variant_spec(spec, v) for v in variants]
     network = network or build(specs[0])
     data = data or teacher_data(specs[0], training.samples, training.steps)
     floor = constant_loss(data, spec.loss)
-    runs = []
-    for i, s in enumerate(specs):
+    shares = None if progress is None else Shares(progress, len(specs), training.steps)
 
-        def done(step: int, i: int = i) -> None:
-            if progress is not None:
-                progress(i * training.steps + step, len(specs) * training.steps)
-
+    def run(i: int) -> TrainRun:
+        done = (lambda step: None) if shares is None else partial(shares.update, i)
         with np.errstate(all="ignore"):  # overflow and NaN are results, reported below
-            runs.append(Trainer(s, network, data, training).run(floor, done))
-    return runs
+            return Trainer(specs[i], network, data, training).run(floor, done)
+
+    return side_by_side(run, len(specs), cores() if workers is None else workers)
 
 
-def train_bytes(spec: NetworkSpec, training: Training) -> int:
-    """Bytes a training run holds at its peak: one pass's (the tape and the network), and per
-    variant its parameters, gradients and optimiser buffers (each of the parameters' size),
-    the teacher data, and the records."""
+def train_bytes(spec: NetworkSpec, training: Training, at_once: int = 1) -> int:
+    """Bytes a training run holds at its peak: per variant training at once, a pass's (the
+    tape), its parameters, gradients and optimiser buffers (each of the parameters' size) and
+    its records; once, the network and the teacher data."""
     size = np.dtype(spec.dtype.value).itemsize
     params = spec.depth * (spec.width**2 + spec.width)
     if spec.loss is Loss.XENT:
@@ -146,7 +150,9 @@ def train_bytes(spec: NetworkSpec, training: Training) -> int:
     arrays = (2 + buffer_count(training.optimizer)) * params * size
     data = training.samples * spec.width * size * 2 + training.steps * spec.batch * 8
     records = -(-training.steps // training.record_every) * (spec.depth + 1) * 3 * 16
-    return estimate_bytes(spec, keep_gradients=False) + arrays + data + records
+    return estimate_bytes(spec, keep_gradients=False, at_once=at_once) + (
+        at_once * (arrays + records) + data
+    )
 
 
 def initial_parameters(spec: NetworkSpec, network: Network) -> list[np.ndarray]:

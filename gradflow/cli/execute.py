@@ -16,6 +16,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -59,9 +60,9 @@ def execute(plan: Plan) -> ExitCode:
         from gradflow.cli.execute_train import execute_train
 
         return execute_train(plan)
-    guard_memory(plan, _need(plan, at_once=1))
+    guard_memory(plan, _need(plan, 1))
     try:
-        reports, network = _run(plan, _side_by_side(plan))
+        reports, network = _run(plan, runs_at_once(plan, partial(_need, plan)))
     except MemoryError:  # the estimate is an estimate: still one line, not a traceback
         raise BadInput("memory", f"ran out of memory; {_shrink_hint(plan.spec)}") from None
     failures = _save_arrays(plan, network)
@@ -102,11 +103,12 @@ def _need(plan: Plan, at_once: int) -> int:
     return max(estimate_bytes(variant_spec(plan.spec, v), at_once=at_once) for v in plan.variants)
 
 
-def _side_by_side(plan: Plan) -> int:
-    """How many of compare's variants run at once: one a core, as many as the memory holds."""
+def runs_at_once(plan: Plan, need: Callable[[int], int]) -> int:
+    """How many variants run side by side: one a core, as many as the memory holds (``need(k)``:
+    the bytes with k at once)."""
     limit = plan.max_memory if plan.max_memory is not None else memory.available_bytes()
     at_once = min(len(plan.variants), cores())
-    while at_once > 1 and _need(plan, at_once) > limit:
+    while at_once > 1 and need(at_once) > limit:
         at_once -= 1
     return at_once
 

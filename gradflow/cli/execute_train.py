@@ -18,6 +18,7 @@ from gradflow.cli.execute import (
     FILE_WIDTH,
     guard_memory,
     page_console,
+    runs_at_once,
     save_arrays,
     to_stdout,
     write_text,
@@ -34,13 +35,23 @@ from gradflow.render.grid import Grid
 def execute_train(plan: Plan) -> ExitCode:
     assert plan.train is not None
     training = plan.train.training
-    guard_memory(
-        plan, max(train_bytes(variant_spec(plan.spec, v), training) for v in plan.variants)
-    )
+
+    def need(at_once: int) -> int:
+        specs = [variant_spec(plan.spec, v) for v in plan.variants]
+        return max(train_bytes(spec, training, at_once) for spec in specs)
+
+    guard_memory(plan, need(1))
     try:
         network = build(variant_spec(plan.spec, plan.variants[0]))
         data = teacher_data(plan.spec, training.samples, training.steps)
-        runs = train(plan.spec, plan.variants, training, network=network, data=data)
+        runs = train(
+            plan.spec,
+            plan.variants,
+            training,
+            network=network,
+            data=data,
+            workers=runs_at_once(plan, need),
+        )
     except MemoryError:
         raise BadInput(
             "memory", "ran out of memory; try a smaller --depth, --width or --samples"

@@ -175,3 +175,38 @@ def test_training_estimate_holds_the_variants_side_by_side() -> None:
     finally:
         tracemalloc.stop()
     assert peak <= train_bytes(spec, training, at_once=3)
+
+
+def test_path_decompositions_side_by_side_give_the_same_bits() -> None:
+    from gradflow.analysis.paths import compare_paths
+    from gradflow.render.paths_view import to_json as paths_json
+
+    spec = NetworkSpec(depth=12, width=10, batch=4, skip="pre", activation="relu")
+    variants = ["post", "pre"]
+    calls: list[tuple[int, int]] = []
+    serial = compare_paths(spec, variants, max_length=3, samples=5, workers=1)
+    together = compare_paths(
+        spec, variants, max_length=3, samples=5, workers=2,
+        progress=lambda d, t: calls.append((d, t)),
+    )  # fmt: skip
+    assert paths_json(together) == paths_json(serial)
+    for a, b in zip(serial, together, strict=True):
+        np.testing.assert_array_equal(a.share, b.share)
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == calls[0][1]
+
+
+def test_path_estimate_holds_the_decompositions_side_by_side() -> None:
+    from gradflow.analysis.paths import compare_paths, paths_bytes
+
+    spec = NetworkSpec(depth=16, width=32, batch=8, skip="pre")
+    variants = ["post", "pre", "postnorm"]
+    spec = spec.replace(norm="layer")
+    compare_paths(spec.replace(depth=4), variants, workers=3)  # imports, caches
+    tracemalloc.start()
+    try:
+        compare_paths(spec, variants, samples=3, workers=3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= paths_bytes(spec, samples=3, at_once=3)

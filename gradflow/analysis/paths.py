@@ -46,11 +46,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gradflow.analysis.analyze import variant_spec
+from gradflow.analysis.side_by_side import Shares, side_by_side
 from gradflow.engine import memory
 from gradflow.engine.losses import LOSSES
 from gradflow.engine.magnitudes import Magnitudes, exact_norm, unit_scale
@@ -66,7 +68,7 @@ from gradflow.engine.passes import (
 )
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.engine.tape import Tape, tape_bytes
-from gradflow.engine.threads import one_blas_thread
+from gradflow.engine.threads import cores, one_blas_thread
 from gradflow.engine.wirings import Block
 
 if TYPE_CHECKING:
@@ -188,7 +190,9 @@ def decompose(
     longer paths as one remainder), with ``samples`` random single paths per length."""
     _check(spec, max_length, samples)
     network = network or build(spec)
-    return _run(spec, network, max_length, samples, progress, 0, 1)
+    total = _steps(spec, max_length, samples)
+    done = None if progress is None else partial(_report, progress, total)
+    return _run(spec, network, max_length, samples, done)
 
 
 @one_blas_thread
@@ -200,23 +204,32 @@ def compare_paths(
     samples: int = 0,
     network: Network | None = None,
     progress: ProgressCallback | None = None,
+    workers: int | None = None,
 ) -> list[Decomposition]:
     """The same weights wired with each residual variant (post, pre, postnorm), one
-    decomposition each."""
+    decomposition each; side by side on up to ``workers`` threads (None: one a core; 1: one
+    after another), the same bits either way (``paths_bytes(..., at_once=workers)``)."""
     specs = [variant_spec(spec, v) for v in variants]
     for s in specs:
         _check(s, max_length, samples)
     network = network or build(specs[0])
-    return [
-        _run(s, network, max_length, samples, progress, i, len(specs)) for i, s in enumerate(specs)
-    ]
+    each = _steps(specs[0], max_length, samples)  # the same for every variant of one network
+    shares = None if progress is None else Shares(progress, len(specs), each)
+
+    def run(i: int) -> Decomposition:
+        done = None if shares is None else partial(shares.update, i)
+        return _run(specs[i], network, max_length, samples, done)
+
+    return side_by_side(run, len(specs), cores() if workers is None else workers)
 
 
-def paths_bytes(spec: NetworkSpec, max_length: int | None = None, samples: int = 0) -> int:
-    """Bytes a decomposition of ``spec`` holds at its peak: the larger of one ordinary pass (as
-    the engine declares it) and, after it, the network and its tape with the DP's stacks of
-    K + 1 slices of (B, n) (one more for the remainder), then with the split kept while a chunk
-    of sampled paths goes back."""
+def paths_bytes(
+    spec: NetworkSpec, max_length: int | None = None, samples: int = 0, at_once: int = 1
+) -> int:
+    """Bytes a decomposition of ``spec`` holds at its peak: the network, and for each of the
+    ``at_once`` decompositions side by side the larger of one ordinary pass (as the engine
+    declares it) and, after it, its tape with the DP's stacks of K + 1 slices of (B, n) (one
+    more for the remainder), then with the split kept while a chunk of sampled paths goes back."""
     k = _length(spec, max_length)
     slab = spec.batch * spec.width * np.dtype(spec.dtype.value).itemsize
     split = _slots(spec, k) * slab
@@ -225,8 +238,10 @@ def paths_bytes(spec: NetworkSpec, max_length: int | None = None, samples: int =
         chunk = min(samples * (k + 1), _sample_chunk(spec))
         masks = samples * (k + 1) * spec.blocks  # which branches each path takes (bool)
         after = max(after, split + chunk * slab * SAMPLE_STACKS + SMALL_SLABS * slab + masks)
-    held = network_bytes(spec) + tape_bytes(spec, order(spec), norm_after_add(spec))
-    return max(memory.estimate_bytes(spec), held + after)
+    network = network_bytes(spec)
+    each_pass = memory.estimate_bytes(spec) - network
+    each = max(each_pass, tape_bytes(spec, order(spec), norm_after_add(spec)) + after)
+    return network + at_once * each
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -254,23 +269,29 @@ def _slots(spec: NetworkSpec, k: int) -> int:
     return k + 1 + (k < spec.blocks)
 
 
+def _report(progress: ProgressCallback, total: int, done: int) -> None:
+    progress(done, total)
+
+
+def _steps(spec: NetworkSpec, max_length: int | None, samples: int) -> int:
+    """Progress steps of one decomposition: a block of the split, a block of each sample chunk."""
+    return spec.blocks * (1 + _sample_chunks(spec, _length(spec, max_length), samples))
+
+
 def _run(
     spec: NetworkSpec,
     network: Network,
     max_length: int | None,
     samples: int,
-    progress: ProgressCallback | None,
-    run_index: int,
-    runs: int,
+    progress: Callable[[int], None] | None,  # called with the run's steps done
 ) -> Decomposition:
     k = _length(spec, max_length)
-    per_run = spec.blocks * (1 + _sample_chunks(spec, k, samples))
-    done = [run_index * per_run]
+    done = [0]
 
     def step() -> None:
         done[0] += 1
         if progress is not None:
-            progress(done[0], runs * per_run)
+            progress(done[0])
 
     # Overflow, underflow and NaN are results to report, not warnings to print per element.
     with np.errstate(all="ignore"):

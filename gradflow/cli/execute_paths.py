@@ -15,6 +15,7 @@ from gradflow.cli.execute import (
     FILE_WIDTH,
     guard_memory,
     page_console,
+    runs_at_once,
     to_stdout,
     write_text,
 )
@@ -27,11 +28,19 @@ from gradflow.render import paths_view, table
 def execute_paths(plan: Plan) -> ExitCode:
     assert plan.paths is not None
     max_length, samples = plan.paths.max_length, plan.paths.samples
-    guard_memory(
-        plan,
-        max(paths_bytes(variant_spec(plan.spec, v), max_length, samples) for v in plan.variants),
+
+    def need(at_once: int) -> int:
+        specs = [variant_spec(plan.spec, v) for v in plan.variants]
+        return max(paths_bytes(spec, max_length, samples, at_once) for spec in specs)
+
+    guard_memory(plan, need(1))
+    runs = compare_paths(
+        plan.spec,
+        plan.variants,
+        max_length=max_length,
+        samples=samples,
+        workers=runs_at_once(plan, need),
     )
-    runs = compare_paths(plan.spec, plan.variants, max_length=max_length, samples=samples)
     console = page_console()
     figure = write_paths_figure(plan.plot, runs)
     if plan.report is None:

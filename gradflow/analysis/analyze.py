@@ -58,7 +58,8 @@ def compare(
 
     The variants run side by side on up to ``workers`` threads (None: one a core; 1: one after
     another), each holding its own tape (``estimate_bytes(..., at_once=workers)``); the reports
-    are the same bits either way. zero_init_residual zeroes branch ends only in the residual
+    are the same bits either way, and ``progress`` is called from the runs' threads, one call at a
+    time, with the layers done in all. zero_init_residual zeroes branch ends only in the residual
     variants: a plain network has no branches, and zeroing its layers would only cut the
     gradient off.
     """

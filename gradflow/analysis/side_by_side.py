@@ -1,4 +1,5 @@
-"""Independent runs on a few threads at once: compare's and train's variants side by side.
+"""Independent runs on a few threads at once: the variants of compare, train and paths side by
+side.
 
 Every pass keeps to one BLAS thread (engine/threads.py), so a second core sits idle while a
 comparison runs its variants one after another. Run on threads of their own, the variants share
@@ -8,7 +9,7 @@ pass at the widths where it takes time (measured on 2 cores: 0.68-0.75 of the ti
 each run is computed alone with its own buffers.
 
 The threads are daemons: on Ctrl-C the command exits at once instead of waiting for the runs
-still going.
+still going. A progress callback is then called from the runs' threads, one call at a time.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import numpy as np
 
 from gradflow.analysis.assemble import build_report, report_bytes
 from gradflow.analysis.results import Report
-from gradflow.analysis.side_by_side import Shares, side_by_side
+from gradflow.analysis.side_by_side import Shares, alone, side_by_side
 from gradflow.analysis.statistics import StatsCollector, statistics_bytes, stats_chunk_layers
 from gradflow.analysis.verdict import Thresholds
 from gradflow.engine import memory
@@ -40,7 +40,7 @@ def analyze(
     ``method`` chooses how ‖∂L/∂W‖ is taken (auto, gram, explicit); ``keep_gradients`` also
     returns every ∂L/∂W, ∂L/∂b and ∂L/∂(layer input) formed."""
     network = network or build(spec)
-    done = None if progress is None else _of_total(progress, 2 * spec.depth)
+    done = None if progress is None else alone(progress, 2 * spec.depth)
     return _run(spec, network, thresholds, keep_gradients, done, method)
 
 
@@ -86,10 +86,6 @@ def variant_spec(spec: NetworkSpec, variant: Skip | str) -> NetworkSpec:
     return spec.replace(
         skip=skip, zero_init_residual=spec.zero_init_residual and skip is not Skip.NONE
     )
-
-
-def _of_total(progress: ProgressCallback, total: int) -> Callable[[int], None]:
-    return lambda done: progress(done, total)
 
 
 def _run(

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gradflow.analysis.analyze import variant_spec
-from gradflow.analysis.side_by_side import Shares, side_by_side
+from gradflow.analysis.side_by_side import Shares, alone, side_by_side
 from gradflow.engine import memory
 from gradflow.engine.losses import LOSSES
 from gradflow.engine.magnitudes import Magnitudes, exact_norm, unit_scale
@@ -190,8 +190,7 @@ def decompose(
     longer paths as one remainder), with ``samples`` random single paths per length."""
     _check(spec, max_length, samples)
     network = network or build(spec)
-    total = _steps(spec, max_length, samples)
-    done = None if progress is None else partial(_report, progress, total)
+    done = None if progress is None else alone(progress, _steps(spec, max_length, samples))
     return _run(spec, network, max_length, samples, done)
 
 
@@ -267,10 +266,6 @@ def _length(spec: NetworkSpec, max_length: int | None) -> int:
 def _slots(spec: NetworkSpec, k: int) -> int:
     """Slices the DP carries: lengths 0..K, and the remainder when K < B."""
     return k + 1 + (k < spec.blocks)
-
-
-def _report(progress: ProgressCallback, total: int, done: int) -> None:
-    progress(done, total)
 
 
 def _steps(spec: NetworkSpec, max_length: int | None, samples: int) -> int:

@@ -36,6 +36,11 @@ class Shares:
             self.progress(sum(self.done), self.total)
 
 
+def alone(progress: Callable[[int, int], None], total: int) -> Callable[[int], None]:
+    """A single run's own count reported as ``progress(done, total)``."""
+    return lambda done: progress(done, total)
+
+
 def side_by_side(task: Callable[[int], T], count: int, workers: int) -> list[T]:
     """[task(0), ..., task(count - 1)], on up to ``workers`` threads; one: in this thread. An
     exception in a task is raised here (the first by index) once the tasks already started are

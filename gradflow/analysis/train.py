@@ -140,9 +140,9 @@ def train(
 
 
 def train_bytes(spec: NetworkSpec, training: Training, at_once: int = 1) -> int:
-    """Bytes a training run holds at its peak: per variant training at once, a pass's (the
-    tape), its parameters, gradients and optimiser buffers (each of the parameters' size) and
-    its records; once, the network and the teacher data."""
+    """Bytes a training run holds at its peak: for each of the ``at_once`` variants training side
+    by side, a pass's (the tape), its parameters, gradients and optimiser buffers (each of the
+    parameters' size) and its records; once, the network and the teacher data."""
     size = np.dtype(spec.dtype.value).itemsize
     params = spec.depth * (spec.width**2 + spec.width)
     if spec.loss is Loss.XENT:

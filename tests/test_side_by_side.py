@@ -1,5 +1,5 @@
-"""compare's variants side by side on threads: the same reports, bit for bit, as one after
-another; progress that counts every run; memory estimated for the runs held at once."""
+"""Variants side by side on threads (compare, train, paths): the same results, bit for bit, as
+one after another; progress that counts every run; memory estimated for the runs held at once."""
 
 from __future__ import annotations
 
@@ -9,12 +9,21 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from gradflow.analysis import analyze as analysis
 from gradflow.analysis.analyze import compare, estimate_bytes
+from gradflow.analysis.paths import compare_paths, paths_bytes
 from gradflow.analysis.side_by_side import side_by_side
+from gradflow.analysis.train import train, train_bytes
+from gradflow.analysis.training import Training
+from gradflow.cli import execute
+from gradflow.cli.app import app
 from gradflow.engine.network import network_bytes
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render.formats import to_json
+from gradflow.render.paths_view import to_json as paths_json
+from gradflow.render.train_view import to_json as train_json
 
 VARIANTS = ["none", "post", "pre"]
 
@@ -116,11 +125,6 @@ def test_the_command_runs_as_many_variants_at_once_as_memory_holds(
 ) -> None:
     """--max-memory with room for ``room`` passes side by side (and 4 cores): compare runs
     min(room, variants) at once, and never refuses what one at a time can run."""
-    from typer.testing import CliRunner
-
-    from gradflow.analysis import analyze as analysis
-    from gradflow.cli import execute
-    from gradflow.cli.app import app
 
     spec = NetworkSpec(depth=30, width=32, batch=8, skip="post")
     limit = max(
@@ -144,9 +148,6 @@ def test_the_command_runs_as_many_variants_at_once_as_memory_holds(
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_training_side_by_side_gives_the_same_bits(optimizer: str) -> None:
-    from gradflow.analysis.train import train
-    from gradflow.analysis.training import Training
-    from gradflow.render.train_view import to_json as train_json
 
     spec = NetworkSpec(depth=6, width=12, batch=4, activation="tanh", skip="post")
     training = Training(optimizer=optimizer, steps=12, samples=16, every=1)  # type: ignore[arg-type]
@@ -162,8 +163,6 @@ def test_training_side_by_side_gives_the_same_bits(optimizer: str) -> None:
 
 
 def test_training_estimate_holds_the_variants_side_by_side() -> None:
-    from gradflow.analysis.train import train, train_bytes
-    from gradflow.analysis.training import Training
 
     spec = NetworkSpec(depth=20, width=48, batch=16, skip="pre")
     training = Training(steps=6, samples=64)
@@ -178,8 +177,6 @@ def test_training_estimate_holds_the_variants_side_by_side() -> None:
 
 
 def test_path_decompositions_side_by_side_give_the_same_bits() -> None:
-    from gradflow.analysis.paths import compare_paths
-    from gradflow.render.paths_view import to_json as paths_json
 
     spec = NetworkSpec(depth=12, width=10, batch=4, skip="pre", activation="relu")
     variants = ["post", "pre"]
@@ -197,7 +194,6 @@ def test_path_decompositions_side_by_side_give_the_same_bits() -> None:
 
 
 def test_path_estimate_holds_the_decompositions_side_by_side() -> None:
-    from gradflow.analysis.paths import compare_paths, paths_bytes
 
     spec = NetworkSpec(depth=16, width=32, batch=8, skip="pre")
     variants = ["post", "pre", "postnorm"]

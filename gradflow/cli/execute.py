@@ -16,7 +16,6 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -60,9 +59,9 @@ def execute(plan: Plan) -> ExitCode:
         from gradflow.cli.execute_train import execute_train
 
         return execute_train(plan)
-    guard_memory(plan, _need(plan, 1))
+    guard_memory(plan, need_bytes(plan, _pass_bytes, 1))
     try:
-        reports, network = _run(plan, runs_at_once(plan, partial(_need, plan)))
+        reports, network = _run(plan, runs_at_once(plan, _pass_bytes))
     except MemoryError:  # the estimate is an estimate: still one line, not a traceback
         raise BadInput("memory", f"ran out of memory; {_shrink_hint(plan.spec)}") from None
     failures = _save_arrays(plan, network)
@@ -98,19 +97,26 @@ def guard_memory(plan: Plan, need: int) -> None:
     raise BadInput("memory", f"{needs}; {_shrink_hint(plan.spec)}")
 
 
-def _need(plan: Plan, at_once: int) -> int:
+# bytes_of(spec, k): what a run of one variant ``spec`` needs with k variants side by side
+BytesOf = Callable[[NetworkSpec, int], int]
+
+
+def need_bytes(plan: Plan, bytes_of: BytesOf, at_once: int) -> int:
     """Bytes the run needs with ``at_once`` variants side by side (the largest ones)."""
-    return max(estimate_bytes(variant_spec(plan.spec, v), at_once=at_once) for v in plan.variants)
+    return max(bytes_of(variant_spec(plan.spec, v), at_once) for v in plan.variants)
 
 
-def runs_at_once(plan: Plan, need: Callable[[int], int]) -> int:
-    """How many variants run side by side: one a core, as many as the memory holds (``need(k)``:
-    the bytes with k at once)."""
+def runs_at_once(plan: Plan, bytes_of: BytesOf) -> int:
+    """How many variants run side by side: one a core, as many as the memory holds."""
     limit = plan.max_memory if plan.max_memory is not None else memory.available_bytes()
     at_once = min(len(plan.variants), cores())
-    while at_once > 1 and need(at_once) > limit:
+    while at_once > 1 and need_bytes(plan, bytes_of, at_once) > limit:
         at_once -= 1
     return at_once
+
+
+def _pass_bytes(spec: NetworkSpec, at_once: int) -> int:
+    return estimate_bytes(spec, at_once=at_once)
 
 
 def _shrink_hint(spec: NetworkSpec) -> str:

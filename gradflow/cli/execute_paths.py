@@ -8,12 +8,12 @@ import sys
 from rich.console import Console
 from rich.console import Group as Stack
 
-from gradflow.analysis.analyze import variant_spec
 from gradflow.analysis.paths import Decomposition, compare_paths, paths_bytes
 from gradflow.cli.errors import ExitCode, WriteFailed, note
 from gradflow.cli.execute import (
     FILE_WIDTH,
     guard_memory,
+    need_bytes,
     page_console,
     runs_at_once,
     to_stdout,
@@ -22,6 +22,7 @@ from gradflow.cli.execute import (
 from gradflow.cli.figure_files import write_paths_figure
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
+from gradflow.engine.spec import NetworkSpec
 from gradflow.render import paths_view, table
 
 
@@ -29,17 +30,16 @@ def execute_paths(plan: Plan) -> ExitCode:
     assert plan.paths is not None
     max_length, samples = plan.paths.max_length, plan.paths.samples
 
-    def need(at_once: int) -> int:
-        specs = [variant_spec(plan.spec, v) for v in plan.variants]
-        return max(paths_bytes(spec, max_length, samples, at_once) for spec in specs)
+    def bytes_of(spec: NetworkSpec, at_once: int) -> int:
+        return paths_bytes(spec, max_length, samples, at_once)
 
-    guard_memory(plan, need(1))
+    guard_memory(plan, need_bytes(plan, bytes_of, 1))
     runs = compare_paths(
         plan.spec,
         plan.variants,
         max_length=max_length,
         samples=samples,
-        workers=runs_at_once(plan, need),
+        workers=runs_at_once(plan, bytes_of),
     )
     console = page_console()
     figure = write_paths_figure(plan.plot, runs)

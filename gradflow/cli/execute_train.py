@@ -17,6 +17,7 @@ from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note
 from gradflow.cli.execute import (
     FILE_WIDTH,
     guard_memory,
+    need_bytes,
     page_console,
     runs_at_once,
     save_arrays,
@@ -27,7 +28,7 @@ from gradflow.cli.figure_files import write_train_figure
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
 from gradflow.engine.network import Network, build
-from gradflow.engine.spec import Loss
+from gradflow.engine.spec import Loss, NetworkSpec
 from gradflow.render import table, train_view
 from gradflow.render.grid import Grid
 
@@ -36,11 +37,10 @@ def execute_train(plan: Plan) -> ExitCode:
     assert plan.train is not None
     training = plan.train.training
 
-    def need(at_once: int) -> int:
-        specs = [variant_spec(plan.spec, v) for v in plan.variants]
-        return max(train_bytes(spec, training, at_once) for spec in specs)
+    def bytes_of(spec: NetworkSpec, at_once: int) -> int:
+        return train_bytes(spec, training, at_once)
 
-    guard_memory(plan, need(1))
+    guard_memory(plan, need_bytes(plan, bytes_of, 1))
     try:
         network = build(variant_spec(plan.spec, plan.variants[0]))
         data = teacher_data(plan.spec, training.samples, training.steps)
@@ -50,7 +50,7 @@ def execute_train(plan: Plan) -> ExitCode:
             training,
             network=network,
             data=data,
-            workers=runs_at_once(plan, need),
+            workers=runs_at_once(plan, bytes_of),
         )
     except MemoryError:
         raise BadInput(

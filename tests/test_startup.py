@@ -93,3 +93,39 @@ def test_looking_a_command_up_keeps_the_listing_in_order() -> None:
     assert group.commands["train"].name == "train"  # built now
     assert list(group.commands) == before
     assert len(group.commands) == len(before)
+
+
+# Collections, each noted by whether the command's modules had loaded by then.
+COLLECTIONS = """
+import gc, sys
+from gradflow.cli import main
+seen = []
+gc.callbacks.append(
+    lambda phase, info: phase == "start" and seen.append("gradflow.cli.execute" in sys.modules)
+)
+sys.argv = ["gradflow", *{args!r}]
+try:
+    main()
+except SystemExit as e:
+    assert e.code in (0, None), e.code
+print(len(seen) > 0, all(seen), gc.isenabled(), gc.get_freeze_count() > 0)
+"""
+
+
+def test_the_collector_sleeps_through_start_up_and_runs_with_the_command() -> None:
+    """Through the entry point, no collection walks start-up's objects; once the command's
+    modules are loaded the collector runs (a long run's cycles are freed)."""
+    args = ["analyze", "--depth", "400", "--width", "4", "--batch", "2", "--format", "json"]
+    probe = COLLECTIONS.format(args=args)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[-1] == "True True True True"
+
+
+def test_help_never_collects() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", COLLECTIONS.format(args=["--help"])],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert out[-1] == "False True False True"  # none ran; paused, then frozen for the exit

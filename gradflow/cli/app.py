@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gradflow.cli import VERSION_LINE
+from gradflow.cli import VERSION_LINE, start_collecting
 from gradflow.cli import options as o
 from gradflow.cli.errors import EXIT_CODES, ExitCode, close_command, note, one_line
 from gradflow.cli.on_demand import OnDemandGroup
@@ -392,12 +392,14 @@ def sweep(
     )
     from gradflow.cli.execute_sweep import execute_sweep  # NumPy and the engine load here
 
+    start_collecting()
     raise typer.Exit(int(execute_sweep(plan)))
 
 
 def _execute(plan: "Plan") -> None:
     from gradflow.cli.execute import execute  # NumPy, rich and the engine load here
 
+    start_collecting()
     raise typer.Exit(int(execute(plan)))
 
 

@@ -16,7 +16,7 @@ from gradflow.analysis.verdict import Thresholds
 from gradflow.engine import memory
 from gradflow.engine.losses import LOSSES
 from gradflow.engine.magnitudes import exact_norm
-from gradflow.engine.network import Network, build
+from gradflow.engine.network import Network, build, redraws_weights
 from gradflow.engine.passes import backward, forward
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.engine.threads import cores, one_blas_thread
@@ -38,8 +38,10 @@ def analyze(
     """One forward and backward pass of the network ``spec`` describes, measured per layer.
 
     ``method`` chooses how ‖∂L/∂W‖ is taken (auto, gram, explicit); ``keep_gradients`` also
-    returns every ∂L/∂W, ∂L/∂b and ∂L/∂(layer input) formed."""
-    network = network or build(spec)
+    returns every ∂L/∂W, ∂L/∂b and ∂L/∂(layer input) formed. Without ``network``, a weight
+    stack of a GiB or more is drawn as the pass reads it, twice, instead of held
+    (``redraws_weights``); the report is the same bits."""
+    network = network or build(spec, redraw=redraws_weights(spec))
     done = None if progress is None else alone(progress, 2 * spec.depth)
     return _run(spec, network, thresholds, keep_gradients, done, method)
 
@@ -74,11 +76,18 @@ def compare(
     return side_by_side(run, len(specs), cores() if workers is None else workers)
 
 
-def estimate_bytes(spec: NetworkSpec, keep_gradients: bool = False, at_once: int = 1) -> int:
+def estimate_bytes(
+    spec: NetworkSpec, keep_gradients: bool = False, at_once: int = 1, redraw: bool | None = None
+) -> int:
     """Bytes an analyzed pass of ``spec`` holds at its peak: the engine's, the statistics' and the
-    report's; with ``at_once`` passes side by side (compare's variants), each its own."""
+    report's; with ``at_once`` passes side by side (compare's variants), each its own.
+    ``redraw``: whether the network's weights are redrawn rather than held (None: as
+    ``analyze(spec)`` builds its own network)."""
     observers = statistics_bytes(spec) + report_bytes(spec)
-    return memory.estimate_bytes(spec, keep_gradients, observer_bytes=observers, at_once=at_once)
+    redraw = redraws_weights(spec) if redraw is None else redraw
+    return memory.estimate_bytes(
+        spec, keep_gradients, observer_bytes=observers, at_once=at_once, redraw=redraw
+    )
 
 
 def variant_spec(spec: NetworkSpec, variant: Skip | str) -> NetworkSpec:

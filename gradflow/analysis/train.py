@@ -150,7 +150,7 @@ def train_bytes(spec: NetworkSpec, training: Training, at_once: int = 1) -> int:
     arrays = (2 + buffer_count(training.optimizer)) * params * size
     data = training.samples * spec.width * size * 2 + training.steps * spec.batch * 8
     records = -(-training.steps // training.record_every) * (spec.depth + 1) * 3 * 16
-    return estimate_bytes(spec, keep_gradients=False, at_once=at_once) + (
+    return estimate_bytes(spec, keep_gradients=False, at_once=at_once, redraw=False) + (
         at_once * (arrays + records) + data
     )
 

@@ -30,7 +30,7 @@ from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
 from gradflow.engine import memory
 from gradflow.engine.heap import keep_freed_memory
-from gradflow.engine.network import Network, build
+from gradflow.engine.network import Network, build, redraws_weights
 from gradflow.engine.spec import DType, NetworkSpec
 from gradflow.engine.threads import cores
 from gradflow.render import table, view
@@ -59,9 +59,9 @@ def execute(plan: Plan) -> ExitCode:
         from gradflow.cli.execute_train import execute_train
 
         return execute_train(plan)
-    guard_memory(plan, need_bytes(plan, _pass_bytes, 1))
+    guard_memory(plan, need_bytes(plan, _pass_bytes(plan), 1))
     try:
-        reports, network = _run(plan, runs_at_once(plan, _pass_bytes))
+        reports, network = _run(plan, runs_at_once(plan, _pass_bytes(plan)))
     except MemoryError:  # the estimate is an estimate: still one line, not a traceback
         raise BadInput("memory", f"ran out of memory; {_shrink_hint(plan.spec)}") from None
     failures = _save_arrays(plan, network)
@@ -115,8 +115,15 @@ def runs_at_once(plan: Plan, bytes_of: BytesOf) -> int:
     return at_once
 
 
-def _pass_bytes(spec: NetworkSpec, at_once: int) -> int:
-    return estimate_bytes(spec, at_once=at_once)
+def _redraws(plan: Plan) -> bool:
+    """Whether the run draws its weights as each pass reads them: a single pass (analyze) of a
+    large stack, unless --save-arrays wants the weights themselves."""
+    return plan.command == "analyze" and plan.arrays is None and redraws_weights(plan.spec)
+
+
+def _pass_bytes(plan: Plan) -> BytesOf:
+    redraw = _redraws(plan)
+    return lambda spec, at_once: estimate_bytes(spec, at_once=at_once, redraw=redraw)
 
 
 def _shrink_hint(spec: NetworkSpec) -> str:
@@ -145,7 +152,7 @@ def bytes_text(size: int) -> str:
 def _run(plan: Plan, at_once: int) -> tuple[list[Report], Network]:
     spec = plan.spec
     with _ProgressBar(spec, len(plan.variants)) as progress:
-        network = build(spec)  # the same arrays for every variant
+        network = build(spec, redraw=_redraws(plan))  # the same arrays for every variant
         if plan.command == "analyze":
             reports = [
                 analysis.analyze(

@@ -66,16 +66,27 @@ def draw_chunk(spec: NetworkSpec) -> int:
 
 
 def draw_weights(spec: NetworkSpec, rng: np.random.Generator, out: np.ndarray) -> None:
-    """Fill out (L, n, n) chunk by chunk. The values do not depend on the chunk size: the
-    generator's stream is consumed in order. float32 stacks are drawn in float64 and rounded,
-    so they see the same numbers."""
+    """Fill out (K, n, n), the next K layers of the weight stream, a few layers at a time.
+    The values do not depend on how the layers are split: the generator's stream is consumed
+    in order. float32 layers are drawn in float64 and rounded, so they see the same numbers."""
     draw, scale = INITIALIZERS[spec.init], init_scale(spec)
     n, chunk = spec.width, draw_chunk(spec)
-    for start in range(0, spec.depth, chunk):
-        stop = min(start + chunk, spec.depth)
+    for start in range(0, len(out), chunk):
+        stop = min(start + chunk, len(out))
         if out.dtype == np.float64:
             draw(rng, out[start:stop], scale)
         else:
             wide = np.empty((stop - start, n, n))
             draw(rng, wide, scale)
             out[start:stop] = wide
+
+
+def layer_norms(stack: np.ndarray) -> np.ndarray:
+    """‖W_i‖_F of each (n, n) layer of ``stack``, (K,) float64, a few layers at a time."""
+    norms = np.empty(len(stack))
+    chunk = max(1, (2 << 20) // (8 * stack[0].size)) if len(stack) else 1  # ~2 MiB widened
+    for start in range(0, len(stack), chunk):
+        part = stack[start : start + chunk]
+        wide = part.reshape(len(part), -1).astype(np.float64, copy=False)
+        norms[start : start + len(part)] = np.sqrt(np.vecdot(wide, wide))
+    return norms

@@ -27,9 +27,11 @@ def estimate_bytes(
     method: Method = Method.AUTO,
     observer_bytes: int = 0,
     at_once: int = 1,
+    redraw: bool = False,
 ) -> int:
     """Bytes one pass of ``spec`` holds at its peak; ``at_once``: so many passes side by side,
-    on the one network (compare's variants on threads)."""
+    on the one network (compare's variants on threads); ``redraw``: a network whose weights
+    the pass draws as it reads them (``build(spec, redraw=True)``)."""
     each_pass = (
         tape_bytes(spec, order(spec), norm_after_add(spec))
         + flow_bytes(spec, keep_gradients)
@@ -37,7 +39,7 @@ def estimate_bytes(
         + driver_bytes(spec)
         + observer_bytes
     )
-    return network_bytes(spec) + at_once * each_pass
+    return network_bytes(spec, redraw) + at_once * each_pass
 
 
 def available_bytes() -> int:

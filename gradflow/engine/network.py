@@ -8,12 +8,14 @@ change with the depth and the weights do not change with the loss.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradflow.engine.initializers import draw_chunk, draw_weights
+from gradflow.engine.initializers import draw_chunk, draw_weights, layer_norms
 from gradflow.engine.losses import LossData
+from gradflow.engine.redrawn import RedrawnWeights, WeightStream, reader_bytes
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
 from gradflow.engine.threads import one_blas_thread
 
@@ -31,21 +33,29 @@ class Network:
     """A network's drawn arrays. Shared by every skip variant: only the wiring differs."""
 
     x: np.ndarray  # (B, n) input, x ~ N(0, 1)
-    weights: np.ndarray  # (L, n, n); layer i computes z = a @ weights[i-1] + biases[i-1]
+    # (L, n, n); layer i computes z = a @ weights[i-1] + biases[i-1]. (0, n, n) where the
+    # weights are redrawn for each pass from ``stream`` instead of held (``build(redraw=True)``)
+    weights: np.ndarray
     biases: np.ndarray  # (L, n)
     loss_data: LossData
     build_key: tuple[object, ...]
+    stream: WeightStream | None = None
     # (L,) ‖W_i‖_F of the drawn weights, measured from them at construction (so a Network made
-    # with other weights, e.g. by dataclasses.replace, never carries stale norms)
+    # with other weights, e.g. by dataclasses.replace, never carries stale norms); redrawn
+    # weights are measured as they are first drawn
     weight_norms: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "weight_norms", _frobenius(self.weights))
+        norms = layer_norms(self.weights) if self.stream is None else self.stream.norms
+        object.__setattr__(self, "weight_norms", norms)
 
-    def weights_for(self, spec: NetworkSpec) -> list[np.ndarray]:
+    def weights_for(self, spec: NetworkSpec) -> Sequence[np.ndarray]:
         """Per-layer weights as ``spec`` sees them: inside residual branches multiplied by
-        branch_weight_scale β (new arrays), and branch ends zeroed if it asks."""
+        branch_weight_scale β (new arrays), and branch ends zeroed if it asks. Redrawn weights
+        come as a reader for one pass, which draws them as it is read."""
         self.check_matches(spec)
+        if self.stream is not None:
+            return RedrawnWeights(self.stream, spec)
         layers = list(self.weights)
         beta = spec.branch_weight_scale
         if spec.residual and beta != 1.0:
@@ -54,7 +64,7 @@ class Network:
 
     def weight_norms_for(self, spec: NetworkSpec) -> np.ndarray:
         """‖W_i‖_F as ``spec`` sees the weights (β-scaled, zeroed branch ends 0), (L,)."""
-        norms = self.weight_norms.copy()
+        norms = (self.weight_norms if self.stream is None else self.stream.complete()).copy()
         if spec.residual:
             norms *= abs(spec.branch_weight_scale)
             if spec.zero_init_residual:
@@ -76,6 +86,8 @@ class Network:
 
     def arrays(self, spec: NetworkSpec) -> dict[str, np.ndarray]:
         """The run's arrays for ``np.savez``: x, target, W1..WL, b1..bL, W_head, b_head, labels."""
+        if self.stream is not None:
+            raise ValueError("network: redrawn weights are not held; build it with redraw=False")
         out: dict[str, np.ndarray] = {"x": self.x}
         data = self.loss_data
         if data.target is not None:
@@ -93,17 +105,6 @@ class Network:
         return out
 
 
-def _frobenius(stack: np.ndarray) -> np.ndarray:
-    """‖W_i‖_F of each (n, n) layer of ``stack``, (L,) float64, a few layers at a time."""
-    norms = np.empty(len(stack))
-    chunk = max(1, (2 << 20) // (8 * stack[0].size))  # a float32 chunk widened: ~2 MiB
-    for start in range(0, len(stack), chunk):
-        part = stack[start : start + chunk]
-        wide = part.reshape(len(part), -1).astype(np.float64, copy=False)
-        norms[start : start + len(part)] = np.sqrt(np.vecdot(wide, wide))
-    return norms
-
-
 def _zero_branch_ends(layers: list[np.ndarray], spec: NetworkSpec) -> list[np.ndarray]:
     """``layers`` with the last layer of every residual branch replaced by zeros when ``spec``
     asks for zero_init_residual (the drawn arrays stay untouched)."""
@@ -115,15 +116,29 @@ def _zero_branch_ends(layers: list[np.ndarray], spec: NetworkSpec) -> list[np.nd
     return layers
 
 
-def network_bytes(spec: NetworkSpec) -> int:
+def redraws_weights(spec: NetworkSpec) -> bool:
+    """Whether one pass of ``spec`` (``analyze``) draws its weights twice rather than holding
+    them: where the stack takes REDRAW_FROM or more (``redrawn.py``). Several passes over one
+    network (compare, paths, train) hold them."""
+    return spec.depth * spec.width**2 * np.dtype(spec.dtype.value).itemsize >= REDRAW_FROM
+
+
+REDRAW_FROM = 1 << 30
+
+
+def network_bytes(spec: NetworkSpec, redraw: bool = False) -> int:
     """Bytes ``build`` allocates: weights and biases L·(n² + n), input and targets, the xent
     head n·C + C and its labels; and a variant's β-scaled copy of the weights, where it has one.
     The float32 draw's float64 temporary (the norms' widened copy is no larger, and comes
-    after it) and the weight norms are included."""
+    after it) and the weight norms are included. ``redraw``: a pass's reader of redrawn
+    weights and the stream's saved states instead of the weights."""
     n, size = spec.width, np.dtype(spec.dtype.value).itemsize
-    total = spec.depth * (n * n + n) + 2 * spec.batch * n
+    total = spec.depth * n + 2 * spec.batch * n
     if spec.loss is Loss.XENT:
         total += n * spec.classes + spec.classes
+    if redraw:
+        return total * size + reader_bytes(spec) + spec.depth * 8
+    total += spec.depth * n * n
     if spec.residual and spec.branch_weight_scale != 1.0:
         total += spec.depth * n * n
     draw_temporary = draw_chunk(spec) * n * n * 8 if size != 8 else 0
@@ -135,16 +150,19 @@ def _build_key(spec: NetworkSpec) -> tuple[object, ...]:
 
 
 @one_blas_thread
-def build(spec: NetworkSpec) -> Network:
-    """Draw every array of the network described by ``spec``."""
+def build(spec: NetworkSpec, redraw: bool = False) -> Network:
+    """Draw every array of the network described by ``spec``; with ``redraw``, every array but
+    the weights, which each pass then draws as it reads them (``redrawn.py``)."""
     dtype = np.dtype(spec.dtype.value)
     n, batch = spec.width, spec.batch
     data_rng, loss_rng, weight_rng, bias_rng = np.random.default_rng(spec.seed).spawn(4)
 
     # Draws are float64 and then cast, so float32 runs see the same numbers, rounded.
     x = data_rng.standard_normal((batch, n)).astype(dtype)
-    weights = np.empty((spec.depth, n, n), dtype=dtype)
-    draw_weights(spec, weight_rng, weights)
+    weights = np.empty((0 if redraw else spec.depth, n, n), dtype=dtype)
+    stream = WeightStream(spec, weight_rng) if redraw else None
+    if stream is None:
+        draw_weights(spec, weight_rng, weights)
     biases = np.zeros((spec.depth, n), dtype=dtype)
     if spec.bias_var > 0:
         biases[:] = math.sqrt(spec.bias_var) * bias_rng.standard_normal((spec.depth, n))
@@ -158,4 +176,4 @@ def build(spec: NetworkSpec) -> Network:
         )
     else:  # mse targets t ~ N(0, 1), or the linear loss's fixed u ~ N(0, 1)
         loss_data = LossData(target=loss_rng.standard_normal((batch, n)).astype(dtype))
-    return Network(x, weights, biases, loss_data, _build_key(spec))
+    return Network(x, weights, biases, loss_data, _build_key(spec), stream)

@@ -29,6 +29,7 @@ import numpy as np
 from gradflow.engine.activations import ACTIVATIONS, Slope, Value
 from gradflow.engine.heap import MMAP_FROM
 from gradflow.engine.normalization import NORM_AXIS, inv_std_shape, normalize
+from gradflow.engine.redrawn import RedrawnWeights, Transposed
 from gradflow.engine.spec import NetworkSpec
 
 # observe(start, stop, act_out, deriv): layers [start, stop) are done; their (K, B, n) activation
@@ -116,7 +117,10 @@ class Tape:
         dtype = x.dtype
         self.spec, self.order = spec, order
         self.weights, self.biases = weights, biases
-        self.weights_t = [w.T for w in weights]  # views made once, used by backward
+        # Wᵀ for backward: views made once, or as read where the weights are redrawn
+        self.weights_t: Sequence[np.ndarray] = (
+            Transposed(weights) if isinstance(weights, RedrawnWeights) else [w.T for w in weights]
+        )
         self.act = ACTIVATIONS[spec.activation]
         self.alpha, self.skip_scale = spec.residual_scale, spec.skip_scale
 

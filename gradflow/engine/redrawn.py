@@ -1,0 +1,172 @@
+"""Weights drawn again instead of held, for a network whose weight stack is large.
+
+A pass reads the weights twice: in order going forward, in reverse going back. Holding the
+(L, n, n) stack costs its memory, and drawing it costs a page fault and a write to memory for
+every page: at depth 10,000, width 256, 5.2 GB, and 9 of the 20 s the draw took on the
+benchmark machine (the generator itself took 10). Drawing each chunk of layers twice costs the
+generator's time a second time instead, and a thread beside the pass hides most of it: while
+the pass works on one chunk, the next one in its direction is drawn into a second buffer.
+NumPy's generator releases the GIL while it fills an array.
+
+The values are the held stack's, bit for bit: the first draw of a chunk takes the weight
+stream in order and keeps the generator's state at the start of the next chunk; a later draw
+restores the chunk's state. The first draw also measures each layer's ‖W‖_F.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from gradflow.engine.initializers import draw_weights, layer_norms
+from gradflow.engine.spec import NetworkSpec
+
+CHUNK_BYTES = 16 << 20  # one buffer of layers; a reader holds two
+
+
+def redraw_chunk(spec: NetworkSpec) -> int:
+    """Layers per chunk: about CHUNK_BYTES of the pass's dtype, at least one."""
+    layer = spec.width * spec.width * np.dtype(spec.dtype.value).itemsize
+    return max(1, min(spec.depth, CHUNK_BYTES // layer))
+
+
+def reader_bytes(spec: NetworkSpec) -> int:
+    """Bytes a reader holds: two chunk buffers, and a float32 draw's float64 temporary (one a
+    buffer: the thread may draw while the pass's thread does)."""
+    n, chunk = spec.width, redraw_chunk(spec)
+    size = np.dtype(spec.dtype.value).itemsize
+    return 2 * chunk * n * n * (size + (8 if size != 8 else 0))
+
+
+class WeightStream:
+    """A network's weight stream, drawn a chunk at a time: the generator's state at the start
+    of every chunk reached so far, and ‖W_i‖_F of the layers drawn so far (NaN before)."""
+
+    def __init__(self, spec: NetworkSpec, rng: np.random.Generator) -> None:
+        self.spec, self.rng = spec, rng
+        self.chunk = redraw_chunk(spec)
+        self.chunks = -(-spec.depth // self.chunk)
+        self.states: list[Mapping[str, Any]] = [rng.bit_generator.state]  # chunk c's: states[c]
+        self.norms = np.full(spec.depth, np.nan)
+        self._lock = threading.Lock()  # one draw at a time: they share the generator
+
+    def layers(self, c: int) -> range:
+        return range(c * self.chunk, min((c + 1) * self.chunk, self.spec.depth))
+
+    def draw(self, c: int, out: np.ndarray) -> None:
+        """Chunk c's layers into ``out`` (at least as many rows): drawing, if it was never
+        reached, every chunk before it first."""
+        with self._lock:
+            for k in range(min(c, len(self.states) - 1), c + 1):
+                self.rng.bit_generator.state = self.states[k]
+                rows = self.layers(k)
+                layers = out[: len(rows)]
+                draw_weights(self.spec, self.rng, layers)
+                if k + 1 == len(self.states):  # a first draw: the next chunk's start, the norms
+                    self.states.append(self.rng.bit_generator.state)
+                    self.norms[rows.start : rows.stop] = layer_norms(layers)
+
+    def complete(self) -> np.ndarray:
+        """Every layer's norm, drawing any chunk never drawn (none, after a pass)."""
+        if len(self.states) <= self.chunks:  # the last chunk's end is not reached yet
+            n = self.spec.width
+            self.draw(self.chunks - 1, np.empty((self.chunk, n, n), self.spec.dtype.value))
+        return self.norms
+
+
+class RedrawnWeights(Sequence[np.ndarray]):
+    """The weights a pass of ``spec`` sees (β-scaled inside residual branches, branch ends
+    zeroed if it asks), read layer by layer from a ``WeightStream`` through two chunk buffers:
+    the one read, and the next in the pass's direction, drawn meanwhile on a thread. A layer
+    read stays valid until a layer of another chunk is read."""
+
+    def __init__(self, stream: WeightStream, spec: NetworkSpec) -> None:
+        self.stream = stream
+        n, chunk = spec.width, stream.chunk
+        self.buffers = [np.empty((chunk, n, n), dtype=spec.dtype.value) for _ in range(2)]
+        self.rows = [list(buffer) for buffer in self.buffers]  # views made once
+        self.held = [-1, -1]  # the chunk in each buffer
+        self.current = 0  # the buffer being read
+        self.direction = 1  # forward: up; a pass turns once, at the top
+        self.scale = spec.branch_weight_scale if spec.residual else 1.0
+        k = spec.block_size
+        zero = spec.zero_init_residual and spec.residual
+        self.zeroed = range(k - 1, spec.depth, k) if zero else range(0)
+        self.drawing: threading.Thread | None = None
+
+    def __len__(self) -> int:
+        return self.stream.spec.depth
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[np.ndarray]: ...
+    def __getitem__(self, i: int | slice) -> np.ndarray | Sequence[np.ndarray]:
+        if isinstance(i, slice):
+            raise TypeError("redrawn weights are read one layer at a time")
+        if not 0 <= i < len(self):
+            if not -len(self) <= i < 0:
+                raise IndexError(f"layer {i} of {len(self)}")
+            i += len(self)
+        c = i // self.stream.chunk
+        if self.held[self.current] != c:
+            self._move_to(c)
+        return self.rows[self.current][i - c * self.stream.chunk]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def _move_to(self, c: int) -> None:
+        previous, other = self.held[self.current], 1 - self.current
+        self._wait()
+        if self.held[other] != c:
+            self._fill(other, c)
+        if previous >= 0:
+            self.direction = 1 if c > previous else -1
+        self.current = other
+        ahead = c + self.direction
+        if not 0 <= ahead < self.stream.chunks:
+            ahead = c - 1 if self.direction > 0 else -1  # at the top, backward comes next
+        if ahead >= 0:
+            self.drawing = threading.Thread(target=self._fill, args=(1 - other, ahead), daemon=True)
+            self.drawing.start()
+
+    def _wait(self) -> None:
+        if self.drawing is not None:
+            self.drawing.join()
+            self.drawing = None
+
+    def _fill(self, buffer: int, c: int) -> None:
+        self.held[buffer] = -1  # while it is drawn, the buffer holds no chunk
+        out = self.buffers[buffer]
+        self.stream.draw(c, out)
+        rows = self.stream.layers(c)
+        if self.scale != 1.0:
+            out[: len(rows)] *= self.scale
+        for layer in rows:
+            if layer in self.zeroed:  # a range: membership is arithmetic
+                out[layer - rows.start] = 0
+        self.held[buffer] = c
+
+
+class Transposed(Sequence[np.ndarray]):
+    """Wᵢᵀ of a sequence of weights, as views made when read."""
+
+    def __init__(self, weights: Sequence[np.ndarray]) -> None:
+        self.weights = weights
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[np.ndarray]: ...
+    def __getitem__(self, i: int | slice) -> np.ndarray | Sequence[np.ndarray]:
+        if isinstance(i, slice):
+            raise TypeError("transposed weights are read one layer at a time")
+        return self.weights[i].T

@@ -41,8 +41,13 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@pytest.mark.parametrize("ahead", [1, 3])
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.skip.value}-{s.dtype.value}")
-def test_the_same_report_bit_for_bit(spec: NetworkSpec) -> None:
+def test_the_same_report_bit_for_bit(
+    spec: NetworkSpec, ahead: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Going back, ``ahead`` chunks are drawn at once, each on its own generator."""
+    monkeypatch.setattr(network_module, "reader_ahead", lambda: ahead)
     held, drawn = build(spec), build(spec, redraw=True)
     assert drawn.weights.size == 0 and drawn.stream is not None
     ours = to_json("analyze", spec, [analyze(spec, network=drawn)])
@@ -63,12 +68,16 @@ def test_kept_gradients_are_the_same(spec: NetworkSpec) -> None:
             np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize("ahead", [1, 3])
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.skip.value}-{s.dtype.value}")
-def test_any_order_of_reading_gives_the_held_layers(spec: NetworkSpec) -> None:
+def test_any_order_of_reading_gives_the_held_layers(spec: NetworkSpec, ahead: int) -> None:
     """Backward first (chunks never reached are drawn through), then at random: every layer is
-    the held one as the spec sees it (β-scaled, branch ends zeroed)."""
+    the held one as the spec sees it (β-scaled, branch ends zeroed), with one chunk drawn
+    ahead or three at once."""
     held = build(spec).weights_for(spec)
-    drawn = build(spec, redraw=True).weights_for(spec)
+    stream = build(spec, redraw=True).stream
+    assert stream is not None
+    drawn = redrawn.RedrawnWeights(stream, spec, ahead=ahead)
     order = [*reversed(range(spec.depth)), *np.random.default_rng(0).permutation(spec.depth)]
     for i in order:
         np.testing.assert_array_equal(drawn[i], held[i])

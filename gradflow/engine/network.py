@@ -15,7 +15,7 @@ import numpy as np
 
 from gradflow.engine.initializers import draw_chunk, draw_weights, layer_norms
 from gradflow.engine.losses import LossData
-from gradflow.engine.redrawn import RedrawnWeights, WeightStream, reader_bytes
+from gradflow.engine.redrawn import RedrawnWeights, WeightStream, reader_ahead, reader_bytes
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
 from gradflow.engine.threads import one_blas_thread
 
@@ -55,7 +55,7 @@ class Network:
         come as a reader for one pass, which draws them as it is read."""
         self.check_matches(spec)
         if self.stream is not None:
-            return RedrawnWeights(self.stream, spec)
+            return RedrawnWeights(self.stream, spec, ahead=reader_ahead())
         layers = list(self.weights)
         beta = spec.branch_weight_scale
         if spec.residual and beta != 1.0:

@@ -21,8 +21,9 @@ from typing import Any, overload
 
 import numpy as np
 
-from gradflow.engine.initializers import draw_weights, layer_norms
+from gradflow.engine.initializers import draw_chunk, draw_weights, layer_norms
 from gradflow.engine.spec import NetworkSpec
+from gradflow.engine.threads import cores
 
 CHUNK_BYTES = 16 << 20  # one buffer of layers; a reader holds two
 
@@ -33,12 +34,19 @@ def redraw_chunk(spec: NetworkSpec) -> int:
     return max(1, min(spec.depth, CHUNK_BYTES // layer))
 
 
+def reader_ahead() -> int:
+    """Chunks a reader draws ahead of the pass: one a core (going back, the pass mostly waits
+    for them)."""
+    return cores()
+
+
 def reader_bytes(spec: NetworkSpec) -> int:
-    """Bytes a reader holds: two chunk buffers, and a float32 draw's float64 temporary (one a
-    buffer: the thread may draw while the pass's thread does)."""
-    n, chunk = spec.width, redraw_chunk(spec)
+    """Bytes a reader holds: its chunk buffers, and for float32 each draw's float64 temporary
+    (``draw_chunk`` layers, or the chunk if smaller)."""
+    n, chunk, ahead = spec.width, redraw_chunk(spec), reader_ahead()
     size = np.dtype(spec.dtype.value).itemsize
-    return 2 * chunk * n * n * (size + (8 if size != 8 else 0))
+    temporaries = ahead * min(draw_chunk(spec), chunk) * n * n * 8 if size != 8 else 0
+    return (ahead + 1) * chunk * n * n * size + temporaries
 
 
 class WeightStream:
@@ -57,8 +65,14 @@ class WeightStream:
         return range(c * self.chunk, min((c + 1) * self.chunk, self.spec.depth))
 
     def draw(self, c: int, out: np.ndarray) -> None:
-        """Chunk c's layers into ``out`` (at least as many rows): drawing, if it was never
-        reached, every chunk before it first."""
+        """Chunk c's layers into ``out`` (at least as many rows). A chunk drawn before is drawn
+        again on a generator of its own, so several can be drawn at once; one never drawn is
+        drawn in order, after every chunk before it."""
+        if c + 1 < len(self.states):  # its state and its norms are known
+            rng = np.random.Generator(type(self.rng.bit_generator)(0))
+            rng.bit_generator.state = self.states[c]
+            draw_weights(self.spec, rng, out[: len(self.layers(c))])
+            return
         with self._lock:
             for k in range(min(c, len(self.states) - 1), c + 1):
                 self.rng.bit_generator.state = self.states[k]
@@ -79,23 +93,28 @@ class WeightStream:
 
 class RedrawnWeights(Sequence[np.ndarray]):
     """The weights a pass of ``spec`` sees (β-scaled inside residual branches, branch ends
-    zeroed if it asks), read layer by layer from a ``WeightStream`` through two chunk buffers:
-    the one read, and the next in the pass's direction, drawn meanwhile on a thread. A layer
-    read stays valid until a layer of another chunk is read."""
+    zeroed if it asks), read layer by layer from a ``WeightStream`` through chunk buffers: the
+    one read, and the next ``ahead`` chunks in the pass's direction, drawn meanwhile, each on a
+    thread of its own. Going forward the stream is drawn in order, one chunk after another;
+    going back each chunk's state is known, so several are drawn at once. A layer read stays
+    valid until a layer of another chunk is read."""
 
-    def __init__(self, stream: WeightStream, spec: NetworkSpec) -> None:
-        self.stream = stream
+    def __init__(self, stream: WeightStream, spec: NetworkSpec, ahead: int = 1) -> None:
+        self.stream, self.ahead = stream, max(1, ahead)
         n, chunk = spec.width, stream.chunk
-        self.buffers = [np.empty((chunk, n, n), dtype=spec.dtype.value) for _ in range(2)]
+        self.buffers = [
+            np.empty((chunk, n, n), dtype=spec.dtype.value) for _ in range(self.ahead + 1)
+        ]
         self.rows = [list(buffer) for buffer in self.buffers]  # views made once
-        self.held = [-1, -1]  # the chunk in each buffer
+        self.held = [-1] * len(self.buffers)  # the chunk each buffer holds or is being given
+        self.drawing: list[threading.Thread | None] = [None] * len(self.buffers)
+        self.ready = [False] * len(self.buffers)  # the chunk is in, not still being drawn
         self.current = 0  # the buffer being read
         self.direction = 1  # forward: up; a pass turns once, at the top
         self.scale = spec.branch_weight_scale if spec.residual else 1.0
         k = spec.block_size
         zero = spec.zero_init_residual and spec.residual
         self.zeroed = range(k - 1, spec.depth, k) if zero else range(0)
-        self.drawing: threading.Thread | None = None
 
     def __len__(self) -> int:
         return self.stream.spec.depth
@@ -112,7 +131,7 @@ class RedrawnWeights(Sequence[np.ndarray]):
                 raise IndexError(f"layer {i} of {len(self)}")
             i += len(self)
         c = i // self.stream.chunk
-        if self.held[self.current] != c:
+        if self.held[self.current] != c or not self.ready[self.current]:
             self._move_to(c)
         return self.rows[self.current][i - c * self.stream.chunk]
 
@@ -121,27 +140,51 @@ class RedrawnWeights(Sequence[np.ndarray]):
             yield self[i]
 
     def _move_to(self, c: int) -> None:
-        previous, other = self.held[self.current], 1 - self.current
-        self._wait()
-        if self.held[other] != c:
-            self._fill(other, c)
+        previous = self.held[self.current] if self.ready[self.current] else -1
         if previous >= 0:
             self.direction = 1 if c > previous else -1
-        self.current = other
-        ahead = c + self.direction
-        if not 0 <= ahead < self.stream.chunks:
-            ahead = c - 1 if self.direction > 0 else -1  # at the top, backward comes next
-        if ahead >= 0:
-            self.drawing = threading.Thread(target=self._fill, args=(1 - other, ahead), daemon=True)
-            self.drawing.start()
+        if c in self.held:
+            buffer = self.held.index(c)
+            self._wait(buffer)
+        else:
+            buffer = self._spare(keep=())
+            self._fill(buffer, c)
+        if not self.ready[buffer]:  # its thread failed: draw here, where an error is raised
+            self._fill(buffer, c)
+        self.current = buffer
+        wanted = self._after(c)
+        for target in wanted:
+            if target in self.held:
+                continue
+            spare = self._spare(keep=(c, *wanted))
+            if spare < 0:
+                break
+            self.held[spare], self.ready[spare] = target, False
+            thread = threading.Thread(target=self._fill, args=(spare, target), daemon=True)
+            self.drawing[spare] = thread
+            thread.start()
 
-    def _wait(self) -> None:
-        if self.drawing is not None:
-            self.drawing.join()
-            self.drawing = None
+    def _after(self, c: int) -> list[int]:
+        """The chunks the pass reads next: on in its direction, or, at the top, back down."""
+        step = self.direction if c + self.direction < self.stream.chunks else -1
+        return [k for k in range(c + step, c + step * (self.ahead + 1), step) if k >= 0]
+
+    def _spare(self, keep: tuple[int, ...]) -> int:
+        """A buffer whose chunk is none of ``keep``, its drawing done; -1 if there is none."""
+        for buffer, chunk in enumerate(self.held):
+            if chunk not in keep:
+                self._wait(buffer)
+                return buffer
+        return -1
+
+    def _wait(self, buffer: int) -> None:
+        thread = self.drawing[buffer]
+        if thread is not None:
+            thread.join()
+            self.drawing[buffer] = None
 
     def _fill(self, buffer: int, c: int) -> None:
-        self.held[buffer] = -1  # while it is drawn, the buffer holds no chunk
+        self.held[buffer], self.ready[buffer] = c, False
         out = self.buffers[buffer]
         self.stream.draw(c, out)
         rows = self.stream.layers(c)
@@ -150,7 +193,7 @@ class RedrawnWeights(Sequence[np.ndarray]):
         for layer in rows:
             if layer in self.zeroed:  # a range: membership is arithmetic
                 out[layer - rows.start] = 0
-        self.held[buffer] = c
+        self.ready[buffer] = True
 
 
 class Transposed(Sequence[np.ndarray]):

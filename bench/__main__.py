@@ -11,6 +11,7 @@
 9. one training step (gradflow train) vs PyTorch eager doing the same step
 10. gradflow sweep: per-run overhead beyond the pass, and 2 jobs against 1 (bench/sweep.py)
 11. compare's variants side by side on threads against one after another (bench/side.py)
+12. analyze of a 1 GiB weight stack: redrawn as the pass reads it vs held (bench/redraw.py)
 
 ``python -m bench --quick`` (``make bench-quick``) runs the headline ratios only: one floor case
 per dtype, depth 20,000 at width 16, compare's CLI latency, and the torch side-by-side at
@@ -65,6 +66,8 @@ class Plan:
     under_load: bool = False  # 8: analyze with a CPU-bound process on every core
     # 11: compare's variants side by side against one after another: depth, width, batch
     side_by_side: tuple[tuple[int, int, int], ...] = ()
+    # 12: a large weight stack drawn as the pass reads it, against drawn once and held
+    redraw: tuple[tuple[int, int, int], ...] = ()
 
 
 PEER_CASES = tuple(
@@ -84,8 +87,9 @@ FULL = Plan(
     ],
     floor_repeat=7,
     wide_repeat=3,
-    # depth 4,000 at width 256 holds ~2.5 GB, enough to hold peak RSS to the estimate
-    deep_cases=[(100_000, 16, 16, 3), (4_000, 256, 32, 1)],
+    # depth 2,000 at width 256 holds ~1.2 GB, enough to hold peak RSS to the estimate (section
+    # 12 runs the same shape as analyze does, its weights redrawn)
+    deep_cases=[(100_000, 16, 16, 3), (2_000, 256, 32, 1)],
     cli_rounds=9,
     cli_full=True,
     render=True,
@@ -104,6 +108,7 @@ FULL = Plan(
     peer_cases=PEER_CASES,
     under_load=True,
     side_by_side=((50, 128, 32), (50, 512, 128)),
+    redraw=((2_000, 256, 32),),  # 1 GiB of float64 weights: where analyze starts redrawing
 )
 
 QUICK = Plan(
@@ -527,6 +532,32 @@ def side_by_side(plan: Plan) -> None:
             f"{r['side_by_side_s'] * 1e3:.0f} ms", f"{ratio:.2f}", str(r["cores"]))  # fmt: skip
 
 
+def redrawn_weights(plan: Plan) -> None:
+    rows = section(
+        "redrawn_weights",
+        "12. analyze of a large weight stack: drawn as the pass reads it (twice, on threads "
+        "beside it) vs drawn once and held (fresh process each)",
+        "time: from the first draw to the report; the report's JSON digest is the same for both; "
+        "keep: peak RSS <= 1.3 x estimate",
+    )
+    row("case", "weights", "time", "peak RSS", "estimate", "RSS/est", "digest")
+    for depth, width, batch in plan.redraw:
+        found = {}
+        for redraw in (True, False):
+            spec = {"depth": depth, "width": width, "batch": batch, "redraw": redraw}
+            out = subprocess.run([PY, "-m", "bench.redraw", json.dumps(spec)],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            r = found[redraw] = json.loads(out.stdout)
+            rows.append({**spec, **r})
+            row(f"{depth}x{width}x{batch}", "redrawn" if redraw else "held",
+                f"{r['seconds']:.2f} s", mib(r["peak_rss"]), mib(r["estimate"]),
+                f"{r['peak_rss'] / r['estimate']:.2f}", r["digest"])  # fmt: skip
+        held, drawn = found[False], found[True]
+        print(f"   redrawn / held: time {drawn['seconds'] / held['seconds']:.2f}, "
+              f"peak RSS {drawn['peak_rss'] / held['peak_rss']:.2f}; same report: "
+              f"{drawn['digest'] == held['digest']}")  # fmt: skip
+
+
 def finite(value: Any) -> Any:
     """The value with every non-finite float replaced by None, so the file is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -598,6 +629,8 @@ def main(argv: list[str] | None = None) -> None:
         steps.append(sweep_executors)
     if plan.side_by_side:
         steps.append(side_by_side)
+    if plan.redraw:
+        steps.append(redrawn_weights)
     for step in steps:
         start = time.perf_counter()
         step(plan)

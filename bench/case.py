@@ -103,7 +103,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
         "floor_s": floor,
         "activation_s": activation,
         "peak_rss": peak,
-        "estimate": estimate_bytes(spec),
+        "estimate": estimate_bytes(spec, redraw=False),  # the weights are held here
         "log10_first_grad": float(report.layers.grad_weight.log10[0]),
         "status_first_grad": str(report.layers.grad_weight.status()[0]),
     }

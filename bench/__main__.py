@@ -108,7 +108,7 @@ FULL = Plan(
     peer_cases=PEER_CASES,
     under_load=True,
     side_by_side=((50, 128, 32), (50, 512, 128)),
-    redraw=((2_000, 256, 32),),  # 1 GiB of float64 weights: where analyze starts redrawing
+    redraw=((2_000, 256, 32),),  # 1 GiB of float64 weights (analyze redraws from 128 MiB)
 )
 
 QUICK = Plan(

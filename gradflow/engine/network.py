@@ -123,7 +123,9 @@ def redraws_weights(spec: NetworkSpec) -> bool:
     return spec.depth * spec.width**2 * np.dtype(spec.dtype.value).itemsize >= REDRAW_FROM
 
 
-REDRAW_FROM = 1 << 30
+# From here drawing twice, beside the pass, took less time than drawing once and faulting the
+# stack in (at 64 MiB, as long; from 128 MiB, 0.55-0.75 of the time on the benchmark machine)
+REDRAW_FROM = 128 << 20
 
 
 def network_bytes(spec: NetworkSpec, redraw: bool = False) -> int:

@@ -122,7 +122,7 @@ def test_large_stacks_are_redrawn() -> None:
 
 @pytest.mark.parametrize("spec", SPECS[:3], ids=lambda s: f"{s.skip.value}-{s.dtype.value}")
 def test_estimate_bounds_the_measured_peak(spec: NetworkSpec) -> None:
-    deep = spec.replace(depth=spec.depth * 30, width=64, batch=8)
+    deep = spec.replace(depth=spec.depth * 10, width=64, batch=8)
     assert network_bytes(deep, redraw=True) < network_bytes(deep) / 10
     analyze(deep.replace(depth=deep.block_size), network=build(deep.replace(depth=deep.block_size)))
     tracemalloc.start()

@@ -11,7 +11,7 @@
 9. one training step (gradflow train) vs PyTorch eager doing the same step
 10. gradflow sweep: per-run overhead beyond the pass, and 2 jobs against 1 (bench/sweep.py)
 11. compare's variants side by side on threads against one after another (bench/side.py)
-12. analyze of a 1 GiB weight stack: redrawn as the pass reads it vs held (bench/redraw.py)
+12. analyze of a 512 MiB weight stack: redrawn as the pass reads it vs held (bench/redraw.py)
 
 ``python -m bench --quick`` (``make bench-quick``) runs the headline ratios only: one floor case
 per dtype, depth 20,000 at width 16, compare's CLI latency, and the torch side-by-side at
@@ -108,7 +108,7 @@ FULL = Plan(
     peer_cases=PEER_CASES,
     under_load=True,
     side_by_side=((50, 128, 32), (50, 512, 128)),
-    redraw=((2_000, 256, 32),),  # 1 GiB of float64 weights (analyze redraws from 128 MiB)
+    redraw=((1_000, 256, 32),),  # 512 MiB of float64 weights (analyze redraws from 128 MiB)
 )
 
 QUICK = Plan(
@@ -571,7 +571,7 @@ def finite(value: Any) -> Any:
 
 TRAIN_CASES = [(50, 256, 64, "sigmoid"), (50, 256, 64, "relu")]  # depth, width, batch, φ
 TRAIN_TARGET = 1.2
-TRAIN_REPEAT = 7
+TRAIN_REPEAT = 5
 
 
 def train_step(plan: Plan) -> None:

@@ -4,6 +4,7 @@ that every pass crosses many of them."""
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
@@ -164,3 +165,35 @@ def test_save_arrays_holds_the_weights(monkeypatch: pytest.MonkeyPatch, tmp_path
     with np.load(target) as saved:
         held = build(NetworkSpec(depth=4, width=8, batch=2))
         np.testing.assert_array_equal(saved["W4"], held.weights[3])
+
+
+def test_a_failed_draw_ahead_is_met_in_the_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk whose drawing ahead failed (out of memory) is drawn by the pass itself: once the
+    failure is gone, the layers are right and no thread printed a traceback; if it recurs, the
+    pass meets the error, as one exception in its own thread."""
+    spec = SPECS[0]
+    held = build(spec).weights_for(spec)
+    stream = build(spec, redraw=True).stream
+    assert stream is not None
+    draw, failures = stream.draw, {"left": 1}
+
+    def failing(c: int, out: np.ndarray) -> None:
+        if c == 2 and failures["left"] > 0:
+            failures["left"] -= 1
+            raise MemoryError("no room for chunk 2")
+        draw(c, out)
+
+    monkeypatch.setattr(stream, "draw", failing)
+    printed: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", printed.append)
+    reader = redrawn.RedrawnWeights(stream, spec, ahead=2)
+    for i in range(spec.depth):  # chunk 2 is first drawn ahead, on a thread, and fails there
+        np.testing.assert_array_equal(reader[i], held[i])
+    assert failures["left"] == 0 and printed == []
+    failures["left"] = 10**6
+    again = redrawn.RedrawnWeights(stream, spec, ahead=2)
+    again[0]
+    with pytest.raises(MemoryError, match="chunk 2"):
+        for i in range(spec.depth):
+            again[i]
+    assert printed == []

@@ -4,9 +4,11 @@ A pass reads the weights twice: in order going forward, in reverse going back. H
 (L, n, n) stack costs its memory, and drawing it costs a page fault and a write to memory for
 every page: at depth 10,000, width 256, 5.2 GB, and 9 of the 20 s the draw took on the
 benchmark machine (the generator itself took 10). Drawing each chunk of layers twice costs the
-generator's time a second time instead, and a thread beside the pass hides most of it: while
-the pass works on one chunk, the next one in its direction is drawn into a second buffer.
-NumPy's generator releases the GIL while it fills an array.
+generator's time a second time instead, and threads beside the pass hide most of it: while the
+pass works on one chunk, the next ones in its direction are drawn into buffers of their own
+(NumPy's generator releases the GIL while it fills an array). Going forward the stream can only
+be drawn in order, one chunk after another; going back, every chunk's state is known, and
+several are drawn at once.
 
 The values are the held stack's, bit for bit: the first draw of a chunk takes the weight
 stream in order and keeps the generator's state at the start of the next chunk; a later draw
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import suppress
 from typing import Any, overload
 
 import numpy as np
@@ -25,7 +28,7 @@ from gradflow.engine.initializers import draw_chunk, draw_weights, layer_norms
 from gradflow.engine.spec import NetworkSpec
 from gradflow.engine.threads import cores
 
-CHUNK_BYTES = 16 << 20  # one buffer of layers; a reader holds two
+CHUNK_BYTES = 16 << 20  # one buffer of layers; a reader holds one more than it draws ahead
 
 
 def redraw_chunk(spec: NetworkSpec) -> int:
@@ -160,14 +163,15 @@ class RedrawnWeights(Sequence[np.ndarray]):
             if spare < 0:
                 break
             self.held[spare], self.ready[spare] = target, False
-            thread = threading.Thread(target=self._fill, args=(spare, target), daemon=True)
+            thread = threading.Thread(target=self._prefetch, args=(spare, target), daemon=True)
             self.drawing[spare] = thread
             thread.start()
 
     def _after(self, c: int) -> list[int]:
         """The chunks the pass reads next: on in its direction, or, at the top, back down."""
         step = self.direction if c + self.direction < self.stream.chunks else -1
-        return [k for k in range(c + step, c + step * (self.ahead + 1), step) if k >= 0]
+        chunks = range(self.stream.chunks)
+        return [k for k in range(c + step, c + step * (self.ahead + 1), step) if k in chunks]
 
     def _spare(self, keep: tuple[int, ...]) -> int:
         """A buffer whose chunk is none of ``keep``, its drawing done; -1 if there is none."""
@@ -182,6 +186,12 @@ class RedrawnWeights(Sequence[np.ndarray]):
         if thread is not None:
             thread.join()
             self.drawing[buffer] = None
+
+    def _prefetch(self, buffer: int, c: int) -> None:
+        """``_fill`` on a thread. A failure (out of memory) leaves the buffer not ready, and the
+        pass, when it comes to the chunk, draws it itself and meets the error there, as one."""
+        with suppress(Exception):  # raised again, if it recurs, in the pass's thread
+            self._fill(buffer, c)
 
     def _fill(self, buffer: int, c: int) -> None:
         self.held[buffer], self.ready[buffer] = c, False

@@ -222,3 +222,39 @@ def test_markdown_and_the_terminal_page_share_one_order(reports: list[Report]) -
     assert len(sections) == 8
     assert _titles(text.splitlines()) == _titles(buffer.getvalue().splitlines())
     assert len(_titles(text.splitlines())) == len(sections)
+
+
+TABLE = export.Table(
+    ["index", "name", "value", "flag", "mixed", 'odd key %s "q"', "nested"],
+    [
+        [1, 2, 3],
+        ["dense 1", 'quote " and \\ slash', "ünïcode, comma"],
+        [1e-320, 1.5e300, -0.0],
+        [True, False, True],
+        [None, 2.5, "text"],
+        [0, -7, 10**20],
+        [[1, 2], {"a": None}, []],
+    ],
+)
+
+
+@pytest.mark.parametrize(("level", "expand"), [(0, 1), (3, 4), (0, 4), (2, 2), (1, 5)])
+def test_a_table_is_written_as_the_list_of_its_records(level: int, expand: int) -> None:
+    """Column by column, or record by record through the encoder: the same text, at any depth
+    of indentation, for every kind of value JSON has (and keys that look like templates)."""
+    for keep in (slice(None), slice(0, 1), slice(0, 0)):
+        table = export.Table(TABLE.keys, [column[keep] for column in TABLE.columns])
+        written = export.pretty_json({"rows": table}, level, expand)
+        assert written == export.pretty_json({"rows": table.records()}, level, expand)
+        if table.columns[0]:
+            rows = zip(*table.columns, strict=True)
+            expected = [dict(zip(table.keys, row, strict=True)) for row in rows]
+            assert json.loads(written)["rows"] == expected
+
+
+def test_a_table_refuses_what_json_cannot_hold() -> None:
+    """NaN and infinity are refused as the encoder refuses them (the exports write null)."""
+    for bad in (math.nan, math.inf):
+        table = export.Table(["x"], [[1.0, bad]])
+        with pytest.raises(ValueError, match="JSON compliant"):
+            export.pretty_json({"rows": table}, 0, 2)

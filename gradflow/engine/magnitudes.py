@@ -137,6 +137,9 @@ class Status(Choice):
     INF = "inf"
 
 
+STATUS_ORDER = (Status.OK, Status.NAN, Status.INF, Status.ZERO, Status.UNDERFLOW, Status.OVERFLOW)
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Magnitudes:
     """Non-negative magnitudes, each ``mantissa[i] · 2**exponent[i]``, exact beyond float range."""
@@ -169,14 +172,17 @@ class Magnitudes:
 
     def status(self) -> list[Status]:
         """How each magnitude relates to float64's range."""
+        return [STATUS_ORDER[c] for c in self.status_codes().tolist()]
+
+    def status_codes(self) -> np.ndarray:
+        """Each magnitude's status as its index in STATUS_ORDER (int64)."""
         m, value = self.mantissa, self.value
-        codes = np.select(
+        codes: np.ndarray = np.select(
             [np.isnan(m), np.isinf(m), m == 0, value == 0, np.isinf(value)],
             [1, 2, 3, 4, 5],
             default=0,
         )
-        order = (Status.OK, Status.NAN, Status.INF, Status.ZERO, Status.UNDERFLOW, Status.OVERFLOW)
-        return [order[c] for c in codes.tolist()]
+        return codes
 
 
 def from_log10(log10: np.ndarray) -> Magnitudes:

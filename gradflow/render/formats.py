@@ -8,11 +8,11 @@ bytes: keys keep a fixed order and nothing depends on the time or the machine.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from gradflow import __version__
 from gradflow.analysis.results import Report
 from gradflow.analysis.verdict import PAIRS
-from gradflow.engine.magnitudes import Magnitudes, Status, from_log10
+from gradflow.engine.magnitudes import STATUS_ORDER, Magnitudes, Status, from_log10
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render import chart, grid, view
 from gradflow.render.theory_view import predicted_log10
@@ -44,9 +44,12 @@ def magnitude_records(name: str, m: Magnitudes) -> list[dict[str, Any]]:
 def _magnitude_columns(m: Magnitudes) -> tuple[list[Any], list[Any], list[str]]:
     """The value (null beyond float64's range), its log10 (null where not finite) and the
     status of every entry of ``m``, as columns: built by NumPy, not value by value."""
-    status = m.status()
-    in_range = np.array([s in (Status.OK, Status.ZERO) for s in status], dtype=bool)
-    return _nulled(m.value, in_range), _finite_or_null(m.log10), [s.value for s in status]
+    codes = m.status_codes()
+    in_range = (codes == STATUS_ORDER.index(Status.OK)) | (codes == STATUS_ORDER.index(Status.ZERO))
+    return _nulled(m.value, in_range), _finite_or_null(m.log10), _STATUS_TEXTS[codes].tolist()
+
+
+_STATUS_TEXTS = np.array([s.value for s in STATUS_ORDER], dtype=object)
 
 
 def _finite_or_null(x: np.ndarray) -> list[Any]:
@@ -60,8 +63,27 @@ def _nulled(x: np.ndarray, keep: np.ndarray) -> list[Any]:
     return list(column.tolist())
 
 
+class Table:
+    """Records held as columns: their keys, and one list of values per key. ``pretty_json``
+    writes a table as it writes the list of its records, a column per encoder call. (Not a
+    tuple, which the encoder would write as a list of its fields.)"""
+
+    __slots__ = ("columns", "keys")
+
+    def __init__(self, keys: list[str], columns: list[list[Any]]) -> None:
+        self.keys, self.columns = keys, columns
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.keys, row, strict=True)) for row in zip(*self.columns, strict=True)]
+
+
 def layer_records(report: Report) -> list[dict[str, Any]]:
     """One flat record per layer (the xent head last): what JSON and CSV both hold."""
+    return layer_table(report).records()
+
+
+def layer_table(report: Report) -> Table:
+    """``layer_records`` as columns."""
     layers = report.layers
     grad_to_weight = from_log10(layers.log10_grad_weight_ratio)
     keys: list[str] = ["index", "name"]
@@ -83,7 +105,7 @@ def layer_records(report: Report) -> list[dict[str, Any]]:
         columns.append(_finite_or_null(getattr(layers, name)))
     keys.append("finite")
     columns.append([bool(f) for f in layers.finite.tolist()])
-    return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+    return Table(keys, columns)
 
 
 def block_records(report: Report) -> list[dict[str, Any]]:
@@ -189,7 +211,7 @@ def to_json(
             "summary": summary_record(r),
             # log10(this run's first/last ratio ÷ the first run's): orders of magnitude gained
             **_decades(r.summary.log10_weight_ratio, base),
-            "layers": layer_records(r),
+            "layers": layer_table(r),
             "blocks": block_records(r),
         }
         for r in reports
@@ -213,25 +235,65 @@ def _decades(log10: float, base: float) -> dict[str, Any]:
     return {"decades_vs_first": json_number(diff), "decades_vs_first_status": str(_status(diff))}
 
 
-_ENCODER = json.JSONEncoder(allow_nan=False)  # one encoder: json.dumps builds one a call
+def _records(value: object) -> list[dict[str, Any]]:
+    """What the encoder writes for a value it does not know: a table's records, else nothing."""
+    if isinstance(value, Table):
+        return value.records()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# one encoder: json.dumps builds one a call
+_ENCODER = json.JSONEncoder(allow_nan=False, default=_records)
 
 
 def pretty_json(value: Any, level: int = 0, expand: int = 4) -> str:
     """JSON indented down to ``expand`` levels, each deeper value (a layer or block record) on
     one line: readable, and written by the C encoder, so 100,000 layers take seconds, not
-    minutes."""
+    minutes. A ``Table`` is written as the list of its records. The text is gathered in parts
+    and joined once (a 100,000-layer document is 60 MB)."""
+    parts: list[str] = []
+    _pretty(value, level, expand, parts)
+    return "".join(parts)
+
+
+def _pretty(value: Any, level: int, expand: int, out: list[str]) -> None:
+    if isinstance(value, Table):
+        if level + 1 == expand and value.columns[0]:
+            out.append(_lines(value, "  " * level))
+            return
+        value = value.records()
     if level >= expand or not isinstance(value, dict | list) or not value:
-        return _ENCODER.encode(value)
+        out.append(_ENCODER.encode(value))
+        return
     pad, inner = "  " * level, "  " * (level + 1)
-    if level + 1 >= expand:  # the children go on one line each: straight to the encoder
-        child: Callable[[Any], str] = _ENCODER.encode
-    else:
-        child = functools.partial(pretty_json, level=level + 1, expand=expand)
-    if isinstance(value, dict):
-        items = [f"{inner}{json.dumps(k)}: {child(v)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-    items = [inner + child(v) for v in value]
-    return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+    out.append("{\n" if isinstance(value, dict) else "[\n")
+    items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+    for i, (key, item) in enumerate(items):
+        out.append(inner if i == 0 else ",\n" + inner)
+        if key is not None:
+            out.append(_ENCODER.encode(key) + ": ")
+        _pretty(item, level + 1, expand, out)
+    out.append("\n" + pad + ("}" if isinstance(value, dict) else "]"))
+
+
+def _lines(table: Table, pad: str) -> str:
+    """The table's records, one a line, as ``_pretty`` writes a list of them whose items go on
+    one line each: a line is a template filled with its values' texts."""
+    fields = ", ".join(_ENCODER.encode(key).replace("%", "%%") + ": %s" for key in table.keys)
+    template = pad + "  {" + fields + "}"
+    rows = zip(*map(_json_texts, table.columns), strict=True)
+    return "[\n" + ",\n".join([template % row for row in rows]) + "\n" + pad + "]"
+
+
+def _json_texts(column: list[Any]) -> list[str]:
+    """Each value of a column as the encoder writes it: strings one by one, and numbers, nulls
+    and booleans from one encoder call over the column (none of their texts holds ", ")."""
+    kinds = set(map(type, column))
+    if kinds == {str}:
+        return list(map(encode_basestring_ascii, column))
+    if not kinds <= {float, int, bool, type(None)}:
+        return [_ENCODER.encode(v) for v in column]
+    return _ENCODER.encode(column)[1:-1].split(", ")
 
 
 def to_csv(reports: Sequence[Report], theory: Sequence[Prediction | str] | None = None) -> str:

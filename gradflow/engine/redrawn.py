@@ -94,7 +94,33 @@ class WeightStream:
         return self.norms
 
 
-class RedrawnWeights(Sequence[np.ndarray]):
+class _Layers(Sequence[np.ndarray]):
+    """(n, n) layers read one at a time, by index (negative ones count from the end), never by
+    slice: what a pass asks of its weights."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _layer(self, i: int) -> np.ndarray:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[np.ndarray]: ...
+    def __getitem__(self, i: int | slice) -> np.ndarray | Sequence[np.ndarray]:
+        if isinstance(i, slice):
+            raise TypeError(f"{type(self).__name__}: layers are read one at a time")
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"layer {i} of {len(self)}")
+        return self._layer(i % len(self))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self._layer(i)
+
+
+class RedrawnWeights(_Layers):
     """The weights a pass of ``spec`` sees (β-scaled inside residual branches, branch ends
     zeroed if it asks), read layer by layer from a ``WeightStream`` through chunk buffers: the
     one read, and the next ``ahead`` chunks in the pass's direction, drawn meanwhile, each on a
@@ -122,25 +148,11 @@ class RedrawnWeights(Sequence[np.ndarray]):
     def __len__(self) -> int:
         return self.stream.spec.depth
 
-    @overload
-    def __getitem__(self, i: int) -> np.ndarray: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[np.ndarray]: ...
-    def __getitem__(self, i: int | slice) -> np.ndarray | Sequence[np.ndarray]:
-        if isinstance(i, slice):
-            raise TypeError("redrawn weights are read one layer at a time")
-        if not 0 <= i < len(self):
-            if not -len(self) <= i < 0:
-                raise IndexError(f"layer {i} of {len(self)}")
-            i += len(self)
+    def _layer(self, i: int) -> np.ndarray:
         c = i // self.stream.chunk
         if self.held[self.current] != c or not self.ready[self.current]:
             self._move_to(c)
         return self.rows[self.current][i - c * self.stream.chunk]
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for i in range(len(self)):
-            yield self[i]
 
     def _move_to(self, c: int) -> None:
         previous = self.held[self.current] if self.ready[self.current] else -1
@@ -206,7 +218,7 @@ class RedrawnWeights(Sequence[np.ndarray]):
         self.ready[buffer] = True
 
 
-class Transposed(Sequence[np.ndarray]):
+class Transposed(_Layers):
     """Wᵢᵀ of a sequence of weights, as views made when read."""
 
     def __init__(self, weights: Sequence[np.ndarray]) -> None:
@@ -215,11 +227,5 @@ class Transposed(Sequence[np.ndarray]):
     def __len__(self) -> int:
         return len(self.weights)
 
-    @overload
-    def __getitem__(self, i: int) -> np.ndarray: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[np.ndarray]: ...
-    def __getitem__(self, i: int | slice) -> np.ndarray | Sequence[np.ndarray]:
-        if isinstance(i, slice):
-            raise TypeError("transposed weights are read one layer at a time")
+    def _layer(self, i: int) -> np.ndarray:
         return self.weights[i].T

@@ -108,7 +108,7 @@ FULL = Plan(
     peer_cases=PEER_CASES,
     under_load=True,
     side_by_side=((50, 128, 32), (50, 512, 128)),
-    redraw=((1_000, 256, 32),),  # 512 MiB of float64 weights (analyze redraws from 128 MiB)
+    redraw=((1_000, 256, 32),),  # 512 MiB of float64 weights (analyze redraws from 96 MiB)
 )
 
 QUICK = Plan(

@@ -116,9 +116,9 @@ def test_arrays_refused_when_not_held() -> None:
 
 
 def test_large_stacks_are_redrawn() -> None:
-    assert not redraws_weights(NetworkSpec(depth=255, width=256))  # just under 128 MiB
-    assert redraws_weights(NetworkSpec(depth=256, width=256))  # 128 MiB
-    assert not redraws_weights(NetworkSpec(depth=256, width=256, dtype=DType.FLOAT32))
+    assert not redraws_weights(NetworkSpec(depth=191, width=256))  # just under 96 MiB
+    assert redraws_weights(NetworkSpec(depth=192, width=256))  # 96 MiB
+    assert not redraws_weights(NetworkSpec(depth=192, width=256, dtype=DType.FLOAT32))
 
 
 @pytest.mark.parametrize("spec", SPECS[:3], ids=lambda s: f"{s.skip.value}-{s.dtype.value}")

@@ -39,7 +39,7 @@ def analyze(
 
     ``method`` chooses how ‖∂L/∂W‖ is taken (auto, gram, explicit); ``keep_gradients`` also
     returns every ∂L/∂W, ∂L/∂b and ∂L/∂(layer input) formed. Without ``network``, a weight
-    stack of 128 MiB or more is drawn as the pass reads it, twice, instead of held
+    stack of 96 MiB or more is drawn as the pass reads it, twice, instead of held
     (``redraws_weights``); the report is the same bits."""
     network = network or build(spec, redraw=redraws_weights(spec))
     done = None if progress is None else alone(progress, 2 * spec.depth)

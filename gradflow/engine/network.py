@@ -124,8 +124,8 @@ def redraws_weights(spec: NetworkSpec) -> bool:
 
 
 # From here drawing twice, beside the pass, took less time than drawing once and faulting the
-# stack in (at 64 MiB, as long; from 128 MiB, 0.55-0.75 of the time on the benchmark machine)
-REDRAW_FROM = 128 << 20
+# stack in: at 52 and 67 MB as long, from 105 MB 0.55-0.75 of the time on the benchmark machine
+REDRAW_FROM = 96 << 20
 
 
 def network_bytes(spec: NetworkSpec, redraw: bool = False) -> int:

@@ -58,7 +58,7 @@ def test_estimate_bounds_the_measured_peak(
 def test_estimate_counts_every_layer_view(activation: str, skip: str, norm: str) -> None:
     """Deep and narrow, where each layer's few bytes of values are outweighed by the array
     objects the pass keeps for it (views of the weights, their transposes, the outputs)."""
-    spec = NetworkSpec(depth=20_000, width=4, batch=2, activation=activation, skip=skip, norm=norm)  # type: ignore[arg-type]
+    spec = NetworkSpec(depth=8_000, width=4, batch=2, activation=activation, skip=skip, norm=norm)  # type: ignore[arg-type]
     analyze(spec.replace(depth=2, skip="none"))
     tracemalloc.start()
     try:

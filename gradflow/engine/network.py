@@ -133,7 +133,7 @@ def network_bytes(spec: NetworkSpec, redraw: bool = False) -> int:
     head n·C + C and its labels; and a variant's β-scaled copy of the weights, where it has one.
     The float32 draw's float64 temporary (the norms' widened copy is no larger, and comes
     after it) and the weight norms are included. ``redraw``: a pass's reader of redrawn
-    weights and the stream's saved states instead of the weights."""
+    weights, and the stream's saved states, instead of the weights."""
     n, size = spec.width, np.dtype(spec.dtype.value).itemsize
     total = spec.depth * n + 2 * spec.batch * n
     if spec.loss is Loss.XENT:

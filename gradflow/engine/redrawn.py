@@ -44,12 +44,17 @@ def reader_ahead() -> int:
 
 
 def reader_bytes(spec: NetworkSpec) -> int:
-    """Bytes a reader holds: its chunk buffers, and for float32 each draw's float64 temporary
-    (``draw_chunk`` layers, or the chunk if smaller)."""
+    """Bytes a pass's reader holds, with the stream's saved states: its chunk buffers, for
+    float32 each draw's float64 temporary (``draw_chunk`` layers, or the chunk if smaller),
+    and a generator state a chunk."""
     n, chunk, ahead = spec.width, redraw_chunk(spec), reader_ahead()
     size = np.dtype(spec.dtype.value).itemsize
     temporaries = ahead * min(draw_chunk(spec), chunk) * n * n * 8 if size != 8 else 0
-    return (ahead + 1) * chunk * n * n * size + temporaries
+    states = (-(-spec.depth // chunk) + 1) * STATE_BYTES
+    return (ahead + 1) * chunk * n * n * size + temporaries + states
+
+
+STATE_BYTES = 600  # a PCG64 state as a dict, as tracemalloc counts it (~520)
 
 
 class WeightStream:

@@ -266,14 +266,15 @@ def _pretty(value: Any, level: int, expand: int, out: list[str]) -> None:
         out.append(_ENCODER.encode(value))
         return
     pad, inner = "  " * level, "  " * (level + 1)
-    out.append("{\n" if isinstance(value, dict) else "[\n")
-    items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
-    for i, (key, item) in enumerate(items):
+    keyed = isinstance(value, dict)
+    out.append("{\n" if keyed else "[\n")
+    pairs = value.items() if isinstance(value, dict) else enumerate(value)
+    for i, (key, item) in enumerate(pairs):
         out.append(inner if i == 0 else ",\n" + inner)
-        if key is not None:
+        if keyed:
             out.append(_ENCODER.encode(key) + ": ")
         _pretty(item, level + 1, expand, out)
-    out.append("\n" + pad + ("}" if isinstance(value, dict) else "]"))
+    out.append("\n" + pad + ("}" if keyed else "]"))
 
 
 def _lines(table: Table, pad: str) -> str:

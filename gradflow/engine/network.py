@@ -16,7 +16,7 @@ import numpy as np
 from gradflow.engine.initializers import draw_chunk, draw_weights, layer_norms
 from gradflow.engine.losses import LossData
 from gradflow.engine.redrawn import RedrawnWeights, WeightStream, reader_ahead, reader_bytes
-from gradflow.engine.spec import Loss, NetworkSpec, Skip
+from gradflow.engine.spec import Loss, NetworkSpec
 from gradflow.engine.threads import one_blas_thread
 
 # What the arrays depend on; compare() reuses one Network for specs that agree on these.
@@ -57,18 +57,16 @@ class Network:
         if self.stream is not None:
             return RedrawnWeights(self.stream, spec, ahead=reader_ahead())
         layers = list(self.weights)
-        beta = spec.branch_weight_scale
-        if spec.residual and beta != 1.0:
-            layers = [w * beta for w in layers]  # every layer of a residual net is in a branch
+        beta = spec.weight_scale
+        if beta != 1.0:
+            layers = [w * beta for w in layers]
         return _zero_branch_ends(layers, spec)
 
     def weight_norms_for(self, spec: NetworkSpec) -> np.ndarray:
         """‖W_i‖_F as ``spec`` sees the weights (β-scaled, zeroed branch ends 0), (L,)."""
         norms = (self.weight_norms if self.stream is None else self.stream.complete()).copy()
-        if spec.residual:
-            norms *= abs(spec.branch_weight_scale)
-            if spec.zero_init_residual:
-                norms[spec.block_size - 1 :: spec.block_size] = 0.0
+        norms *= abs(spec.weight_scale)
+        norms[spec.zeroed_layers] = 0.0
         return norms
 
     def biases_for(self, spec: NetworkSpec) -> list[np.ndarray]:
@@ -109,9 +107,9 @@ def _zero_branch_ends(layers: list[np.ndarray], spec: NetworkSpec) -> list[np.nd
     """``layers`` with the last layer of every residual branch replaced by zeros when ``spec``
     asks for zero_init_residual (the drawn arrays stay untouched)."""
     layers = list(layers)
-    if spec.zero_init_residual and spec.skip is not Skip.NONE:
+    if spec.zeroed_layers:
         zero = np.zeros_like(layers[0])
-        for end in range(spec.block_size - 1, spec.depth, spec.block_size):
+        for end in spec.zeroed_layers:
             layers[end] = zero
     return layers
 
@@ -141,7 +139,7 @@ def network_bytes(spec: NetworkSpec, redraw: bool = False) -> int:
     if redraw:
         return total * size + reader_bytes(spec) + spec.depth * 8
     total += spec.depth * n * n
-    if spec.residual and spec.branch_weight_scale != 1.0:
+    if spec.weight_scale != 1.0:
         total += spec.depth * n * n
     draw_temporary = draw_chunk(spec) * n * n * 8 if size != 8 else 0
     return total * size + draw_temporary + spec.depth * 8

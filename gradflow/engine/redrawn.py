@@ -145,10 +145,7 @@ class RedrawnWeights(_Layers):
         self.ready = [False] * len(self.buffers)  # the chunk is in, not still being drawn
         self.current = 0  # the buffer being read
         self.direction = 1  # forward: up; a pass turns once, at the top
-        self.scale = spec.branch_weight_scale if spec.residual else 1.0
-        k = spec.block_size
-        zero = spec.zero_init_residual and spec.residual
-        self.zeroed = range(k - 1, spec.depth, k) if zero else range(0)
+        self.scale, self.zeroed = spec.weight_scale, spec.zeroed_layers
 
     def __len__(self) -> int:
         return self.stream.spec.depth

@@ -180,6 +180,18 @@ class NetworkSpec:
         return self.skip is not Skip.NONE
 
     @property
+    def weight_scale(self) -> float:
+        """β on every layer's initial weights: a residual net's layers are all in branches."""
+        return self.branch_weight_scale if self.residual else 1.0
+
+    @property
+    def zeroed_layers(self) -> range:
+        """The layers whose initial weights are zero: with zero_init_residual, every branch's
+        last (a plain net has none, as the spec allows it no zero_init_residual)."""
+        k = self.block_size
+        return range(k - 1, self.depth, k) if self.zero_init_residual else range(0)
+
+    @property
     def blocks(self) -> int:
         """Number of residual blocks (0 for a plain network)."""
         return self.depth // self.block_size if self.residual else 0

@@ -12,6 +12,7 @@
 10. gradflow sweep: per-run overhead beyond the pass, and 2 jobs against 1 (bench/sweep.py)
 11. compare's variants side by side on threads against one after another (bench/side.py)
 12. analyze of a 512 MiB weight stack: redrawn as the pass reads it vs held (bench/redraw.py)
+13. two threads: --threads 2 against one, and against PyTorch eager on two
 
 ``python -m bench --quick`` (``make bench-quick``) runs the headline ratios only: one floor case
 per dtype, depth 20,000 at width 16, compare's CLI latency, and the torch side-by-side at
@@ -68,6 +69,9 @@ class Plan:
     side_by_side: tuple[tuple[int, int, int], ...] = ()
     # 12: a large weight stack drawn as the pass reads it, against drawn once and held
     redraw: tuple[tuple[int, int, int], ...] = ()
+    # 13: --threads 2 against one thread and against torch on two: depth, width, batch, dtype,
+    # activation, skip
+    on_threads: tuple[tuple[int, int, int, str, str, str], ...] = ()
 
 
 PEER_CASES = tuple(
@@ -109,6 +113,11 @@ FULL = Plan(
     under_load=True,
     side_by_side=((50, 128, 32), (50, 512, 128)),
     redraw=((1_000, 256, 32),),  # 512 MiB of float64 weights (analyze redraws from 96 MiB)
+    on_threads=(
+        (50, 1024, 256, "float64", "relu", "none"),
+        (50, 1024, 256, "float32", "gelu", "pre"),
+        (200, 512, 128, "float32", "sigmoid", "none"),  # products too small to split
+    ),
 )
 
 QUICK = Plan(
@@ -399,9 +408,9 @@ def path_split(plan: Plan) -> None:
             times.append(time.perf_counter() - start)
         return min(times)
 
-    one = best(lambda: analyze(spec, network=network))
-    full = best(lambda: decompose(spec, network=network))
-    short = best(lambda: decompose(spec, network=network, max_length=10))
+    one = best(lambda: analyze(spec, network=network, threads=1))
+    full = best(lambda: decompose(spec, network=network, threads=1))
+    short = best(lambda: decompose(spec, network=network, max_length=10, threads=1))
     rows.append(
         {
             "pass_s": one, "full_split_s": full, "full_ratio": full / one,
@@ -605,6 +614,40 @@ def train_step(plan: Plan) -> None:
         rows.append({**spec, **result, "target": TRAIN_TARGET})
 
 
+def on_threads(plan: Plan) -> None:
+    rows = section(
+        "on_threads",
+        "13. two threads: one analyzed pass with --threads 2 vs one thread, and vs PyTorch eager "
+        "on two (one each, interleaved, fresh process)",
+        "ours: large products as two column halves, side by side (the same bits on any thread "
+        "count); Grams and formed dL/dW shared out; φ and the rest on one thread",
+        "hand-off: one task to the helper thread and back, after 1 ms of other work as in a pass "
+        "(median; a woken thread's latency); one a split product",
+    )
+    row("case", "phi", "skip", "ours 2", "ours 1", "2 / 1", "torch 2", "vs torch")
+    shapes: list[dict[str, Any]] = [
+        {"depth": d, "width": w, "batch": b, "dtype": dtype, "repeat": 1, "threads": 2,
+         "cases": [[activation, skip]]}
+        for d, w, b, dtype, activation, skip in plan.on_threads
+    ]  # fmt: skip
+    out = subprocess.run([PY, "-m", "bench.peer", json.dumps(shapes)], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    handoff = []
+    for shape, line in zip(shapes, out.stdout.splitlines(), strict=True):
+        result = json.loads(line)
+        handoff.append(result["handoff_s"])
+        for c in result["cases"]:
+            speedup, vs = c["ours_s"] / c["ours_one_s"], c["ours_s"] / c["torch_s"]
+            rows.append({key: shape[key] for key in ("depth", "width", "batch", "dtype")}
+                        | c | {"two_over_one": speedup, "vs_torch": vs,
+                               "handoff_s": result["handoff_s"]})  # fmt: skip
+            row(f"{shape['depth']}x{shape['width']}x{shape['batch']} {shape['dtype'][-2:]}",
+                c["activation"], c["skip"], f"{c['ours_s'] * 1e3:.0f} ms",
+                f"{c['ours_one_s'] * 1e3:.0f} ms", f"{speedup:.2f}",
+                f"{c['torch_s'] * 1e3:.0f} ms", f"{vs:.2f}")  # fmt: skip
+    print(f"   hand-off: {statistics.median(handoff) * 1e6:.0f} µs")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the headline ratios only (<1 min)")
@@ -631,6 +674,8 @@ def main(argv: list[str] | None = None) -> None:
         steps.append(side_by_side)
     if plan.redraw:
         steps.append(redrawn_weights)
+    if plan.on_threads:
+        steps.append(on_threads)
     for step in steps:
         start = time.perf_counter()
         step(plan)

@@ -69,12 +69,13 @@ def activation_time(spec: NetworkSpec, network: Network) -> float:
 
 
 def engine_time(spec: NetworkSpec, network: Network, explicit: bool = False) -> float:
-    """Seconds for one analyzed pass. explicit: form every ∂L/∂W (n×n) as the floor does,
-    instead of taking its norm from B×B Gram matrices."""
+    """Seconds for one analyzed pass, on one thread as the floor. explicit: form every ∂L/∂W
+    (n×n) as the floor does, instead of taking its norm from B×B Gram matrices."""
     # A fresh Network object each time, so nothing cached by an earlier pass is reused.
     fresh = dataclasses.replace(network)
     start = time.perf_counter()
-    analyze(spec, network=fresh, method=Method.EXPLICIT if explicit else Method.AUTO)
+    method = Method.EXPLICIT if explicit else Method.AUTO
+    analyze(spec, network=fresh, method=method, threads=1)
     return time.perf_counter() - start
 
 
@@ -84,7 +85,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
     spec = NetworkSpec(**case)
     baseline = rss_bytes("VmRSS")
     network = build(spec)
-    report = analyze(spec, network=network)  # first pass: also the memory measurement
+    report = analyze(spec, network=network, threads=1)  # first pass: also the memory measured
     peak = rss_bytes("VmHWM") - baseline
     gram = uses_gram(spec, keep=False)
     engine = explicit = floor = activation = float("inf")

@@ -37,6 +37,7 @@ from gradflow.engine.activations import ACTIVATIONS
 from gradflow.engine.heap import keep_freed_memory
 from gradflow.engine.initializers import init_scale
 from gradflow.engine.network import BUILD_FIELDS, Network, build
+from gradflow.engine.products import both
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.engine.threads import one_blas_thread
 
@@ -127,16 +128,20 @@ def torch_phi_time(spec: NetworkSpec, inputs: list[np.ndarray]) -> float:
     return time.perf_counter() - start
 
 
-def ours_time(spec: NetworkSpec, network: Network) -> tuple[float, float]:
-    """Seconds for one analyzed pass, and log10 ‖∂L/∂W_1‖ it reports."""
+def ours_time(spec: NetworkSpec, network: Network, threads: int = 1) -> tuple[float, float]:
+    """Seconds for one analyzed pass on ``threads``, and log10 ‖∂L/∂W_1‖ it reports."""
     start = time.perf_counter()
-    report = analyze(spec, network=network)
+    report = analyze(spec, network=network, threads=threads)
     return time.perf_counter() - start, float(report.layers.grad_weight.log10[0])
 
 
 @one_blas_thread  # the floor and φ too: every pass of ours runs on one BLAS thread
 def run(plan: dict[str, Any]) -> dict[str, Any]:
-    """Every case of one shape and dtype."""
+    """Every case of one shape and dtype; with ``"threads": T`` (> 1), ours on T threads and
+    on one against torch on T, without the floor and φ."""
+    threads = int(plan.get("threads", 1))
+    if threads > 1:
+        return on_threads(plan, threads)
     repeat = int(plan["repeat"])
     shape = {key: plan[key] for key in ("depth", "width", "batch", "dtype")}
     out: dict[str, Any] = {"floor_s": float("inf"), "cases": []}
@@ -179,6 +184,36 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
             }
         )
     return out
+
+
+def on_threads(plan: dict[str, Any], threads: int) -> dict[str, Any]:
+    """Ours on ``threads`` threads and on one, torch on ``threads``, interleaved."""
+    shape = {key: plan[key] for key in ("depth", "width", "batch", "dtype")}
+    held: list[tuple[NetworkSpec, Network]] = []
+    cases = []
+    torch.set_num_threads(threads)
+    trips = []
+    for _ in range(200):  # a hand-off to the helper thread and back, after other work
+        busy = time.perf_counter() + 1e-3
+        while time.perf_counter() < busy:
+            pass
+        start = time.perf_counter()
+        both(int, int)
+        trips.append(time.perf_counter() - start)
+    try:
+        for activation, skip in plan["cases"]:
+            spec = NetworkSpec(**shape, activation=activation, skip=skip)
+            network = network_for(spec, held)
+            many = one = theirs = float("inf")
+            for _ in range(int(plan["repeat"])):
+                many = min(many, ours_time(spec, network, threads)[0])
+                one = min(one, ours_time(spec, network, 1)[0])
+                theirs = min(theirs, torch_pass(spec, network, None)[0])
+            cases.append({"activation": activation, "skip": skip, "ours_s": many,
+                          "ours_one_s": one, "torch_s": theirs})  # fmt: skip
+    finally:
+        torch.set_num_threads(1)
+    return {"threads": threads, "cases": cases, "handoff_s": float(np.median(trips))}
 
 
 if __name__ == "__main__":

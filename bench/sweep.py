@@ -31,7 +31,7 @@ SPEEDUP_TARGET = 1.7
 
 def tasks(depth: int, width: int, batch: int, count: int) -> list[Task]:
     return [
-        (NetworkSpec(depth=depth, width=width, batch=batch, seed=seed), Thresholds())
+        (NetworkSpec(depth=depth, width=width, batch=batch, seed=seed), Thresholds(), 1)
         for seed in range(count)
     ]
 
@@ -55,7 +55,8 @@ def overhead(count: int = 40) -> dict[str, Any]:
         drain(pool, work[:2])  # the worker has started and imported the engine
         best = {"direct": float("inf"), "serial": float("inf"), "pool": float("inf")}
         for _ in range(3):
-            best["direct"] = min(best["direct"], wall(lambda: [analyze(s) for s, _ in work]))
+            direct = wall(lambda: [analyze(s, threads=1) for s, _, _ in work])
+            best["direct"] = min(best["direct"], direct)
             best["serial"] = min(best["serial"], wall(lambda: drain(Serial(), work)))
             best["pool"] = min(best["pool"], wall(lambda: drain(pool, work)))
     finally:

@@ -1,6 +1,8 @@
 """Same flags and seed, same bytes: also across BLAS thread counts (each pass runs its BLAS on
 one thread), checked by running the command under OPENBLAS_NUM_THREADS=1, 2 and unset (where
-the command starts BLAS on one thread itself; under 2, every pass takes the limit)."""
+the command starts BLAS on one thread itself; under 2, every pass takes the limit). The same
+variables, and --threads, set how many threads share a pass's large products: one computes
+their two halves in turn, two side by side (``engine/products.py``)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ CASES = [
     ["sweep", "--vary", "depth=4,8", "--width", "64", "--batch", "256", "--jobs", "2"],
     ["train", "--depth", "6", "--width", "64", "--batch", "128", "--samples", "256",
      "--steps", "4", "--variants", "none,pre"],
+    # products large enough to be split in halves: in turn on one thread, side by side on two
+    ["analyze", "--depth", "4", "--width", "512", "--batch", "128", "--skip", "pre"],
+    ["analyze", "--depth", "3", "--width", "512", "--batch", "256", "--dtype", "float32"],
+    ["train", "--depth", "4", "--width", "512", "--batch", "128", "--samples", "256",
+     "--steps", "2", "--variants", "pre"],
 ]  # fmt: skip
 
 
@@ -41,3 +48,9 @@ def _json(args: list[str], threads: str | None) -> bytes:
 @pytest.mark.parametrize("args", CASES, ids=[" ".join(c[:1] + c[-2:]) for c in CASES])
 def test_blas_thread_count_does_not_change_a_bit(args: list[str]) -> None:
     assert _json(args, "1") == _json(args, None) == _json(args, "2")
+
+
+def test_the_threads_option_does_not_change_a_bit() -> None:
+    args = ["analyze", "--depth", "4", "--width", "512", "--batch", "256", "--dtype", "float32"]
+    alone = _json([*args, "--threads", "1"], None)
+    assert _json([*args, "--threads", "3"], None) == alone == _json(args, None)

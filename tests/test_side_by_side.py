@@ -123,7 +123,7 @@ def test_estimate_holds_the_passes_side_by_side() -> None:
 def test_the_command_runs_as_many_variants_at_once_as_memory_holds(
     monkeypatch: pytest.MonkeyPatch, room: int, expected: int
 ) -> None:
-    """--max-memory with room for ``room`` passes side by side (and 4 cores): compare runs
+    """--max-memory with room for ``room`` passes side by side (and 4 threads): compare runs
     min(room, variants) at once, and never refuses what one at a time can run."""
 
     spec = NetworkSpec(depth=30, width=32, batch=8, skip="post")
@@ -138,7 +138,7 @@ def test_the_command_runs_as_many_variants_at_once_as_memory_holds(
         used.append(workers)
         return real(*args, workers=workers, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(execute, "cores", lambda: 4)
+    monkeypatch.setattr(execute, "available", lambda: 4)
     monkeypatch.setattr(analysis, "compare", spy)
     args = ["compare", "--depth", "30", "--width", "32", "--batch", "8", "-q"]
     result = CliRunner().invoke(app, [*args, "--max-memory", str(limit)])

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gradflow.analysis.analyze import variant_spec
-from gradflow.analysis.side_by_side import Shares, alone, side_by_side
+from gradflow.analysis.side_by_side import Shares, alone, share, side_by_side
 from gradflow.engine import memory
 from gradflow.engine.losses import LOSSES
 from gradflow.engine.magnitudes import Magnitudes, exact_norm, unit_scale
@@ -68,7 +68,7 @@ from gradflow.engine.passes import (
 )
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.engine.tape import Tape, tape_bytes
-from gradflow.engine.threads import cores, one_blas_thread
+from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.wirings import Block
 
 if TYPE_CHECKING:
@@ -185,13 +185,17 @@ def decompose(
     samples: int = 0,
     network: Network | None = None,
     progress: ProgressCallback | None = None,
+    threads: int | None = None,
 ) -> Decomposition:
     """∂L/∂x of one pass of ``spec`` split by path length 0..K (K = ``max_length``, default B;
-    longer paths as one remainder), with ``samples`` random single paths per length."""
+    longer paths as one remainder), with ``samples`` random single paths per length.
+    ``threads``: how many the ordinary pass's large products may use (None:
+    ``threads.available()``); the same bits for any."""
     _check(spec, max_length, samples)
+    _, each = share(1, None, threads)
     network = network or build(spec)
     done = None if progress is None else alone(progress, _steps(spec, max_length, samples))
-    return _run(spec, network, max_length, samples, done)
+    return _run(spec, network, max_length, samples, done, each)
 
 
 @one_blas_thread
@@ -204,22 +208,25 @@ def compare_paths(
     network: Network | None = None,
     progress: ProgressCallback | None = None,
     workers: int | None = None,
+    threads: int | None = None,
 ) -> list[Decomposition]:
     """The same weights wired with each residual variant (post, pre, postnorm), one
-    decomposition each; side by side on up to ``workers`` threads (None: one a core; 1: one
-    after another), the same bits either way (``paths_bytes(..., at_once=workers)``)."""
+    decomposition each; side by side, one a thread of ``threads`` (None:
+    ``threads.available()``) and at most ``workers`` at once (1: one after another), the same
+    bits either way (``paths_bytes(..., at_once=workers)``)."""
     specs = [variant_spec(spec, v) for v in variants]
     for s in specs:
         _check(s, max_length, samples)
+    at_once, each_threads = share(len(specs), workers, threads)
     network = network or build(specs[0])
     each = _steps(specs[0], max_length, samples)  # the same for every variant of one network
     shares = None if progress is None else Shares(progress, len(specs), each)
 
     def run(i: int) -> Decomposition:
         done = None if shares is None else partial(shares.update, i)
-        return _run(specs[i], network, max_length, samples, done)
+        return _run(specs[i], network, max_length, samples, done, each_threads)
 
-    return side_by_side(run, len(specs), cores() if workers is None else workers)
+    return side_by_side(run, len(specs), at_once)
 
 
 def paths_bytes(
@@ -279,6 +286,7 @@ def _run(
     max_length: int | None,
     samples: int,
     progress: Callable[[int], None] | None,  # called with the run's steps done
+    threads: int = 1,
 ) -> Decomposition:
     k = _length(spec, max_length)
     done = [0]
@@ -290,16 +298,17 @@ def _run(
 
     # Overflow, underflow and NaN are results to report, not warnings to print per element.
     with np.errstate(all="ignore"):
-        tape, dy = _forward(spec, network)
+        tape, dy = _forward(spec, network, threads)
         ordinary = backward(spec, tape, dy).input_gradient  # ∂L/∂x · 2^-e, e
         split = _split(spec, tape, dy, k, step)
         sampled = _sample(spec, tape, dy, k, samples, step) if samples else None
         return _measure(spec, k, split, ordinary, sampled)
 
 
-def _forward(spec: NetworkSpec, network: Network) -> tuple[Tape, np.ndarray]:
+def _forward(spec: NetworkSpec, network: Network, threads: int = 1) -> tuple[Tape, np.ndarray]:
     """The forward pass, as ``analyze`` runs it: the tape and ∂L/∂y (B, n)."""
-    tape, y = forward(spec, network.weights_for(spec), network.pass_biases(spec), network.x)
+    weights, biases = network.weights_for(spec), network.pass_biases(spec)
+    tape, y = forward(spec, weights, biases, network.x, threads=threads)
     return tape, LOSSES[spec.loss](y, network.loss_data).dy
 
 

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar, cast
 
+from gradflow.engine.threads import available
+
 T = TypeVar("T")
 
 
@@ -39,6 +41,18 @@ class Shares:
 def alone(progress: Callable[[int, int], None], total: int) -> Callable[[int], None]:
     """A single run's own count reported as ``progress(done, total)``."""
     return lambda done: progress(done, total)
+
+
+def share(count: int, workers: int | None, threads: int | None) -> tuple[int, int]:
+    """How ``count`` runs share ``threads`` (None: ``threads.available()``): how many run side
+    by side (one a thread, at most ``workers`` where given), and how many threads each pass
+    then has for its own products (``engine/products.py``)."""
+    if threads is None:
+        threads = available()
+    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: expected an integer of at least 1, got {threads!r}")
+    at_once = max(1, min(count, threads if workers is None else workers))
+    return at_once, max(1, threads // at_once)
 
 
 def side_by_side(task: Callable[[int], T], count: int, workers: int) -> list[T]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from gradflow.analysis.analyze import estimate_bytes, variant_spec
 from gradflow.analysis.assemble import layer_names
-from gradflow.analysis.side_by_side import Shares, side_by_side
+from gradflow.analysis.side_by_side import Shares, share, side_by_side
 from gradflow.analysis.teacher import TeacherData, constant_loss, teacher_data
 from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.engine.losses import LOSSES, LossData, LossResult
@@ -43,7 +43,7 @@ from gradflow.engine.optimizers import buffer_count, make_optimizer, update
 from gradflow.engine.passes import backward, forward, forward_again
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
 from gradflow.engine.tape import Tape
-from gradflow.engine.threads import cores, one_blas_thread
+from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.weight_grads import Method, gradient_buffers
 
 if TYPE_CHECKING:
@@ -120,12 +120,15 @@ def train(
     data: TeacherData | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    threads: int | None = None,
 ) -> list[TrainRun]:
     """Train each variant of ``spec`` from the same initial weights on the same minibatches.
-    The variants train side by side on up to ``workers`` threads (None: one a core; 1: one
-    after another), each with its own parameters and tape; the runs are the same bits either
-    way (``train_bytes(..., at_once=workers)``)."""
+    The variants train side by side, one a thread of ``threads`` (None:
+    ``threads.available()``) and at most ``workers`` at once (1: one after another), each with
+    its own parameters and tape; threads left over go to each step's products. The runs are
+    the same bits either way (``train_bytes(..., at_once=workers)``)."""
     specs = [variant_spec(spec, v) for v in variants]
+    at_once, each = share(len(specs), workers, threads)
     network = network or build(specs[0])
     data = data or teacher_data(specs[0], training.samples, training.steps)
     floor = constant_loss(data, spec.loss)
@@ -134,9 +137,9 @@ def train(
     def run(i: int) -> TrainRun:
         done = (lambda step: None) if shares is None else partial(shares.update, i)
         with np.errstate(all="ignore"):  # overflow and NaN are results, reported below
-            return Trainer(specs[i], network, data, training).run(floor, done)
+            return Trainer(specs[i], network, data, training, each).run(floor, done)
 
-    return side_by_side(run, len(specs), cores() if workers is None else workers)
+    return side_by_side(run, len(specs), at_once)
 
 
 def train_bytes(spec: NetworkSpec, training: Training, at_once: int = 1) -> int:
@@ -171,9 +174,15 @@ class Trainer:
     allocated once."""
 
     def __init__(
-        self, spec: NetworkSpec, network: Network, data: TeacherData, training: Training
+        self,
+        spec: NetworkSpec,
+        network: Network,
+        data: TeacherData,
+        training: Training,
+        threads: int = 1,
     ) -> None:
         self.spec, self.data, self.training = spec, data, training
+        self.threads = threads  # for the step's products (the same bits for any count)
         self.params = initial_parameters(spec, network)
         self.grads = [np.zeros_like(p) for p in self.params]
         self.into = gradient_buffers(spec, self.grads[0], self.grads[1])
@@ -186,7 +195,7 @@ class Trainer:
         """y (B, n) for x (B, n) with the current weights; the tape is made at the first call."""
         if self.tape is None:
             weights, biases = list(self.params[0]), list(self.params[1])  # views, updated in place
-            self.tape, y = forward(self.spec, weights, biases, x)
+            self.tape, y = forward(self.spec, weights, biases, x, threads=self.threads)
             return y
         return forward_again(self.spec, self.tape, x)
 

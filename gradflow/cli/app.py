@@ -157,6 +157,7 @@ def analyze(
     unicode: o.Unicode = False,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    threads: o.Threads = None,
     theory: o.Theory = False,
 ) -> None:
     """One network: gradient per layer, the split at each addition, a chart and a verdict."""
@@ -171,6 +172,7 @@ def analyze(
         thresholds=pick(ThresholdFlags, locals()),
         output=pick(OutputFlags, locals()),
         max_memory=max_memory,
+        threads=threads,
     )
     _execute(plan)
 
@@ -210,6 +212,7 @@ def compare(
     unicode: o.Unicode = False,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    threads: o.Threads = None,
     theory: o.Theory = False,
 ) -> None:
     """The same weights with and without shortcuts, side by side (default: plain, post, pre)."""
@@ -224,6 +227,7 @@ def compare(
         thresholds=pick(ThresholdFlags, locals()),
         output=pick(OutputFlags, locals()),
         max_memory=max_memory,
+        threads=threads,
     )
     _execute(plan)
 
@@ -258,6 +262,7 @@ def paths(
     all_rows: o.AllRows = False,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    threads: o.Threads = None,
 ) -> None:
     """Which paths carry the gradient: ∂L/∂x split exactly by the number of branches a path
     passes through (Veit et al. 2016), for residual networks (default --skip pre)."""
@@ -279,6 +284,7 @@ def paths(
         thresholds=ThresholdFlags(),
         output=pick(OutputFlags, locals()),
         max_memory=max_memory,
+        threads=threads,
         paths=PathsFlags(max_length=max_length, samples=samples),
     )
     _execute(plan)
@@ -318,6 +324,7 @@ def train(
     all_rows: o.AllRows = False,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    threads: o.Threads = None,
     plot: o.Plot = None,
 ) -> None:
     """Train the variants from the same weights on the same minibatches of a teacher's data:
@@ -332,6 +339,7 @@ def train(
         train=pick(TrainFlags, locals()),
         output=pick(OutputFlags, locals()),
         max_memory=max_memory,
+        threads=threads,
     )
     _execute(plan)
 
@@ -373,6 +381,7 @@ def sweep(
     output: o.Output = None,
     quiet: o.Quiet = False,
     max_memory: o.MaxMemory = None,
+    threads: o.Threads = None,
     plot: o.Plot = None,
 ) -> None:
     """Scaling curves: the gain and first/last ratio over a grid of any network flags, for
@@ -387,6 +396,7 @@ def sweep(
         format=format,
         output=output,
         max_memory=max_memory,
+        threads=threads,
         quiet=quiet,
         plot=plot,
     )

@@ -32,7 +32,7 @@ from gradflow.engine import memory
 from gradflow.engine.heap import keep_freed_memory
 from gradflow.engine.network import Network, build, redraws_weights
 from gradflow.engine.spec import DType, NetworkSpec
-from gradflow.engine.threads import cores
+from gradflow.engine.threads import available
 from gradflow.render import table, view
 
 if TYPE_CHECKING:
@@ -107,9 +107,9 @@ def need_bytes(plan: Plan, bytes_of: BytesOf, at_once: int) -> int:
 
 
 def runs_at_once(plan: Plan, bytes_of: BytesOf) -> int:
-    """How many variants run side by side: one a core, as many as the memory holds."""
+    """How many variants run side by side: one a thread, as many as the memory holds."""
     limit = plan.max_memory if plan.max_memory is not None else memory.available_bytes()
-    at_once = min(len(plan.variants), cores())
+    at_once = min(len(plan.variants), available() if plan.threads is None else plan.threads)
     while at_once > 1 and need_bytes(plan, bytes_of, at_once) > limit:
         at_once -= 1
     return at_once
@@ -156,7 +156,11 @@ def _run(plan: Plan, at_once: int) -> tuple[list[Report], Network]:
         if plan.command == "analyze":
             reports = [
                 analysis.analyze(
-                    spec, thresholds=plan.thresholds, network=network, progress=progress
+                    spec,
+                    thresholds=plan.thresholds,
+                    network=network,
+                    progress=progress,
+                    threads=plan.threads,
                 )
             ]
         else:
@@ -167,6 +171,7 @@ def _run(plan: Plan, at_once: int) -> tuple[list[Report], Network]:
                 network=network,
                 progress=progress,
                 workers=at_once,
+                threads=plan.threads,
             )
     return reports, network
 

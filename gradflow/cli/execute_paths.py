@@ -40,6 +40,7 @@ def execute_paths(plan: Plan) -> ExitCode:
         max_length=max_length,
         samples=samples,
         workers=runs_at_once(plan, bytes_of),
+        threads=plan.threads,
     )
     console = page_console()
     figure = write_paths_figure(plan.plot, runs)

@@ -25,7 +25,7 @@ from gradflow.analysis.sweep import PointResult, Run, aggregate, flag_name, poin
 from gradflow.analysis.theory import predict
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, quoted, silence
 from gradflow.cli.execute import FILE_WIDTH, bytes_text, page_console, to_stdout, write_text
-from gradflow.cli.executors import Task, in_order, make_executor
+from gradflow.cli.executors import Task, in_order, make_executor, run_threads
 from gradflow.cli.figure_files import write_figure
 from gradflow.cli.options import SweepFormat
 from gradflow.cli.sweep_plan import SweepPlan
@@ -49,7 +49,8 @@ def execute_sweep(plan: SweepPlan) -> ExitCode:
     records[: len(kept)] = kept
     theory = _theory(plan) if plan.theory else None
     todo = list(range(len(kept), len(plan.runs)))
-    tasks: list[Task] = [(run_spec(plan.base, plan.runs[i]), plan.thresholds) for i in todo]
+    each = run_threads(plan.jobs, plan.scheduler, len(todo), plan.threads)
+    tasks: list[Task] = [(run_spec(plan.base, plan.runs[i]), plan.thresholds, each) for i in todo]
     executor = make_executor(plan.jobs, plan.scheduler, len(tasks))  # Dask connects here
     sink = _JsonlSink(plan, len(kept))
     with sink as write, _Progress(len(plan.runs), len(kept)) as advance:

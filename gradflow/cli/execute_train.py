@@ -51,6 +51,7 @@ def execute_train(plan: Plan) -> ExitCode:
             network=network,
             data=data,
             workers=runs_at_once(plan, bytes_of),
+            threads=plan.threads,
         )
     except MemoryError:
         raise BadInput(

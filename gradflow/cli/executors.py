@@ -26,7 +26,7 @@ from gradflow.engine.heap import keep_freed_memory
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render.formats import summary_record
 
-Task = tuple[NetworkSpec, Thresholds]
+Task = tuple[NetworkSpec, Thresholds, int]  # the run's spec, thresholds and threads
 Record = dict[str, Any]  # analyze's summary as its JSON holds it
 WINDOW = 4  # runs handed to each pool worker ahead of time: busy workers, bounded memory
 CONNECT_TIMEOUT = 5  # seconds to reach a Dask scheduler before giving up
@@ -34,8 +34,8 @@ CONNECT_TIMEOUT = 5  # seconds to reach a Dask scheduler before giving up
 
 def run_summary(task: Task) -> Record:
     """One run, exactly ``gradflow analyze`` with the spec's flags: its summary record."""
-    spec, thresholds = task
-    return summary_record(analyze(spec, thresholds=thresholds))
+    spec, thresholds, threads = task
+    return summary_record(analyze(spec, thresholds=thresholds, threads=threads))
 
 
 class Executor(Protocol):
@@ -143,6 +143,14 @@ class Dask:
         if unfinished:  # after Ctrl-C: the runs not yet done are dropped
             self.client.cancel(unfinished)
         self.client.close()
+
+
+def run_threads(jobs: int, scheduler: str | None, runs: int, threads: int) -> int:
+    """Each run's threads for its products: one on a cluster (whose workers run runs side by
+    side), else its share of ``threads`` among the runs ``make_executor`` runs at once."""
+    if scheduler is not None:
+        return 1
+    return max(1, threads // (min(jobs, runs) if jobs > 1 and runs > 1 else 1))
 
 
 def make_executor(jobs: int, scheduler: str | None, runs: int) -> Executor:

@@ -269,6 +269,16 @@ MaxMemory = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help="Threads to use (default: OMP_NUM_THREADS or OPENBLAS_NUM_THREADS where set, else "
+        "one per core). The results are the same bits for any N.",
+        show_default=False,
+        rich_help_panel=OUTPUT,
+    ),
+]
 
 # Theory: the mean-field prediction beside the measurement (analyze, compare; sweep too).
 Theory = Annotated[

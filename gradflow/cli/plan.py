@@ -113,6 +113,7 @@ class Plan(NamedTuple):
     thresholds: Thresholds
     fail_on: frozenset[Verdict]
     max_memory: int | None  # None: the free memory
+    threads: int | None  # --threads; None: threads.available()
     format: Format
     report: OutputTarget | None  # --output; None: the page goes to stdout
     arrays: OutputTarget | None  # --save-arrays
@@ -135,6 +136,7 @@ def make_plan(
     thresholds: ThresholdFlags,
     output: OutputFlags,
     max_memory: str | None,
+    threads: int | None = None,
     paths: PathsFlags | None = None,
 ) -> Plan:
     """Check every flag; BadInput (exit 2, one line) for the first that cannot run. The
@@ -153,18 +155,21 @@ def make_plan(
         fail_on=checks,
         paths=paths,
         theory=output.theory,
-        **outputs(output, max_memory),
+        **outputs(output, max_memory, threads),
     )
 
 
-def outputs(output: OutputFlags, max_memory: str | None) -> dict[str, Any]:
-    """The Plan's fields every command fills alike from its output flags: memory, rows, format
-    and the files (checked last: checking them touches the file system)."""
+def outputs(output: OutputFlags, max_memory: str | None, threads: int | None) -> dict[str, Any]:
+    """The Plan's fields every command fills alike from its output flags: memory, threads,
+    rows, format and the files (checked last: checking them touches the file system)."""
     memory = None if max_memory is None else _size(max_memory, "--max-memory")
+    if threads is not None:
+        _positive(threads, "--threads")
     max_rows = None if output.all_rows else _positive(output.max_rows, "--max-rows")
     report, arrays = _targets(output)
     return {
         "max_memory": memory,
+        "threads": threads,
         "max_rows": max_rows,
         "unicode": output.unicode,
         "quiet": output.quiet,

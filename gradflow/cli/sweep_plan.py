@@ -29,6 +29,7 @@ from gradflow.cli.plan import (
     ThresholdFlags,
     _flags_in,
     _from_value_error,
+    _positive,
     _size,
     _spec,
     _thresholds,
@@ -37,7 +38,7 @@ from gradflow.cli.plan import (
     format_for,
 )
 from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
-from gradflow.engine.threads import cores
+from gradflow.engine.threads import available
 
 MAX_RUNS = 100_000  # more needs --yes
 INSTALL_DASK = "pip install 'gradflow-cli[dask]'"
@@ -95,6 +96,7 @@ class SweepPlan:
     jobs: int
     scheduler: str | None
     max_memory: int | None
+    threads: int  # --threads, or threads.available(): shared among the jobs
     format: SweepFormat
     output: OutputTarget | None  # None: stdout
     resume: bool
@@ -112,6 +114,7 @@ def make_sweep_plan(
     max_memory: str | None,
     quiet: bool,
     plot: Path | None = None,
+    threads: int | None = None,
 ) -> SweepPlan:
     """Check every flag and every grid point; BadInput (exit 2, one line) for the first that
     cannot run. The output file comes last: checking it touches the file system."""
@@ -127,7 +130,10 @@ def make_sweep_plan(
     first: dict[str, Any] = {a.field: a.values[0] for a in axes}
     base = _spec(network._replace(**first), variants)
     judged = _thresholds(thresholds)
-    jobs = _jobs(sweep_flags)
+    if threads is not None:
+        _positive(threads, "--threads")
+    budget = available() if threads is None else threads
+    jobs = _jobs(sweep_flags, budget)
     memory = None if max_memory is None else _size(max_memory, "--max-memory")
     target = None
     if output is not None and str(output) != "-":
@@ -154,6 +160,7 @@ def make_sweep_plan(
         jobs=jobs,
         scheduler=sweep_flags.scheduler,
         max_memory=memory,
+        threads=budget,
         format=chosen,
         output=target,
         resume=sweep_flags.resume,
@@ -314,7 +321,7 @@ def _message(error: ValueError) -> str:
 # ---- execution and output ---------------------------------------------------------------------
 
 
-def _jobs(flags: SweepFlags) -> int:
+def _jobs(flags: SweepFlags, budget: int) -> int:
     if flags.scheduler is not None:
         if flags.jobs is not None:
             raise BadInput("--jobs", "runs a local pool; --scheduler sends the runs to a cluster")
@@ -324,7 +331,7 @@ def _jobs(flags: SweepFlags) -> int:
             raise BadInput("--scheduler", f"needs Dask distributed: {INSTALL_DASK}")
         return 1
     if flags.jobs is None:
-        return cores()
+        return budget
     if flags.jobs < 1:
         raise BadInput("--jobs", f"must be at least 1, got {flags.jobs}")
     return flags.jobs

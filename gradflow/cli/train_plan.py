@@ -55,6 +55,7 @@ def make_train_plan(
     train: TrainFlags,
     output: OutputFlags,
     max_memory: str | None,
+    threads: int | None = None,
 ) -> Plan:
     """``make_plan`` for ``gradflow train``: the network, the training, the outputs."""
     if network.loss is Loss.LINEAR:
@@ -83,7 +84,7 @@ def make_train_plan(
         thresholds=Thresholds(),
         fail_on=frozenset(),
         train=TrainPlan(training, checks),
-        **outputs(output, max_memory),
+        **outputs(output, max_memory, threads),
     )
 
 

@@ -81,7 +81,7 @@ class Flow:
         self.tape, self.grads = tape, grads
         self.skip_scale = tape.skip_scale
         # looked up once, not once per layer: at width 16 Python's overhead is the cost
-        self.phi_prime, self.weights_t = tape.phi_prime, tape.weights_t
+        self.phi_prime, self.weights_t, self.product = tape.phi_prime, tape.weights_t, tape.product
         self.post_order = tape.order is Order.POST
         self.slots, self.chunk, self.exponents = grads.slots, grads.chunk, grads.exponent
         # two ping-pong buffers; a layer's ∂L/∂z lives in the weight-gradient slot of its layer
@@ -124,7 +124,7 @@ class Flow:
         if self.g is not dz:
             np.copyto(dz, self.g)
         out = self.pair[1] if self.g is self.pair[0] else self.pair[0]
-        np.matmul(dz, self.weights_t[i], out=out)  # (B, n) @ (n, n)
+        self.product(dz, self.weights_t[i], out)  # (B, n) @ (n, n)
         self.g = out
         self.exponents[i] = self.e  # at this scale; a chunk is taken once its first layer is in
         if i % self.chunk == 0:

@@ -77,11 +77,13 @@ def forward(
     x: np.ndarray,
     observe: Observer | None = None,
     chunk: int = 1 << 30,
+    threads: int = 1,
 ) -> tuple[Tape, np.ndarray]:
     """Run the network on x (B, n); biases None means all zero. Returns the tape and the output
-    y (B, n). Finished layers go to ``observe`` ``chunk`` at a time."""
+    y (B, n). Finished layers go to ``observe`` ``chunk`` at a time. ``threads``: how many the
+    products of this pass and its backward may use; the bits are the same for any count."""
     norm_out = [block.last for block in blocks(spec)] if norm_after_add(spec) else None
-    tape = Tape(spec, order(spec), weights, biases, x, norm_out, chunk, observe)
+    tape = Tape(spec, order(spec), weights, biases, x, norm_out, chunk, observe, threads)
     return tape, _run_forward(spec, tape, x)
 
 
@@ -122,7 +124,7 @@ def backward(
     ∂L/∂W (L, n, n) and ∂L/∂b (L, n) is written there, at true scale (a training step's
     gradient buffers, allocated once); the norms are recorded as always."""
     chosen: Method = Method.parse(method, "method")
-    grads = WeightGradients(spec, tape.dense_in, keep, chosen, into)
+    grads = WeightGradients(spec, tape.dense_in, keep, chosen, into, tape.threads)
     flow = Flow(tape, dy, grads, keep, spec.blocks)
     every = max(1, spec.depth // 100)
     due = spec.depth - every  # report when the layers below this one are reached

@@ -29,6 +29,7 @@ import numpy as np
 from gradflow.engine.activations import ACTIVATIONS, Slope, Value
 from gradflow.engine.heap import MMAP_FROM
 from gradflow.engine.normalization import NORM_AXIS, inv_std_shape, normalize
+from gradflow.engine.products import product
 from gradflow.engine.redrawn import RedrawnWeights, Transposed
 from gradflow.engine.spec import NetworkSpec
 
@@ -110,9 +111,11 @@ class Tape:
         norm_out: Sequence[int] | None = None,
         chunk: int = 1 << 30,
         observe: Observer | None = None,
+        threads: int = 1,
     ) -> None:
         """``norm_out``: for wirings whose normalisation is a layer's output (Post-LN), the
-        layer whose output each site is; None: one site per layer, before its φ."""
+        layer whose output each site is; None: one site per layer, before its φ. ``threads``:
+        how many the pass's products may use (the bits are the same for any count)."""
         depth, batch, n = spec.depth, spec.batch, spec.width
         dtype = x.dtype
         self.spec, self.order = spec, order
@@ -121,6 +124,9 @@ class Tape:
         self.weights_t: Sequence[np.ndarray] = (
             Transposed(weights) if isinstance(weights, RedrawnWeights) else [w.T for w in weights]
         )
+        # a @ W for forward and backward's g @ Wᵀ: large ones as two halves (``products.py``)
+        self.threads = threads
+        self.product = product(batch, n, n, dtype, threads)
         self.act = ACTIVATIONS[spec.activation]
         self.alpha, self.skip_scale = spec.residual_scale, spec.skip_scale
 
@@ -172,7 +178,7 @@ class Tape:
     def linear(self, i: int, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """a W_i + b_i into ``out`` (default: the z scratch). a must be layer i's kept input."""
         z = self.z if out is None else out
-        np.matmul(a, self.weights[i], out=z)  # (B, n) @ (n, n)
+        self.product(a, self.weights[i], z)  # (B, n) @ (n, n)
         if self.biases is not None:
             z += self.biases[i]
         return z

@@ -3,15 +3,17 @@
 OpenBLAS splits a product's work differently with each thread count, and the sums then round
 differently: with two threads instead of one, weight norms, gradients and activation statistics
 changed in their last digits. One thread makes the results the same bits whatever
-OPENBLAS_NUM_THREADS or OMP_NUM_THREADS say. It costs little: at the widths gradflow runs
-(products of a few hundred rows), a second thread gains little on an idle machine, and on a busy
-one its spin-waiting made passes many times slower.
+OPENBLAS_NUM_THREADS or OMP_NUM_THREADS say. BLAS's own threads also spin while they wait: on a
+busy machine they made passes many times slower.
 
-Nor can threads be added back above BLAS without changing bits: a product split by rows (or
-columns) over threads, each calling single-threaded BLAS on its slice, did not reproduce the
-whole product. In float32 no split tried did (halves and quarters, widths 128 to 1024); in
-float64, splits into three, or of batches that are not a multiple of the kernel's row block,
-did not. So there is no ``--threads``.
+Threads come back above BLAS instead, where they cannot change bits. A product split by rows or
+columns over threads, each calling single-threaded BLAS on its slice, does not reproduce the whole
+product (in float32 no split tried did), so a pass never lets the thread count decide a split:
+large products are always computed as the same two column halves, side by side when a second
+thread is free, one after the other when not (``products.py``). Work that is already separate
+calls (a chunk's two Gram products, its layers' weight gradients) is shared out as it is.
+``--threads`` sets how many a run uses; by default, what the user set for BLAS or OpenMP, else
+one a core (``available``).
 
 The command line owns its process: unless the user has set a thread count, it sets
 OPENBLAS_NUM_THREADS=1 before NumPy loads (``start_on_one_thread``). Where NumPy's BLAS is an
@@ -54,6 +56,19 @@ def cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def available() -> int:
+    """The threads a run uses unless told: the count the user set in a BLAS or OpenMP variable
+    (the smallest, where several are set), else one a core."""
+    counts = []
+    for name in THREAD_VARIABLES:
+        if name == "OPENBLAS_NUM_THREADS" and _started_on_one:
+            continue  # set by ``start_on_one_thread``, not the user
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            counts.append(int(value))
+    return min(counts) if counts else cores()
 
 
 def one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:

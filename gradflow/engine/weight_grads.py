@@ -31,6 +31,7 @@ NumPy's per-call cost, which dominates at small width.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -45,6 +46,7 @@ from gradflow.engine.magnitudes import (
     times_pow2,
     unit_scale,
 )
+from gradflow.engine.products import both, product, splits, worth_a_thread
 from gradflow.engine.spec import Choice, NetworkSpec
 
 _CHUNK_BYTES = 2 << 20  # batch a chunk of layers while its buffers fit in cache
@@ -123,8 +125,13 @@ class WeightGradients:
         keep: bool,
         method: Method = Method.AUTO,
         into: GradientBuffers | None = None,
+        threads: int = 1,
     ) -> None:
         depth, batch, n, dtype = spec.depth, spec.batch, spec.width, dense_in.dtype
+        self.threads = threads  # a chunk's two Grams (or two halves of its layers) side by side
+        # Aᵀ G (n, B) @ (B, n), where formed: large ones as two halves (``products.py``)
+        self.split_dw = splits(n, batch, n, dtype)
+        self.dw_product = product(n, batch, n, dtype, threads)
         self.into = into  # the products go straight into these, so they must be formed
         self.gram = uses_gram(spec, keep or into is not None, method)
         self.chunk = chunk_layers(spec, dtype.itemsize, self.gram)
@@ -182,7 +189,17 @@ class WeightGradients:
                 rows[j] = self._again(a[j], dz[j], exponents[j], bool(cancels[j]))
             return
         dw = self.dw[:count] if self.into is None else self.into.weight[layer:stop]
-        np.matmul(a.transpose(0, 2, 1), dz, out=dw)  # (K, n, n)
+        at = a.transpose(0, 2, 1)
+        work = count * a.shape[1] * a.shape[2] ** 2
+        if self.split_dw:  # each layer's product in halves
+            for k in range(count):
+                self.dw_product(at[k], dz[k], dw[k])
+        elif count > 1 and worth_a_thread(work // 2, a.dtype, self.threads):  # halves of layers
+            h = count // 2
+            both(lambda: np.matmul(at[:h], dz[:h], out=dw[:h]),
+                 lambda: np.matmul(at[h:], dz[h:], out=dw[h:]))  # fmt: skip
+        else:
+            np.matmul(at, dz, out=dw)  # (K, n, n)
         flat = dw.reshape(count, -1)
         _fill(self.weight[layer:stop], np.vecdot(flat, flat), exps, dw)
         if self.into is not None:
@@ -234,8 +251,14 @@ class WeightGradients:
         count = len(a)
         p, q = self.grams[0, :count], self.grams[1, :count]
         formed = (p, q) if self.narrow is None else (self.narrow[0, :count], self.narrow[1, :count])
-        np.matmul(a, a.transpose(0, 2, 1), out=formed[0])  # one operand twice: NumPy calls syrk
-        np.matmul(dz, dz.transpose(0, 2, 1), out=formed[1])
+        # one operand twice: NumPy calls syrk. Each Gram is the same bits on either thread.
+        a_gram = partial(np.matmul, a, a.transpose(0, 2, 1), out=formed[0])
+        g_gram = partial(np.matmul, dz, dz.transpose(0, 2, 1), out=formed[1])
+        if worth_a_thread(count * a.shape[1] ** 2 * a.shape[2] // 2, a.dtype, self.threads):
+            both(a_gram, g_gram)
+        else:
+            a_gram()
+            g_gram()
         if self.narrow is not None:
             np.copyto(p, formed[0])
             np.copyto(q, formed[1])

@@ -1,0 +1,99 @@
+"""A pass's large products as two column halves, side by side where a second thread is free.
+
+Every product runs on one BLAS thread (``threads.py``), so a pass alone uses one core. A large
+product a @ W (a (B, n), W (n, m), W may be a transposed view) is instead computed as its two
+column halves, a @ W[:, :h] and a @ W[:, h:], each written into its half of the output; with two
+threads, a helper thread computes the second half while the caller computes the first (NumPy
+releases the GIL in a product).
+
+Whether a product is split, and where, depends on its shape and dtype only, never on the thread
+count: one thread computes the same two halves one after the other. So a pass gives the same bits
+on one thread or two. In float64 the halves are also the whole product's bits (OpenBLAS, widths
+512 to 2,048, batches 8 to 256); in float32 they differ from it in the last bits.
+
+Measured on 2 cores, one BLAS thread, against the whole product (halves side by side / in
+turn): 256×1024 float64, 17 ms whole: 0.56 / 1.02; 128×512 float64, 2.4 ms: 0.61 / 1.08;
+64×1024 float32, 2.3 ms: 0.52 / 0.97. Below ``SPLIT_FROM`` the halves gain little and cost more
+in turn (128×512 float32, 1.0 ms: 1.01 / 1.18): waking a helper thread that has waited through
+a layer's other work takes 150-330 µs on this (virtual) machine, 16-40 µs back to back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache, partial
+
+import numpy as np
+
+from gradflow.engine.threads import cores
+
+Product = Callable[[np.ndarray, np.ndarray, np.ndarray], object]  # (a, w, out): out ← a @ w
+
+SPLIT_FROM = 1 << 28  # multiply-adds × itemsize: 128×512×512 in float64, 256×512×512 in float32
+# Work that is already two pieces costs nothing more on one thread: shared out from pieces of
+# 2^26 multiply-add bytes (~0.6 ms in float64), a few times the helper's wake-up.
+SHARE_FROM = 1 << 26
+
+
+def splits(rows: int, inner: int, cols: int, dtype: np.dtype) -> bool:
+    """Whether a (rows, inner) @ (inner, cols) product of ``dtype`` is computed as two halves."""
+    return cols >= 2 and rows * inner * cols * dtype.itemsize >= SPLIT_FROM
+
+
+def worth_a_thread(multiply_adds: int, dtype: np.dtype, threads: int) -> bool:
+    """Whether two independent pieces of work, each of ``multiply_adds``, run side by side:
+    with a second thread, and pieces worth more than the hand-off."""
+    return threads >= 2 and multiply_adds * dtype.itemsize >= SHARE_FROM
+
+
+def both(first: Callable[[], object], second: Callable[[], object]) -> None:
+    """``first()`` here and ``second()`` on a helper thread, side by side; returns when both are
+    done (raising the first's error, else the second's)."""
+    done = _helper().submit(second)
+    try:
+        first()
+    finally:
+        done.result()
+
+
+def product(rows: int, inner: int, cols: int, dtype: np.dtype, threads: int) -> Product:
+    """How a pass computes its (rows, inner) @ (inner, cols) products on ``threads`` threads:
+    whole, as two halves in turn, or as two halves side by side. The bits depend on the shape
+    and dtype only."""
+    if not splits(rows, inner, cols, dtype):
+        return _whole
+    half = cols // 2
+    if threads < 2:
+        return partial(_in_turn, half)
+    return partial(_side_by_side, half)
+
+
+def _whole(a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    np.matmul(a, w, out=out)
+
+
+def _in_turn(half: int, a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    np.matmul(a, w[:, :half], out=out[:, :half])
+    np.matmul(a, w[:, half:], out=out[:, half:])
+
+
+def _side_by_side(half: int, a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    second = _helper().submit(np.matmul, a, w[:, half:], out=out[:, half:])
+    try:
+        np.matmul(a, w[:, :half], out=out[:, :half])
+    finally:
+        second.result()  # the output is whole (or its error raised) before anyone reads it
+
+
+@cache
+def _helper() -> ThreadPoolExecutor:
+    """The threads that compute second halves, started as they are first needed: one a core at
+    most, shared by passes side by side."""
+    return ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="gradflow-halves")
+
+
+# A forked child has the executor object but not its thread: it starts its own.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_helper.cache_clear)

@@ -42,13 +42,14 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-@pytest.mark.parametrize("ahead", [1, 3])
+@pytest.mark.parametrize("ahead", [0, 1, 3])
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.skip.value}-{s.dtype.value}")
 def test_the_same_report_bit_for_bit(
     spec: NetworkSpec, ahead: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Going back, ``ahead`` chunks are drawn at once, each on its own generator."""
-    monkeypatch.setattr(network_module, "reader_ahead", lambda: ahead)
+    """Going back, ``ahead`` chunks are drawn at once, each on its own generator (none: each
+    as the pass comes to it)."""
+    monkeypatch.setattr(network_module, "reader_ahead", lambda threads=None: ahead)
     held, drawn = build(spec), build(spec, redraw=True)
     assert drawn.weights.size == 0 and drawn.stream is not None
     ours = to_json("analyze", spec, [analyze(spec, network=drawn)])
@@ -69,12 +70,12 @@ def test_kept_gradients_are_the_same(spec: NetworkSpec) -> None:
             np.testing.assert_array_equal(ours, theirs)
 
 
-@pytest.mark.parametrize("ahead", [1, 3])
+@pytest.mark.parametrize("ahead", [0, 1, 3])
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.skip.value}-{s.dtype.value}")
 def test_any_order_of_reading_gives_the_held_layers(spec: NetworkSpec, ahead: int) -> None:
     """Backward first (chunks never reached are drawn through), then at random: every layer is
-    the held one as the spec sees it (β-scaled, branch ends zeroed), with one chunk drawn
-    ahead or three at once."""
+    the held one as the spec sees it (β-scaled, branch ends zeroed), with no chunk drawn
+    ahead, one, or three at once."""
     held = build(spec).weights_for(spec)
     stream = build(spec, redraw=True).stream
     assert stream is not None
@@ -88,6 +89,20 @@ def test_any_order_of_reading_gives_the_held_layers(spec: NetworkSpec, ahead: in
         drawn[spec.depth]
     with pytest.raises(TypeError):
         drawn[1:3]
+
+
+def test_one_thread_draws_in_the_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``threads=1``: the reader starts no thread; the report is the same bits."""
+    spec = SPECS[0]
+    assert redrawn.reader_ahead(1) == 0 and redrawn.reader_ahead(64) == redrawn.cores()
+    expected = to_json("analyze", spec, [analyze(spec, network=build(spec))])
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a thread was started")
+
+    monkeypatch.setattr(redrawn.threading, "Thread", refused)
+    drawn = build(spec, redraw=True)
+    assert to_json("analyze", spec, [analyze(spec, network=drawn, threads=1)]) == expected
 
 
 def test_norms_without_a_pass() -> None:

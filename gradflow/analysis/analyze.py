@@ -112,7 +112,7 @@ def _run(
     method: Method | str = Method.AUTO,
     threads: int = 1,
 ) -> Report:
-    weights, biases = network.weights_for(spec), network.pass_biases(spec)
+    weights, biases = network.weights_for(spec, threads), network.pass_biases(spec)
     stats = StatsCollector(spec)
 
     def observe(start: int, stop: int, out: np.ndarray, deriv: np.ndarray | None) -> None:

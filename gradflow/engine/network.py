@@ -49,13 +49,14 @@ class Network:
         norms = layer_norms(self.weights) if self.stream is None else self.stream.norms
         object.__setattr__(self, "weight_norms", norms)
 
-    def weights_for(self, spec: NetworkSpec) -> Sequence[np.ndarray]:
+    def weights_for(self, spec: NetworkSpec, threads: int | None = None) -> Sequence[np.ndarray]:
         """Per-layer weights as ``spec`` sees them: inside residual branches multiplied by
         branch_weight_scale β (new arrays), and branch ends zeroed if it asks. Redrawn weights
-        come as a reader for one pass, which draws them as it is read."""
+        come as a reader for one pass, which draws them as it is read, on up to ``threads``
+        threads beside it (None: one a core; 1: none, in the pass)."""
         self.check_matches(spec)
         if self.stream is not None:
-            return RedrawnWeights(self.stream, spec, ahead=reader_ahead())
+            return RedrawnWeights(self.stream, spec, ahead=reader_ahead(threads))
         layers = list(self.weights)
         beta = spec.weight_scale
         if beta != 1.0:

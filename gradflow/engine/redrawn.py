@@ -37,10 +37,12 @@ def redraw_chunk(spec: NetworkSpec) -> int:
     return max(1, min(spec.depth, CHUNK_BYTES // layer))
 
 
-def reader_ahead() -> int:
-    """Chunks a reader draws ahead of the pass: one a core (going back, the pass mostly waits
-    for them)."""
-    return cores()
+def reader_ahead(threads: int | None = None) -> int:
+    """Chunks a reader draws ahead of the pass, each on a thread: one a core, or a thread of
+    the run's ``threads`` if fewer (going back, the pass mostly waits for them); none on one
+    core or one thread, where the pass draws each chunk as it comes to it."""
+    count = cores() if threads is None else min(threads, cores())
+    return count if count > 1 else 0
 
 
 def reader_bytes(spec: NetworkSpec) -> int:
@@ -129,12 +131,13 @@ class RedrawnWeights(_Layers):
     """The weights a pass of ``spec`` sees (β-scaled inside residual branches, branch ends
     zeroed if it asks), read layer by layer from a ``WeightStream`` through chunk buffers: the
     one read, and the next ``ahead`` chunks in the pass's direction, drawn meanwhile, each on a
-    thread of its own. Going forward the stream is drawn in order, one chunk after another;
-    going back each chunk's state is known, so several are drawn at once. A layer read stays
-    valid until a layer of another chunk is read."""
+    thread of its own (none ahead: the pass draws each chunk as it comes to it). Going forward
+    the stream is drawn in order, one chunk after another; going back each chunk's state is
+    known, so several are drawn at once. A layer read stays valid until a layer of another
+    chunk is read."""
 
     def __init__(self, stream: WeightStream, spec: NetworkSpec, ahead: int = 1) -> None:
-        self.stream, self.ahead = stream, max(1, ahead)
+        self.stream, self.ahead = stream, max(0, ahead)
         n, chunk = spec.width, stream.chunk
         self.buffers = [
             np.empty((chunk, n, n), dtype=spec.dtype.value) for _ in range(self.ahead + 1)

@@ -91,9 +91,9 @@ FULL = Plan(
     ],
     floor_repeat=7,
     wide_repeat=3,
-    # depth 2,000 at width 256 holds ~1.2 GB, enough to hold peak RSS to the estimate (section
+    # depth 1,000 at width 256 holds ~570 MB, enough to hold peak RSS to the estimate (section
     # 12 runs the same shape as analyze does, its weights redrawn)
-    deep_cases=[(100_000, 16, 16, 3), (2_000, 256, 32, 1)],
+    deep_cases=[(100_000, 16, 16, 3), (1_000, 256, 32, 1)],
     cli_rounds=9,
     cli_full=True,
     render=True,
@@ -114,7 +114,6 @@ FULL = Plan(
     side_by_side=((50, 128, 32), (50, 512, 128)),
     redraw=((1_000, 256, 32),),  # 512 MiB of float64 weights (analyze redraws from 96 MiB)
     on_threads=(
-        (50, 1024, 256, "float64", "relu", "none"),
         (50, 1024, 256, "float32", "gelu", "pre"),
         (200, 512, 128, "float32", "sigmoid", "none"),  # products too small to split
     ),

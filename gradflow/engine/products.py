@@ -61,7 +61,8 @@ def both(first: Callable[[], object], second: Callable[[], object]) -> None:
 def product(rows: int, inner: int, cols: int, dtype: np.dtype, threads: int) -> Product:
     """How a pass computes its (rows, inner) @ (inner, cols) products on ``threads`` threads:
     whole, as two halves in turn, or as two halves side by side. The bits depend on the shape
-    and dtype only."""
+    and dtype only. ``out`` must not overlap ``a``: one half is written while the other reads
+    a (the tape's buffers never do)."""
     if not splits(rows, inner, cols, dtype):
         return _whole
     half = cols // 2

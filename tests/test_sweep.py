@@ -448,3 +448,29 @@ def test_a_jsonl_file_that_cannot_be_written_is_exit_3_and_the_reading_still_sho
         "gradflow: error: --output: could not write '/dev/full': No space left on device"
     )
     assert result.stdout.startswith("plain loses")
+
+
+@pytest.mark.parametrize(
+    ("jobs", "scheduler", "runs", "threads", "each"),
+    [
+        (2, None, 10, 2, 1),  # two runs at once on two threads: one each
+        (2, None, 10, 8, 4),
+        (1, None, 10, 2, 2),  # one run at a time: its products take both
+        (4, None, 1, 4, 4),  # a single run is made in this process, alone
+        (1, "tcp://host:8786", 10, 8, 1),  # a cluster's workers run runs side by side
+    ],
+)
+def test_the_runs_share_the_threads(
+    jobs: int, scheduler: str | None, runs: int, threads: int, each: int
+) -> None:
+    assert executors.run_threads(jobs, scheduler, runs, threads) == each
+
+
+def test_a_sweep_gives_the_same_bytes_on_any_thread_count() -> None:
+    """--threads 1 and 2 on a width whose products are split in halves, with --jobs 1 (in this
+    process, so that the pass's threads are what differ)."""
+    grid = ["--vary", "depth=2,4", "--width", "512", "--batch", "128", "--jobs", "1"]
+    one = sweep(*grid, "--threads", "1", "--format", "json")
+    two = sweep(*grid, "--threads", "2", "--format", "json")
+    assert one.exit_code == two.exit_code == 0, one.output + two.output
+    assert one.stdout == two.stdout

@@ -38,7 +38,7 @@ from gradflow.cli.plan import (
     format_for,
 )
 from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
-from gradflow.engine.threads import available
+from gradflow.engine.threads import available, cores
 
 MAX_RUNS = 100_000  # more needs --yes
 INSTALL_DASK = "pip install 'gradflow-cli[dask]'"
@@ -132,8 +132,7 @@ def make_sweep_plan(
     judged = _thresholds(thresholds)
     if threads is not None:
         _positive(threads, "--threads")
-    budget = available() if threads is None else threads
-    jobs = _jobs(sweep_flags, budget)
+    jobs = _jobs(sweep_flags, threads)
     memory = None if max_memory is None else _size(max_memory, "--max-memory")
     target = None
     if output is not None and str(output) != "-":
@@ -160,7 +159,7 @@ def make_sweep_plan(
         jobs=jobs,
         scheduler=sweep_flags.scheduler,
         max_memory=memory,
-        threads=budget,
+        threads=available() if threads is None else threads,
         format=chosen,
         output=target,
         resume=sweep_flags.resume,
@@ -321,7 +320,7 @@ def _message(error: ValueError) -> str:
 # ---- execution and output ---------------------------------------------------------------------
 
 
-def _jobs(flags: SweepFlags, budget: int) -> int:
+def _jobs(flags: SweepFlags, threads: int | None) -> int:
     if flags.scheduler is not None:
         if flags.jobs is not None:
             raise BadInput("--jobs", "runs a local pool; --scheduler sends the runs to a cluster")
@@ -330,8 +329,8 @@ def _jobs(flags: SweepFlags, budget: int) -> int:
         if importlib.util.find_spec("distributed") is None:
             raise BadInput("--scheduler", f"needs Dask distributed: {INSTALL_DASK}")
         return 1
-    if flags.jobs is None:
-        return budget
+    if flags.jobs is None:  # one a core (the runs share the threads: executors.run_threads)
+        return cores() if threads is None else threads
     if flags.jobs < 1:
         raise BadInput("--jobs", f"must be at least 1, got {flags.jobs}")
     return flags.jobs

@@ -135,6 +135,7 @@ QUICK = Plan(
 )
 
 SECTIONS: list[dict[str, Any]] = []
+THREADED: list[tuple[dict[str, Any], dict[str, Any]]] = []  # section 13's, measured in 7's run
 
 
 def section(name: str, title: str, *notes: str) -> list[dict[str, Any]]:
@@ -457,12 +458,21 @@ def peer(plan: Plan) -> None:
          "cases": [list(c) for c in plan.peer_cases]}
         for d, w, b, dtype, repeat in plan.peer_shapes
     ]  # fmt: skip
+    # section 13's shapes run in the same process after these (one torch import), kept for it
+    threaded: list[dict[str, Any]] = [
+        {"depth": d, "width": w, "batch": b, "dtype": dtype, "repeat": 1, "threads": 2,
+         "cases": [[activation, skip]]}
+        for d, w, b, dtype, activation, skip in plan.on_threads
+    ]  # fmt: skip
     with subprocess.Popen(
-        [PY, "-m", "bench.peer", json.dumps(shapes)], stdout=subprocess.PIPE, text=True
+        [PY, "-m", "bench.peer", json.dumps(shapes + threaded)], stdout=subprocess.PIPE, text=True
     ) as child:
         assert child.stdout is not None
-        for shape, line in zip(shapes, child.stdout, strict=False):
+        for shape, line in zip(shapes + threaded, child.stdout, strict=False):
             result = json.loads(line)
+            if "threads" in shape:
+                THREADED.append((shape, result))
+                continue
             for c in result["cases"]:
                 floor = c["floor_s"]  # timed beside this case (width 256), or once a shape
                 limit = c["ours_s"] / (floor + c["phi_s"])
@@ -592,18 +602,21 @@ def train_step(plan: Plan) -> None:
         "torch: forward, mse, loss.backward(), Adam.step(), zero_grad()",
     )
     row("case", "activation", "gradflow", "recorded", "torch", "ratio", "target")
-    for depth, width, batch, activation in TRAIN_CASES:
-        spec = dict(depth=depth, width=width, batch=batch, activation=activation)
-        out = subprocess.run(
-            [PY, "-m", "bench.train", json.dumps({**spec, "repeat": TRAIN_REPEAT})],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        result = json.loads(out.stdout)
+    cases = [
+        {"depth": depth, "width": width, "batch": batch, "activation": activation}
+        for depth, width, batch, activation in TRAIN_CASES
+    ]
+    out = subprocess.run(
+        [PY, "-m", "bench.train", json.dumps([{**c, "repeat": TRAIN_REPEAT} for c in cases])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for spec, line in zip(cases, out.stdout.splitlines(), strict=True):
+        result = json.loads(line)
         row(
-            f"{depth}x{width}x{batch}",
-            activation,
+            f"{spec['depth']}x{spec['width']}x{spec['batch']}",
+            spec["activation"],
             f"{result['gradflow'] * 1e3:.1f} ms",
             f"{result['recorded'] * 1e3:.1f} ms",
             f"{result['torch'] * 1e3:.1f} ms",
@@ -617,23 +630,15 @@ def on_threads(plan: Plan) -> None:
     rows = section(
         "on_threads",
         "13. two threads: one analyzed pass with --threads 2 vs one thread, and vs PyTorch eager "
-        "on two (one each, interleaved, fresh process)",
+        "on two (one each, interleaved; run in section 7's process, after its cases)",
         "ours: large products as two column halves, side by side (the same bits on any thread "
         "count); Grams and formed dL/dW shared out; φ and the rest on one thread",
         "hand-off: one task to the helper thread and back, after 1 ms of other work as in a pass "
         "(median; a woken thread's latency); one a split product",
     )
     row("case", "phi", "skip", "ours 2", "ours 1", "2 / 1", "torch 2", "vs torch")
-    shapes: list[dict[str, Any]] = [
-        {"depth": d, "width": w, "batch": b, "dtype": dtype, "repeat": 1, "threads": 2,
-         "cases": [[activation, skip]]}
-        for d, w, b, dtype, activation, skip in plan.on_threads
-    ]  # fmt: skip
-    out = subprocess.run([PY, "-m", "bench.peer", json.dumps(shapes)], capture_output=True,
-                         text=True, check=True)  # fmt: skip
     handoff = []
-    for shape, line in zip(shapes, out.stdout.splitlines(), strict=True):
-        result = json.loads(line)
+    for shape, result in THREADED:
         handoff.append(result["handoff_s"])
         for c in result["cases"]:
             speedup, vs = c["ours_s"] / c["ours_one_s"], c["ours_s"] / c["torch_s"]
@@ -673,7 +678,7 @@ def main(argv: list[str] | None = None) -> None:
         steps.append(side_by_side)
     if plan.redraw:
         steps.append(redrawn_weights)
-    if plan.on_threads:
+    if plan.peer_shapes and plan.on_threads:  # measured in section 7's process
         steps.append(on_threads)
     for step in steps:
         start = time.perf_counter()

@@ -1,8 +1,9 @@
 """One training step of ``gradflow train`` against PyTorch eager doing the same step.
 
-    python -m bench.train '{"depth": 50, "width": 256, "batch": 64, "activation": "sigmoid"}'
+    python -m bench.train '[{"depth": 50, "width": 256, "batch": 64, "activation": "sigmoid",
+                             "repeat": 5}]'
 
-prints one JSON line: the best time of a gradflow step (forward into the reused tape, loss,
+prints one JSON line a case: the best time of a gradflow step (forward into the reused tape, loss,
 explicit backward into the gradient buffers, Adam's step) and of the same step in torch
 (forward, mse, ``loss.backward()``, ``Adam.step()``, ``zero_grad()``), both float64 on one
 thread, interleaved so that a slow spell of the machine hits both alike. A separate process,
@@ -82,8 +83,8 @@ def main() -> None:
     torch.set_num_threads(1)
     keep_freed_memory()  # as the command line does
     torch.set_default_dtype(torch.float64)
-    args = json.loads(sys.argv[1])
-    print(json.dumps(measure(**args)))
+    for case in json.loads(sys.argv[1]):  # one process, one torch import, for every case
+        print(json.dumps(measure(**case)), flush=True)
 
 
 if __name__ == "__main__":

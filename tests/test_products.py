@@ -95,6 +95,19 @@ class Counting:
         return self.real.submit(*args, **kwargs)  # type: ignore[arg-type]
 
 
+def count_shared(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at each piece of weight-gradient work shared out (``both``)."""
+    shared: list[int] = []
+    real_both = weight_grads.both
+
+    def counting(first: object, second: object) -> None:
+        shared.append(1)
+        real_both(first, second)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(weight_grads, "both", counting)
+    return shared
+
+
 @pytest.mark.parametrize(
     "spec",
     [
@@ -121,14 +134,7 @@ def test_grams_and_explicit_products_shared_out_give_the_same_bits(
 ) -> None:
     """A chunk's two Grams side by side (analyze, batch < width), and ∂L/∂W in two halves
     (training forms it): the same bits as one after the other."""
-    shared: list[int] = []
-    real_both = weight_grads.both
-
-    def counting(first: object, second: object) -> None:
-        shared.append(1)
-        real_both(first, second)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(weight_grads, "both", counting)
+    shared = count_shared(monkeypatch)
     spec = NetworkSpec(depth=8, width=512, batch=128, skip="pre", activation="tanh")
     alone = to_json("analyze", spec, [analyze(spec, threads=1)])
     assert not shared
@@ -193,14 +199,7 @@ def test_available_threads_follow_what_the_user_set(
 
 def test_a_chunks_layers_shared_out_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
     """∂L/∂W formed for a chunk of layers too small to split: half the layers on each thread."""
-    shared: list[int] = []
-    real_both = weight_grads.both
-
-    def counting(first: object, second: object) -> None:
-        shared.append(1)
-        real_both(first, second)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(weight_grads, "both", counting)
+    shared = count_shared(monkeypatch)
     spec = NetworkSpec(depth=8, width=256, batch=256, activation="relu")
     training = Training(steps=2, samples=512)
     one = train(spec, ["none"], training, threads=1)

@@ -124,8 +124,7 @@ def test_a_pass_is_the_same_bits_on_one_two_or_three_threads(
     alone = to_json("analyze", spec, [analyze(spec, threads=1)])
     assert helper.calls == 0
     assert to_json("analyze", spec, [analyze(spec, threads=2)]) == alone
-    # forward and backward, a half each a layer; the Gram pairs a chunk at a time on top
-    assert helper.calls > 2 * spec.depth
+    assert helper.calls >= 2 * spec.depth  # forward and backward, a half each a layer
     assert to_json("analyze", spec, [analyze(spec, threads=3)]) == alone
 
 
@@ -135,14 +134,14 @@ def test_grams_and_explicit_products_shared_out_give_the_same_bits(
     """A chunk's two Grams side by side (analyze, batch < width), and ∂L/∂W in two halves
     (training forms it): the same bits as one after the other."""
     shared = count_shared(monkeypatch)
-    spec = NetworkSpec(depth=8, width=512, batch=128, skip="pre", activation="tanh")
+    spec = NetworkSpec(depth=4, width=512, batch=256, skip="pre", activation="tanh")
     alone = to_json("analyze", spec, [analyze(spec, threads=1)])
     assert not shared
     assert to_json("analyze", spec, [analyze(spec, threads=2)]) == alone
     assert shared
     helper = Counting(monkeypatch)
     training = Training(steps=2, samples=256)
-    spec = spec.replace(depth=4)
+    spec = spec.replace(batch=128)
     one = train(spec, ["pre"], training, threads=1)
     assert helper.calls == 0
     two = train(spec, ["pre"], training, threads=2)

@@ -33,8 +33,9 @@ Product = Callable[[np.ndarray, np.ndarray, np.ndarray], object]  # (a, w, out):
 
 SPLIT_FROM = 1 << 28  # multiply-adds × itemsize: 128×512×512 in float64, 256×512×512 in float32
 # Work that is already two pieces costs nothing more on one thread: shared out from pieces of
-# 2^26 multiply-add bytes (~0.6 ms in float64), a few times the helper's wake-up.
-SHARE_FROM = 1 << 26
+# 2^27 multiply-add bytes (~1 ms in float64), several times the helper's wake-up. (Smaller
+# pieces, from 2^26, gained nothing measurable at 50×256×64 or 1000×128×128.)
+SHARE_FROM = 1 << 27
 
 
 def splits(rows: int, inner: int, cols: int, dtype: np.dtype) -> bool:

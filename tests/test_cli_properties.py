@@ -35,6 +35,7 @@ VALUES: dict[str, list[str]] = {
     "--format": ["table", "json", "csv", "markdown", "xml"],
     "--max-rows": ["1", "3", "25", "0", "-4"],
     "--max-memory": ["1G", "512M", "1K", "0", "lots"],
+    "--threads": ["1", "2", "3", "0", "-1", "two"],
 }
 FLAGS = ["--zero-init-residual", "--all-rows", "--unicode", "--quiet"]
 ANALYZE_ONLY = {

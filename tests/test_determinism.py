@@ -24,8 +24,8 @@ CASES = [
      "--steps", "4", "--variants", "none,pre"],
     # products large enough to be split in halves: in turn on one thread, side by side on two
     ["analyze", "--depth", "4", "--width", "512", "--batch", "128", "--skip", "pre"],
-    ["train", "--depth", "4", "--width", "512", "--batch", "128", "--samples", "256",
-     "--steps", "2", "--variants", "pre"],
+    ["train", "--depth", "2", "--width", "512", "--batch", "128", "--samples", "128",
+     "--steps", "1", "--variants", "pre"],
 ]  # fmt: skip
 
 

@@ -206,3 +206,62 @@ def test_a_chunks_layers_shared_out_give_the_same_bits(monkeypatch: pytest.Monke
     two = train(spec, ["none"], training, threads=2)
     assert shared
     assert train_json(spec, two, training) == train_json(spec, one, training)
+
+
+class CountingSide:
+    """Counts the chunks handed to the side worker, and can fail the ``fail_at``-th."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_at: int | None = None) -> None:
+        self.calls, self.fail_at = 0, fail_at
+        self.real = products._side()
+        monkeypatch.setattr(products, "_side", lambda: self)
+
+    def submit(self, function: object, *args: object, **kwargs: object) -> object:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            function = _fails
+        return self.real.submit(function, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def _fails() -> None:
+    raise MemoryError("a side chunk failed")
+
+
+@pytest.mark.parametrize(
+    ("spec", "method"),
+    [
+        (NetworkSpec(depth=40, width=128, batch=64, activation="relu", skip="pre"), "auto"),
+        (NetworkSpec(depth=120, width=96, batch=32, dtype="float32", norm="layer"), "auto"),
+        (NetworkSpec(depth=80, width=64, batch=64, activation="sigmoid"), "explicit"),
+        (NetworkSpec(depth=160, width=64, batch=32, activation="tanh", skip="post"), "gram"),
+    ],
+    ids=["gram", "float32-layernorm", "explicit", "gram-post"],
+)
+def test_norms_on_the_side_are_the_same_bits(
+    spec: NetworkSpec, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On two threads, each chunk's ‖∂L/∂W‖ and ‖∂L/∂b‖ are taken by the side worker while
+    the pass goes on: the report is the one thread's, bit for bit."""
+    side = CountingSide(monkeypatch)
+    alone = to_json("analyze", spec, [analyze(spec, threads=1, method=method)])
+    assert side.calls == 0
+    assert to_json("analyze", spec, [analyze(spec, threads=2, method=method)]) == alone
+    assert side.calls > 1  # more than one chunk, so the two sets of slots take turns
+
+
+def test_a_side_chunks_error_is_raised_by_the_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = NetworkSpec(depth=40, width=128, batch=64, activation="relu")
+    CountingSide(monkeypatch, fail_at=2)
+    with pytest.raises(MemoryError, match="a side chunk failed"):
+        analyze(spec, threads=2)
+    CountingSide(monkeypatch)
+    analyze(spec, threads=2)  # the worker is still there
+
+
+def test_small_or_split_passes_keep_their_norms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Too little work for a hand-over (width 8), or products split in halves (the second
+    thread computes those): no side work."""
+    side = CountingSide(monkeypatch)
+    analyze(NetworkSpec(depth=50, width=8, batch=4), threads=2)
+    analyze(NetworkSpec(depth=2, width=512, batch=128), threads=2)
+    assert side.calls == 0

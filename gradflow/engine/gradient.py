@@ -84,6 +84,7 @@ class Flow:
         self.phi_prime, self.weights_t, self.product = tape.phi_prime, tape.weights_t, tape.product
         self.post_order = tape.order is Order.POST
         self.slots, self.chunk, self.exponents = grads.slots, grads.chunk, grads.exponent
+        self.period = grads.period  # layer i's ∂L/∂z slot: slots[i % period]
         # two ping-pong buffers; a layer's ∂L/∂z lives in the weight-gradient slot of its layer
         self.pair = (dy.copy(), np.empty_like(dy))
         self.g = self.pair[0]
@@ -106,7 +107,7 @@ class Flow:
         if d is None:
             return
         if self.post_order:
-            out = self.slots[i % self.chunk]  # the weight-gradient slot of layer i
+            out = self.slots[i % self.period]  # the weight-gradient slot of layer i
             np.multiply(self.g, d, out=out)
             self.g = out
         else:
@@ -120,7 +121,7 @@ class Flow:
 
     def linear_back(self, i: int) -> None:
         """g is ∂L/∂z_i: record it for ‖∂L/∂W_i‖ and ‖∂L/∂b_i‖, then g ← g W_iᵀ (B, n)."""
-        dz = self.slots[i % self.chunk]  # the weight-gradient slot of layer i
+        dz = self.slots[i % self.period]  # the weight-gradient slot of layer i
         if self.g is not dz:
             np.copyto(dz, self.g)
         out = self.pair[1] if self.g is self.pair[0] else self.pair[0]
@@ -199,6 +200,7 @@ class Flow:
 
     def records(self) -> Records:
         grads = self.grads
+        grads.finish()
         grad_input = Magnitudes(np.array(self.input_norm), np.array(self.input_exp, dtype=np.int64))
         firsts = np.array(self.block_firsts[::-1], dtype=np.int64)  # forward order
         kept = self.kept_inputs

@@ -16,19 +16,27 @@ turn): 256×1024 float64, 17 ms whole: 0.56 / 1.02; 128×512 float64, 2.4 ms: 0.
 64×1024 float32, 2.3 ms: 0.52 / 0.97. Below ``SPLIT_FROM`` the halves gain little and cost more
 in turn (128×512 float32, 1.0 ms: 1.01 / 1.18): waking a helper thread that has waited through
 a layer's other work takes 150-330 µs on this (virtual) machine, 16-40 µs back to back.
+
+Where the products are not split, the second thread takes side work instead: a chunk of layers'
+weight-gradient norms, handed over as the pass finishes the chunk (``side_worker``), taken
+while the pass goes on, and waited for only when its slots are needed again. That costs no
+wake-up on the pass's path: at 1000×128×128 float64, 0.77 of the one-thread time; at
+200×512×128 float32, 0.75-0.97.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from functools import cache, partial
+from typing import TypeVar
 
 import numpy as np
 
 from gradflow.engine.threads import cores
 
+T = TypeVar("T")
 Product = Callable[[np.ndarray, np.ndarray, np.ndarray], object]  # (a, w, out): out ← a @ w
 
 SPLIT_FROM = 1 << 28  # multiply-adds × itemsize: 128×512×512 in float64, 256×512×512 in float32
@@ -36,6 +44,9 @@ SPLIT_FROM = 1 << 28  # multiply-adds × itemsize: 128×512×512 in float64, 256
 # 2^27 multiply-add bytes (~1 ms in float64), several times the helper's wake-up. (Smaller
 # pieces, from 2^26, gained nothing measurable at 50×256×64 or 1000×128×128.)
 SHARE_FROM = 1 << 27
+# Side work is handed over a chunk of layers at a time and nothing waits for it until the
+# pass's end, so only the hand-over's Python (~20 µs) must be small beside it.
+SIDE_FROM = 1 << 22
 
 
 def splits(rows: int, inner: int, cols: int, dtype: np.dtype) -> bool:
@@ -52,7 +63,7 @@ def worth_a_thread(multiply_adds: int, dtype: np.dtype, threads: int) -> bool:
 def both(first: Callable[[], object], second: Callable[[], object]) -> None:
     """``first()`` here and ``second()`` on a helper thread, side by side; returns when both are
     done (raising the first's error, else the second's)."""
-    done = _helper().submit(second)
+    done = hand_over(_helper(), second)
     try:
         first()
     finally:
@@ -82,11 +93,46 @@ def _in_turn(half: int, a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
 
 
 def _side_by_side(half: int, a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
-    second = _helper().submit(np.matmul, a, w[:, half:], out=out[:, half:])
+    second = hand_over(_helper(), np.matmul, a, w[:, half:], out=out[:, half:])
     try:
         np.matmul(a, w[:, :half], out=out[:, :half])
     finally:
         second.result()  # the output is whole (or its error raised) before anyone reads it
+
+
+def side_worker(threads: int) -> Executor | None:
+    """The thread that takes a pass's side work (work nothing in the pass waits for until its
+    end) on two threads or more; None: the pass does it itself. For a pass whose products are
+    not split (a split product's second half has the second thread), in pieces of at least
+    ``SIDE_FROM`` (``worth_the_side``)."""
+    return _side() if threads >= 2 else None
+
+
+def worth_the_side(multiply_adds: int, dtype: np.dtype, products: tuple[int, int, int]) -> bool:
+    """Whether side work of this size, in a pass whose products are (rows, inner, cols), goes
+    to the side worker: the products not split, and the work worth more than its hand-over."""
+    return multiply_adds * dtype.itemsize >= SIDE_FROM and not splits(*products, dtype)
+
+
+def hand_over(
+    executor: Executor, function: Callable[..., T], *args: object, **kwargs: object
+) -> Future[T]:
+    """``function(*args, **kwargs)`` on ``executor``'s thread, under this thread's NumPy error
+    state (which is per thread): a pass that reports overflow and NaN as results, not
+    warnings, does so in its helpers too."""
+    state = np.geterr()
+
+    def run() -> T:
+        with np.errstate(**state):
+            return function(*args, **kwargs)
+
+    return executor.submit(run)
+
+
+@cache
+def _side() -> ThreadPoolExecutor:
+    """One thread, so that side work is done in the order it was handed over."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradflow-side")
 
 
 @cache
@@ -96,6 +142,7 @@ def _helper() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="gradflow-halves")
 
 
-# A forked child has the executor object but not its thread: it starts its own.
+# A forked child has the executor objects but not their threads: it starts its own.
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_helper.cache_clear)
+    os.register_at_fork(after_in_child=_side.cache_clear)

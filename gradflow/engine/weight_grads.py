@@ -31,6 +31,7 @@ NumPy's per-call cost, which dominates at small width.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from functools import partial
 from typing import NamedTuple
 
@@ -46,7 +47,15 @@ from gradflow.engine.magnitudes import (
     times_pow2,
     unit_scale,
 )
-from gradflow.engine.products import both, product, splits, worth_a_thread
+from gradflow.engine.products import (
+    both,
+    hand_over,
+    product,
+    side_worker,
+    splits,
+    worth_a_thread,
+    worth_the_side,
+)
 from gradflow.engine.spec import Choice, NetworkSpec
 
 _CHUNK_BYTES = 2 << 20  # batch a chunk of layers while its buffers fit in cache
@@ -89,6 +98,8 @@ def buffer_bytes(spec: NetworkSpec, keep: bool, method: Method) -> int:
     chunk = chunk_layers(spec, itemsize, gram)
     n = spec.width
     total = chunk * _layer_bytes(spec, itemsize, gram)  # ∂L/∂z slots and Grams or ∂L/∂W
+    if not keep and takes_norms_aside(spec, gram, chunk):  # a second chunk of slots, and views
+        total += chunk * (spec.batch * n * itemsize + SLOT_VIEW_BYTES)
     total += spec.depth * (2 * 2 * 8 + 40)  # weight and bias rows, the exponent list
     if gram:
         # a chunk's A rescaled; a layer taken again: its A and G rescaled, and its product
@@ -96,6 +107,16 @@ def buffer_bytes(spec: NetworkSpec, keep: bool, method: Method) -> int:
     if keep:
         total += spec.depth * (n * n + n) * itemsize
     return total
+
+
+SLOT_VIEW_BYTES = 136  # a slot's view and its list entry, as tracemalloc counts them
+
+
+def takes_norms_aside(spec: NetworkSpec, gram: bool, chunk: int) -> bool:
+    """Whether a chunk's norms are enough work for the side worker (on two threads)."""
+    batch, n = spec.batch, spec.width
+    work = chunk * batch * n * (batch if gram else n)  # the Grams' (two syrk) or Aᵀ G's
+    return worth_the_side(work, np.dtype(spec.dtype.value), (batch, n, n))
 
 
 class GradientBuffers(NamedTuple):
@@ -128,23 +149,31 @@ class WeightGradients:
         threads: int = 1,
     ) -> None:
         depth, batch, n, dtype = spec.depth, spec.batch, spec.width, dense_in.dtype
-        self.threads = threads  # a chunk's two Grams (or two halves of its layers) side by side
-        # Aᵀ G (n, B) @ (B, n), where formed: large ones as two halves (``products.py``)
-        self.split_dw = splits(n, batch, n, dtype)
-        self.dw_product = product(n, batch, n, dtype, threads)
         self.into = into  # the products go straight into these, so they must be formed
         self.gram = uses_gram(spec, keep or into is not None, method)
         self.chunk = chunk_layers(spec, dtype.itemsize, self.gram)
         self.dense_in = dense_in
-        if into is None:
-            self.dz = np.empty((self.chunk, batch, n), dtype=dtype)
+        # Norms alone (no gradients kept or written out) are side work: a chunk's are taken on
+        # the side worker while the pass goes on to the next chunk (``products.side_worker``).
+        sided = not keep and into is None and takes_norms_aside(spec, self.gram, self.chunk)
+        self.side = side_worker(threads) if sided else None
+        self.pending: list[Future[None]] = []  # the chunks handed to the side worker, in order
+        # a chunk's two Grams (or two halves of its layers) side by side, where not on the side
+        self.threads = 1 if self.side is not None else threads
+        # Aᵀ G (n, B) @ (B, n), where formed: large ones as two halves (``products.py``)
+        self.split_dw = splits(n, batch, n, dtype)
+        self.dw_product = product(n, batch, n, dtype, threads)
+        if into is None:  # on the side, two chunks' slots: one filled while one is read
+            slots = self.chunk * (1 if self.side is None else 2)
+            self.dz = np.empty((slots, batch, n), dtype=dtype)
         else:  # the caller's slots, reused pass after pass
             assert into.dz.shape == (self.chunk, batch, n)
             self.dz = into.dz
-        # slots[i % chunk]: where layer i's ∂L/∂z (scaled by 2**-exponent[i]) waits for its
+        # slots[i % period]: where layer i's ∂L/∂z (scaled by 2**-exponent[i]) waits for its
         # chunk. The gradient flow fills both, and layers arrive in reverse, so once the first
         # layer of a chunk is in, it calls ``flush`` for the whole chunk.
         self.slots: list[np.ndarray] = list(self.dz)  # views made once, not per layer
+        self.period = len(self.slots)
         self.exponent = [0] * depth
         self.ones = np.ones((1, batch), dtype=dtype)
         self.weight = np.zeros((depth, 2))  # columns: mantissa, exponent
@@ -170,10 +199,26 @@ class WeightGradients:
         self.kept_b: list[np.ndarray] | None = [] if keep else None
 
     def flush(self, layer: int) -> None:
-        """Norms for the chunk that starts at ``layer``, whose ∂L/∂z are all in their slots."""
+        """Norms for the chunk that starts at ``layer``, whose ∂L/∂z are all in their slots:
+        taken here, or handed to the side worker. Then the slots the next chunk fills are free:
+        the chunk before this one, which used them, is done."""
+        if self.side is None:
+            self._flush(layer)
+            return
+        self.pending.append(hand_over(self.side, self._flush, layer))
+        if len(self.pending) > 1:
+            self.pending.pop(0).result()
+
+    def finish(self) -> None:
+        """Every chunk's norms are in (raising a side worker's error here)."""
+        while self.pending:
+            self.pending.pop(0).result()
+
+    def _flush(self, layer: int) -> None:
         stop = min(layer + self.chunk, len(self.exponent))
         count = stop - layer
-        a, dz = self.dense_in[layer:stop], self.dz[:count]
+        first = layer % self.period  # the chunk's slots
+        a, dz = self.dense_in[layer:stop], self.dz[first : first + count]
         exponents = self.exponent[layer:stop]
         # converted once: NumPy converts a list of Python ints element by element, slowly
         exps = np.fromiter(exponents, np.int64, count)

@@ -632,7 +632,7 @@ def on_threads(plan: Plan) -> None:
         "13. two threads: one analyzed pass with --threads 2 vs one thread, and vs PyTorch eager "
         "on two (one each, interleaved; run in section 7's process, after its cases)",
         "ours: large products as two column halves, side by side (the same bits on any thread "
-        "count); Grams and formed dL/dW shared out; φ and the rest on one thread",
+        "count); else each chunk's |dL/dW| on a side thread; φ and the rest on one thread",
         "hand-off: one task to the helper thread and back, after 1 ms of other work as in a pass "
         "(median; a woken thread's latency); one a split product",
     )

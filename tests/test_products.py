@@ -234,8 +234,10 @@ def _fails() -> None:
         (NetworkSpec(depth=120, width=96, batch=32, dtype="float32", norm="layer"), "auto"),
         (NetworkSpec(depth=80, width=64, batch=64, activation="sigmoid"), "explicit"),
         (NetworkSpec(depth=160, width=64, batch=32, activation="tanh", skip="post"), "gram"),
+        # activations far below 2^-256: each chunk's A is rescaled before its Grams
+        (NetworkSpec(depth=400, width=64, batch=32, activation="linear", weight_var=0.1), "auto"),
     ],
-    ids=["gram", "float32-layernorm", "explicit", "gram-post"],
+    ids=["gram", "float32-layernorm", "explicit", "gram-post", "vanishing-prescaled"],
 )
 def test_norms_on_the_side_are_the_same_bits(
     spec: NetworkSpec, method: str, monkeypatch: pytest.MonkeyPatch

@@ -269,7 +269,7 @@ class WeightGradients:
         if not shifts.any():
             return a, shifts
         if self.prescaled is None:
-            self.prescaled = np.empty_like(self.dz)
+            self.prescaled = np.empty_like(self.dz[: self.chunk])  # one chunk, as its slots
         return scale_slabs(a, shifts, out=self.prescaled[: len(a)]), shifts
 
     def _again(

@@ -27,7 +27,7 @@ def test_which_products_are_split() -> None:
     assert not splits(64, 512, 512, F64)  # the hand-off would cost more than the half saves
     assert not splits(128, 512, 512, F32)  # float32's products are twice as fast
     assert not splits(1 << 20, 1 << 10, 1, F64)  # one column has no halves
-    assert product(64, 256, 256, F64, 4) is products._whole
+    assert product(64, 256, 256, F64, 4) is np.matmul  # whole, with no wrapper
 
 
 @pytest.mark.parametrize("dtype", [F64, F32])
@@ -43,7 +43,7 @@ def test_halves_give_the_product_and_the_same_bits_on_any_thread_count(
     outs = []
     for count in (1, 2, 3):
         out = np.full((rows, n), np.nan, dtype=dtype)
-        product(rows, n, n, dtype, count)(a, w, out)
+        product(rows, n, n, dtype, count)(a, w, out=out)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
@@ -58,9 +58,9 @@ def test_an_error_in_the_helpers_half_is_raised_and_the_helper_still_works() -> 
     narrow = np.empty((128, 400))  # the first half fits; the second (the helper's) does not
     halves = product(128, 512, 512, F64, 2)
     with pytest.raises(ValueError):
-        halves(a, w, narrow)
+        halves(a, w, out=narrow)
     out = np.empty((128, 512))
-    halves(a, w, out)
+    halves(a, w, out=out)
     assert np.all(out == 512.0)
 
 

@@ -125,7 +125,7 @@ class Flow:
         if self.g is not dz:
             np.copyto(dz, self.g)
         out = self.pair[1] if self.g is self.pair[0] else self.pair[0]
-        self.product(dz, self.weights_t[i], out)  # (B, n) @ (n, n)
+        self.product(dz, self.weights_t[i], out=out)  # (B, n) @ (n, n)
         self.g = out
         self.exponents[i] = self.e  # at this scale; a chunk is taken once its first layer is in
         if i % self.chunk == 0:

@@ -37,7 +37,7 @@ import numpy as np
 from gradflow.engine.threads import cores
 
 T = TypeVar("T")
-Product = Callable[[np.ndarray, np.ndarray, np.ndarray], object]  # (a, w, out): out ← a @ w
+Product = Callable[..., object]  # product(a, w, out=out): out ← a @ w
 
 SPLIT_FROM = 1 << 28  # multiply-adds × itemsize: 128×512×512 in float64, 256×512×512 in float32
 # Work that is already two pieces costs nothing more on one thread: shared out from pieces of
@@ -76,15 +76,11 @@ def product(rows: int, inner: int, cols: int, dtype: np.dtype, threads: int) -> 
     and dtype only. ``out`` must not overlap ``a``: one half is written while the other reads
     a (the tape's buffers never do)."""
     if not splits(rows, inner, cols, dtype):
-        return _whole
+        return np.matmul  # itself: at width 16 a wrapper's call is a cost
     half = cols // 2
     if threads < 2:
         return partial(_in_turn, half)
     return partial(_side_by_side, half)
-
-
-def _whole(a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
-    np.matmul(a, w, out=out)
 
 
 def _in_turn(half: int, a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:

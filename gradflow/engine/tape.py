@@ -178,7 +178,7 @@ class Tape:
     def linear(self, i: int, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """a W_i + b_i into ``out`` (default: the z scratch). a must be layer i's kept input."""
         z = self.z if out is None else out
-        self.product(a, self.weights[i], z)  # (B, n) @ (n, n)
+        self.product(a, self.weights[i], out=z)  # (B, n) @ (n, n)
         if self.biases is not None:
             z += self.biases[i]
         return z

@@ -238,7 +238,7 @@ class WeightGradients:
         work = count * a.shape[1] * a.shape[2] ** 2
         if self.split_dw:  # each layer's product in halves
             for k in range(count):
-                self.dw_product(at[k], dz[k], dw[k])
+                self.dw_product(at[k], dz[k], out=dw[k])
         elif count > 1 and worth_a_thread(work // 2, a.dtype, self.threads):  # halves of layers
             h = count // 2
             both(lambda: np.matmul(at[:h], dz[:h], out=dw[:h]),

@@ -243,7 +243,9 @@ def test_norms_on_the_side_are_the_same_bits(
     spec: NetworkSpec, method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On two threads, each chunk's ‖∂L/∂W‖ and ‖∂L/∂b‖ are taken by the side worker while
-    the pass goes on: the report is the one thread's, bit for bit."""
+    the pass goes on: the report is the one thread's, bit for bit. (Small networks, with the
+    whole pass's minimum lifted: the mechanism is what is tested.)"""
+    monkeypatch.setattr(products, "SIDE_PASS_FROM", 0)
     side = CountingSide(monkeypatch)
     alone = to_json("analyze", spec, [analyze(spec, threads=1, method=method)])
     assert side.calls == 0
@@ -252,7 +254,7 @@ def test_norms_on_the_side_are_the_same_bits(
 
 
 def test_a_side_chunks_error_is_raised_by_the_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = NetworkSpec(depth=40, width=128, batch=64, activation="relu")
+    spec = NetworkSpec(depth=400, width=128, batch=64, activation="relu")
     CountingSide(monkeypatch, fail_at=2)
     with pytest.raises(MemoryError, match="a side chunk failed"):
         analyze(spec, threads=2)
@@ -261,9 +263,13 @@ def test_a_side_chunks_error_is_raised_by_the_pass(monkeypatch: pytest.MonkeyPat
 
 
 def test_small_or_split_passes_keep_their_norms(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Too little work for a hand-over (width 8), or products split in halves (the second
-    thread computes those): no side work."""
+    """Too little work for a hand-over (width 8) or for starting the side thread (the default
+    network, depth 50), or products split in halves (the second thread computes those): no
+    side work. Depth 400 at width 128 has enough."""
     side = CountingSide(monkeypatch)
     analyze(NetworkSpec(depth=50, width=8, batch=4), threads=2)
+    analyze(NetworkSpec(depth=50), threads=2)
     analyze(NetworkSpec(depth=2, width=512, batch=128), threads=2)
     assert side.calls == 0
+    analyze(NetworkSpec(depth=400, width=128, batch=64), threads=2)
+    assert side.calls > 1

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from functools import cache, partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from gradflow.engine.threads import cores
+
+if TYPE_CHECKING:  # concurrent.futures (logging with it) loads with the first helper: ~10 ms
+    from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 T = TypeVar("T")
 Product = Callable[..., object]  # product(a, w, out=out): out ← a @ w
@@ -47,6 +49,10 @@ SHARE_FROM = 1 << 27
 # Side work is handed over a chunk of layers at a time and nothing waits for it until the
 # pass's end, so only the hand-over's Python (~20 µs) must be small beside it.
 SIDE_FROM = 1 << 22
+# ... and a pass hands over only if all of its side work is worth starting the side thread for
+# (the first one also imports concurrent.futures, ~10 ms): from 2^30 multiply-add bytes, some
+# 50 ms of norms. `analyze --depth 50` (2^28.6) was 20-40 ms slower with it.
+SIDE_PASS_FROM = 1 << 30
 
 
 def splits(rows: int, inner: int, cols: int, dtype: np.dtype) -> bool:
@@ -104,10 +110,14 @@ def side_worker(threads: int) -> Executor | None:
     return _side() if threads >= 2 else None
 
 
-def worth_the_side(multiply_adds: int, dtype: np.dtype, products: tuple[int, int, int]) -> bool:
-    """Whether side work of this size, in a pass whose products are (rows, inner, cols), goes
-    to the side worker: the products not split, and the work worth more than its hand-over."""
-    return multiply_adds * dtype.itemsize >= SIDE_FROM and not splits(*products, dtype)
+def worth_the_side(piece: int, whole: int, dtype: np.dtype, products: tuple[int, int, int]) -> bool:
+    """Whether side work in pieces of ``piece`` multiply-adds, ``whole`` in the pass, goes to
+    the side worker in a pass whose products are (rows, inner, cols): the products not split,
+    each piece worth its hand-over and the whole worth starting the thread."""
+    size = dtype.itemsize
+    if piece * size < SIDE_FROM or whole * size < SIDE_PASS_FROM:
+        return False
+    return not splits(*products, dtype)
 
 
 def hand_over(
@@ -128,6 +138,8 @@ def hand_over(
 @cache
 def _side() -> ThreadPoolExecutor:
     """One thread, so that side work is done in the order it was handed over."""
+    from concurrent.futures import ThreadPoolExecutor
+
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradflow-side")
 
 
@@ -135,6 +147,8 @@ def _side() -> ThreadPoolExecutor:
 def _helper() -> ThreadPoolExecutor:
     """The threads that compute second halves, started as they are first needed: one a core at
     most, shared by passes side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
     return ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="gradflow-halves")
 
 

@@ -31,9 +31,8 @@ NumPy's per-call cost, which dominates at small width.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -57,6 +56,9 @@ from gradflow.engine.products import (
     worth_the_side,
 )
 from gradflow.engine.spec import Choice, NetworkSpec
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 _CHUNK_BYTES = 2 << 20  # batch a chunk of layers while its buffers fit in cache
 # ⟨|P|, |Q|⟩ / ⟨P, Q⟩ above this: the Gram sum may have lost too many digits
@@ -115,8 +117,10 @@ SLOT_VIEW_BYTES = 136  # a slot's view and its list entry, as tracemalloc counts
 def takes_norms_aside(spec: NetworkSpec, gram: bool, chunk: int) -> bool:
     """Whether a chunk's norms are enough work for the side worker (on two threads)."""
     batch, n = spec.batch, spec.width
-    work = chunk * batch * n * (batch if gram else n)  # the Grams' (two syrk) or Aᵀ G's
-    return worth_the_side(work, np.dtype(spec.dtype.value), (batch, n, n))
+    layer = batch * n * (batch if gram else n)  # the Grams' (two syrk) or Aᵀ G's
+    return worth_the_side(
+        chunk * layer, spec.depth * layer, np.dtype(spec.dtype.value), (batch, n, n)
+    )
 
 
 class GradientBuffers(NamedTuple):

@@ -1,4 +1,4 @@
-"""A pass's large products as two column halves, side by side where a second thread is free.
+"""A pass's second thread: large products as two column halves side by side, else side work.
 
 Every product runs on one BLAS thread (``threads.py``), so a pass alone uses one core. A large
 product a @ W (a (B, n), W (n, m), W may be a transposed view) is instead computed as its two
@@ -46,8 +46,8 @@ SPLIT_FROM = 1 << 28  # multiply-adds × itemsize: 128×512×512 in float64, 256
 # 2^27 multiply-add bytes (~1 ms in float64), several times the helper's wake-up. (Smaller
 # pieces, from 2^26, gained nothing measurable at 50×256×64 or 1000×128×128.)
 SHARE_FROM = 1 << 27
-# Side work is handed over a chunk of layers at a time and nothing waits for it until the
-# pass's end, so only the hand-over's Python (~20 µs) must be small beside it.
+# Side work is handed over a chunk of layers at a time and waited for only when its slots are
+# needed again, two chunks on, so only the hand-over's Python (~20 µs) must be small beside it.
 SIDE_FROM = 1 << 22
 # ... and a pass hands over only if all of its side work is worth starting the side thread for
 # (the first one also imports concurrent.futures, ~10 ms): from 2^30 multiply-add bytes, some
@@ -103,8 +103,8 @@ def _side_by_side(half: int, a: np.ndarray, w: np.ndarray, out: np.ndarray) -> N
 
 
 def side_worker(threads: int) -> Executor | None:
-    """The thread that takes a pass's side work (work nothing in the pass waits for until its
-    end) on two threads or more; None: the pass does it itself. For a pass whose products are
+    """The thread that takes a pass's side work (work the pass does not wait for as it goes
+    on) on two threads or more; None: the pass does it itself. For a pass whose products are
     not split (a split product's second half has the second thread), in pieces of at least
     ``SIDE_FROM`` (``worth_the_side``)."""
     return _side() if threads >= 2 else None

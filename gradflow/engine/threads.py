@@ -12,8 +12,8 @@ product (in float32 no split tried did), so a pass never lets the thread count d
 large products are always computed as the same two column halves, side by side when a second
 thread is free, one after the other when not (``products.py``). Work that is already separate
 calls (a chunk's two Gram products, its layers' weight gradients) is shared out as it is, and
-where the products are not split, each chunk's weight-gradient norms (which nothing waits for
-until the pass's end) go to a side thread while the pass goes on.
+where the products are not split, each chunk's weight-gradient norms go to a side thread while
+the pass goes on.
 ``--threads`` sets how many a run uses; by default, what the user set for BLAS or OpenMP, else
 one a core (``available``).
 

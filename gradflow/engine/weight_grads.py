@@ -51,7 +51,6 @@ from gradflow.engine.products import (
     hand_over,
     product,
     side_worker,
-    splits,
     worth_a_thread,
     worth_the_side,
 )
@@ -165,7 +164,6 @@ class WeightGradients:
         # a chunk's two Grams (or two halves of its layers) side by side, where not on the side
         self.threads = 1 if self.side is not None else threads
         # Aᵀ G (n, B) @ (B, n), where formed: large ones as two halves (``products.py``)
-        self.split_dw = splits(n, batch, n, dtype)
         self.dw_product = product(n, batch, n, dtype, threads)
         if into is None:  # on the side, two chunks' slots: one filled while one is read
             slots = self.chunk * (1 if self.side is None else 2)
@@ -240,7 +238,7 @@ class WeightGradients:
         dw = self.dw[:count] if self.into is None else self.into.weight[layer:stop]
         at = a.transpose(0, 2, 1)
         work = count * a.shape[1] * a.shape[2] ** 2
-        if self.split_dw:  # each layer's product in halves
+        if self.dw_product is not np.matmul:  # each layer's product in halves
             for k in range(count):
                 self.dw_product(at[k], dz[k], out=dw[k])
         elif count > 1 and worth_a_thread(work // 2, a.dtype, self.threads):  # halves of layers

@@ -264,12 +264,16 @@ def test_a_side_chunks_error_is_raised_by_the_pass(monkeypatch: pytest.MonkeyPat
 
 def test_small_or_split_passes_keep_their_norms(monkeypatch: pytest.MonkeyPatch) -> None:
     """Too little work for a hand-over (width 8) or for starting the side thread (the default
-    network, depth 50), or products split in halves (the second thread computes those): no
-    side work. Depth 400 at width 128 has enough."""
+    network, depth 50), products split in halves (the second thread computes those), or
+    layers so narrow that the pass is mostly Python (width 16): no side work. Depth 400 at
+    width 128 has enough."""
     side = CountingSide(monkeypatch)
     analyze(NetworkSpec(depth=50, width=8, batch=4), threads=2)
     analyze(NetworkSpec(depth=50), threads=2)
     analyze(NetworkSpec(depth=2, width=512, batch=128), threads=2)
+    assert side.calls == 0
+    monkeypatch.setattr(products, "SIDE_PASS_FROM", 0)  # enough in all, but narrow layers
+    analyze(NetworkSpec(depth=2000, width=16, batch=16), threads=2)
     assert side.calls == 0
     analyze(NetworkSpec(depth=400, width=128, batch=64), threads=2)
     assert side.calls > 1

@@ -53,6 +53,10 @@ SIDE_FROM = 1 << 22
 # (the first one also imports concurrent.futures, ~10 ms): from 2^30 multiply-add bytes, some
 # 50 ms of norms. `analyze --depth 50` (2^28.6) was 20-40 ms slower with it.
 SIDE_PASS_FROM = 1 << 30
+# ... and its layers' products are at least this large (32×32×32 in float64). Narrower passes
+# are mostly Python, which holds the lock the side thread's Python needs, and their norms are a
+# few percent of them: at 100,000×16×16 and 20,000×16×16, two threads took 1.00-1.14 of one.
+SIDE_LAYER_FROM = 1 << 18
 
 
 def splits(rows: int, inner: int, cols: int, dtype: np.dtype) -> bool:
@@ -109,12 +113,13 @@ def side_worker(threads: int) -> Executor | None:
 
 def worth_the_side(piece: int, whole: int, dtype: np.dtype, products: tuple[int, int, int]) -> bool:
     """Whether side work in pieces of ``piece`` multiply-adds, ``whole`` in the pass, goes to
-    the side worker in a pass whose products are (rows, inner, cols): the products not split,
-    each piece worth its hand-over and the whole worth starting the thread."""
+    the side worker in a pass whose products are (rows, inner, cols): the products neither
+    split nor small, each piece worth its hand-over and the whole worth starting the thread."""
     size = dtype.itemsize
     if piece * size < SIDE_FROM or whole * size < SIDE_PASS_FROM:
         return False
-    return not splits(*products, dtype)
+    rows, inner, cols = products
+    return rows * inner * cols * size >= SIDE_LAYER_FROM and not splits(*products, dtype)
 
 
 def hand_over(

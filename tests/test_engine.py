@@ -14,6 +14,7 @@ import pytest
 from gradflow.analysis.analyze import analyze, compare
 from gradflow.analysis.results import Report
 from gradflow.analysis.verdict import Verdict
+from gradflow.engine.initializers import layer_norms
 from gradflow.engine.magnitudes import Magnitudes, Status
 from gradflow.engine.network import Network, build
 from gradflow.engine.spec import Activation, Init, Loss, NetworkSpec, Norm, Skip
@@ -337,6 +338,89 @@ def test_weight_var_overrides_init_scale() -> None:
 def test_bad_spec_values_raise_clear_errors(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         NetworkSpec(**changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"dtype": "float32", "weight_var": 1e80}, "weight_var: 1e\\+80 gives weights of RMS"),
+        ({"dtype": "float32", "weight_var": 1e-90}, "weight_var: .* below float32's normal"),
+        ({"dtype": "float32", "init": "orthogonal", "weight_var": 1e78}, "weight_var"),
+        ({"weight_var": 1e-320, "width": 2**40}, "below float64's normal range"),
+        ({"skip": "pre", "dtype": "float32", "branch_weight_scale": 1e39}, "branch_weight_scale"),
+        ({"skip": "pre", "branch_weight_scale": -1e-310}, "branch_weight_scale"),
+        ({"dtype": "float32", "bias_var": 1e78}, "bias_var: .* beyond float32's range"),
+        ({"dtype": "float32", "bias_var": 1e-80}, "bias_var"),
+    ],
+)
+def test_scales_a_dtype_cannot_hold_are_refused(changes: dict[str, object], message: str) -> None:
+    """Weights and biases drawn in float64 would round to inf, or to subnormals and 0, in the
+    run's dtype: a network other than the one asked for."""
+    with pytest.raises(ValueError, match=message):
+        NetworkSpec(**changes)  # type: ignore[arg-type]
+
+
+def test_scales_at_the_dtype_limits_are_drawn_as_asked() -> None:
+    """Just inside the limits the check allows, the weights and biases drawn are finite in the
+    dtype, and their RMS is what was asked; a branch scale of 0 (zero branches) is allowed."""
+    rms = (3.4e38 / 9, 2 * float(np.finfo(np.float32).tiny))  # 8·RMS < float32's largest
+    for changes in (
+        {"dtype": "float32", "weight_var": 16 * rms[0] ** 2},
+        {"dtype": "float32", "weight_var": 16 * rms[1] ** 2},
+        {"dtype": "float32", "bias_var": rms[0] ** 2},
+        {"skip": "pre", "branch_weight_scale": 0.0},
+    ):
+        spec = NetworkSpec(depth=2, width=16, batch=2, **changes)  # type: ignore[arg-type]
+        network = build(spec)
+        assert np.isfinite(network.weights).all() and np.isfinite(network.biases).all()
+        if "weight_var" in changes:
+            drawn = np.sqrt(np.mean(network.weights.astype(np.float64) ** 2))
+            assert drawn == pytest.approx(math.sqrt(spec.weight_var / 16), rel=0.1)
+
+
+def test_weight_norms_are_exact_where_their_squares_leave_float64() -> None:
+    """‖W‖ of weights near 1e154 (squares overflow) or 1e-160 (squares underflow), against
+    math.hypot, which scales as it sums; the same weights at ordinary scale stay as they were."""
+    spec = NetworkSpec(depth=3, width=8, batch=2)
+    base = build(spec).weights
+    for factor in (2.0**512, 2.0**-530, 1.0):
+        stack = base * factor  # exact: a power of two
+        got = layer_norms(stack)
+        want = [math.hypot(*w.ravel()) for w in stack]
+        np.testing.assert_allclose(got, want, rtol=1e-15)
+    assert layer_norms(np.zeros((2, 4, 4)))[0] == 0.0
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(layer_norms(np.full((1, 4, 4), np.nan))[0])
+
+
+@pytest.mark.parametrize("loss", ["mse", "xent"])
+def test_output_gradients_are_exact_where_their_squares_overflow(loss: str) -> None:
+    """Outputs near 1e200 (a linear network of σ_w² = 1e200): ∂L/∂y of the MSE loss, and the
+    xent head's ∂L/∂W, are near 1e200 too, their sums of squares beyond float64. The report's
+    ‖∂L/∂y‖, gain and head row are exact (against math.hypot), not inf or 0."""
+    spec = NetworkSpec(depth=2, width=8, batch=2, activation="linear", weight_var=1e200, loss=loss)
+    network = build(spec)
+    report = analyze(spec, network=network)
+    data = network.loss_data
+    y = network.x @ network.weights[0] @ network.weights[1]
+    if loss == "mse":
+        assert data.target is not None
+        dy = (y - data.target) / spec.batch
+    else:
+        assert data.head_weight is not None and data.labels is not None
+        logits = y @ data.head_weight + data.head_bias
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(spec.batch), data.labels] -= 1
+        head = y.T @ p / spec.batch
+        assert math.hypot(*head.ravel()) > 1e150  # beyond float64 once squared
+        want_head = math.log10(math.hypot(*head.ravel()))
+        assert report.layers.grad_weight.log10[-1] == pytest.approx(want_head, abs=1e-12)
+        dy = p @ data.head_weight.T / spec.batch
+    want = math.log10(math.hypot(*dy.ravel()))
+    summary = report.summary
+    assert summary.log10_grad_output == pytest.approx(want, abs=1e-12)
+    assert summary.log10_gain == pytest.approx(report.layers.grad_input.log10[0] - want, abs=1e-12)
 
 
 def test_spec_is_frozen_and_coerces_strings() -> None:

@@ -18,7 +18,7 @@ from gradflow.analysis.statistics import ActivationStats
 from gradflow.analysis.verdict import Quantity, Thresholds, judge
 from gradflow.engine.gradient import Records
 from gradflow.engine.losses import LossResult
-from gradflow.engine.magnitudes import Magnitudes
+from gradflow.engine.magnitudes import SUM_SQ_LOW, Magnitudes, exact_norm, sum_sq
 from gradflow.engine.network import Network
 from gradflow.engine.spec import NetworkSpec
 
@@ -43,12 +43,24 @@ def layer_names(spec: NetworkSpec) -> tuple[str, ...]:
     return tuple(f"block{i // k + 1}.fc{i % k + 1}" for i in range(spec.depth))
 
 
-def _norm(v: np.ndarray | None) -> float:
-    return math.nan if v is None else float(np.linalg.norm(v.astype(np.float64, copy=False)))
+def _norm(v: np.ndarray | None) -> tuple[float, int]:
+    """‖v‖ as (mantissa, exponent), summed in float64; exact also where v·v leaves its range
+    (a loss of 1e400 has a gradient of 1e200). nan for None."""
+    if v is None:
+        return math.nan, 0
+    wide = v.astype(np.float64, copy=False)
+    sq = sum_sq(wide)
+    if SUM_SQ_LOW <= sq < math.inf:
+        return math.sqrt(sq), 0
+    return exact_norm(wide, 0)
 
 
-def _append(m: Magnitudes, value: float) -> Magnitudes:
-    return Magnitudes(np.append(m.mantissa, value), np.append(m.exponent, 0))
+def _magnitude(norm: tuple[float, int]) -> Magnitudes:
+    return Magnitudes(np.array([norm[0]]), np.array([norm[1]], dtype=np.int64))
+
+
+def _append(m: Magnitudes, norm: tuple[float, int]) -> Magnitudes:
+    return Magnitudes(np.append(m.mantissa, norm[0]), np.append(m.exponent, np.int64(norm[1])))
 
 
 def _first(mask: np.ndarray) -> int | None:
@@ -92,7 +104,7 @@ def build_report(
         grad_w = _append(grad_w, _norm(loss.head_weight_grad))
         grad_b = _append(grad_b, _norm(loss.head_bias_grad))
         grad_in = _append(grad_in, _norm(loss.dy))
-        w_norm = np.append(w_norm, _norm(network.loss_data.head_weight))
+        w_norm = np.append(w_norm, _magnitude(_norm(network.loss_data.head_weight)).value)
         mean, std, dead, sat = (np.append(a, np.nan) for a in (mean, std, dead, sat))
         finite = np.append(finite, bool(np.isfinite(loss.dy).all()))
     layers = Layers(names, grad_w, grad_b, grad_in, w_norm, mean, std, dead, sat, finite)
@@ -146,7 +158,7 @@ def build_report(
         and bool(np.all(np.isfinite(records.grad_input.mantissa)))
     )
     weight_ratio = _ratio(log_w, 0, last)
-    log10_grad_output = float(np.log10(_norm(loss.dy))) if _norm(loss.dy) > 0 else -math.inf
+    log10_grad_output = float(_magnitude(_norm(loss.dy)).log10[0])  # nan where ∂L/∂y is
     with np.errstate(invalid="ignore"):
         log10_gain = float(log_in[0]) - log10_grad_output
     judged = {

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from gradflow.engine.activations import ACTIVATIONS
+from gradflow.engine.magnitudes import SUM_SQ_LOW, exact_norm
 from gradflow.engine.spec import Init, NetworkSpec
 
 # draw(rng, out, scale): fill out, a float64 (count, n, n) stack
@@ -82,11 +83,20 @@ def draw_weights(spec: NetworkSpec, rng: np.random.Generator, out: np.ndarray) -
 
 
 def layer_norms(stack: np.ndarray) -> np.ndarray:
-    """‖W_i‖_F of each (n, n) layer of ``stack``, (K,) float64, a few layers at a time."""
+    """‖W_i‖_F of each (n, n) layer of ``stack``, (K,) float64, a few layers at a time; where a
+    layer's sum of squares leaves float64's range (weights beyond ~1e150 or below ~1e-150), that
+    layer is measured scaled by a power of two (``magnitudes.exact_norm``)."""
     norms = np.empty(len(stack))
     chunk = max(1, (2 << 20) // (8 * stack[0].size)) if len(stack) else 1  # ~2 MiB widened
     for start in range(0, len(stack), chunk):
         part = stack[start : start + chunk]
         wide = part.reshape(len(part), -1).astype(np.float64, copy=False)
-        norms[start : start + len(part)] = np.sqrt(np.vecdot(wide, wide))
+        with np.errstate(over="ignore", under="ignore"):
+            sq = np.vecdot(wide, wide)
+        norms[start : start + len(part)] = np.sqrt(sq)
+        for k in np.flatnonzero(~((sq >= SUM_SQ_LOW) & (sq < np.inf))):
+            mantissa, exponent = exact_norm(wide[k], 0)  # 0 for a zero layer, nan with a nan
+            norms[start + k] = (
+                math.ldexp(mantissa, exponent) if math.isfinite(mantissa) else mantissa
+            )
     return norms

@@ -19,8 +19,11 @@ from gradflow.engine.spec import Choice
 
 # Rescale when ‖g‖ leaves [2^-32, 2^32]: far from both ends of float32's and float64's range.
 LOW_SQ, HIGH_SQ = 2.0**-64, 2.0**64
+# A float64 sum of squares from this is good to float64 precision: what its tiniest squares
+# lost to underflow is below 2^-82 of it, for up to 2^40 terms.
+SUM_SQ_LOW = 2.0**-900
 # A Gram sum ⟨A Aᵀ, G Gᵀ⟩ and its bound must lie well inside float64 (they are summed there).
-GRAM_SUM_RANGE = (2.0**-900, 2.0**900)
+GRAM_SUM_RANGE = (SUM_SQ_LOW, 2.0**900)
 
 
 # Limits, a table row, is a named tuple: immutable, and created at import for a quarter of a

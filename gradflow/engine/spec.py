@@ -87,6 +87,14 @@ class DType(Choice):
     FLOAT32 = "float32"
 
 
+# The smallest and largest positive normal number of each dtype (NumPy's finfo, without NumPy)
+NORMAL_RANGE = {
+    DType.FLOAT32: (2.0**-126, 3.4028234663852886e38),
+    DType.FLOAT64: (2.0**-1022, 1.7976931348623157e308),
+}
+# A Gaussian draw of this many standard deviations: its chance is ~1e-15 a value
+_PEAK_STDS = 8.0
+
 _CHOICES: dict[str, type[Choice]] = {
     "skip": Skip,
     "activation": Activation,
@@ -174,6 +182,37 @@ class NetworkSpec:
             raise ValueError("norm: batch normalization needs batch ≥ 2 (one row has no variance)")
         if self.norm is Norm.LAYER and self.width < 2:
             raise ValueError("norm: layer normalization needs width ≥ 2 (one unit has no variance)")
+        self._check_scales()
+
+    def _check_scales(self) -> None:
+        """Weights and biases are drawn in float64 and rounded to the run's dtype: refuse a
+        scale whose values that dtype cannot hold (inf, or subnormal and 0)."""
+        tiny, huge = NORMAL_RANGE[self.dtype]
+        where = f"beyond {self.dtype}'s range (largest {huge:.3g})"
+        below = f"below {self.dtype}'s normal range (from {tiny:.3g}): subnormal or 0"
+        # the RMS of a weight: σ_w/√n (orthogonal too: gain·Q has entries of RMS gain/√n); the
+        # default inits' are within a factor of two of 1/√n, close enough at the float limits
+        var = 1.0 if self.weight_var is None else self.weight_var
+        rms = math.sqrt(var / self.width)
+        peak = math.sqrt(var) if self.init is Init.ORTHOGONAL else _PEAK_STDS * rms
+        if peak > huge:
+            raise ValueError(f"weight_var: {var:g} gives weights of RMS {rms:.3g}, {where}")
+        if rms < tiny:
+            raise ValueError(f"weight_var: {var:g} gives weights of RMS {rms:.3g}, {below}")
+        beta = abs(self.weight_scale)
+        if peak * beta > huge:
+            raise ValueError(
+                f"branch_weight_scale: {self.branch_weight_scale:g} takes the weights {where}"
+            )
+        if 0 < rms * beta < tiny:
+            raise ValueError(
+                f"branch_weight_scale: {self.branch_weight_scale:g} takes the weights {below}"
+            )
+        bias_std = math.sqrt(self.bias_var)
+        if _PEAK_STDS * bias_std > huge:
+            raise ValueError(f"bias_var: {self.bias_var:g} gives biases {where}")
+        if 0 < bias_std < tiny:
+            raise ValueError(f"bias_var: {self.bias_var:g} gives biases {below}")
 
     @property
     def residual(self) -> bool:

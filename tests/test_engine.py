@@ -423,6 +423,23 @@ def test_output_gradients_are_exact_where_their_squares_overflow(loss: str) -> N
     assert summary.log10_gain == pytest.approx(report.layers.grad_input.log10[0] - want, abs=1e-12)
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_a_gradient_lost_to_saturation_is_not_called_zero(activation: str) -> None:
+    """σ_w² = 1e8 saturates every unit: φ′ rounds to 0 in float64, and the gradient with it,
+    though its true value is e^-|z|-small, not zero. The report says so, at the layer."""
+    spec = NetworkSpec(depth=8, width=8, batch=2, activation=activation, weight_var=1e8)
+    report = analyze(spec)
+    zero = report.layers.grad_input.mantissa == 0
+    assert zero.any()
+    k = int(np.flatnonzero(zero)[-1]) + 1  # the layer where it is lost, and all below it
+    assert zero[:k].all() and not zero[k:].any()
+    assert report.layers.saturated_fraction[k - 1] == 1.0
+    lost = [w for w in report.summary.warnings if "rounds to 0" in w]
+    assert lost and f"from layer {k} down" in lost[0]
+    for quiet in (spec.replace(weight_var=1.0), spec.replace(activation="relu")):
+        assert not any("rounds to 0" in w for w in analyze(quiet).summary.warnings)
+
+
 def test_spec_is_frozen_and_coerces_strings() -> None:
     spec = NetworkSpec(activation="ReLU", init="kaiming", skip="pre", block_size=5, depth=10)
     assert spec.activation is Activation.RELU and spec.init is Init.HE and spec.blocks == 2

@@ -20,7 +20,7 @@ from gradflow.engine.gradient import Records
 from gradflow.engine.losses import LossResult
 from gradflow.engine.magnitudes import SUM_SQ_LOW, Magnitudes, exact_norm, sum_sq
 from gradflow.engine.network import Network
-from gradflow.engine.spec import NetworkSpec
+from gradflow.engine.spec import Activation, NetworkSpec
 
 # Bytes per layer and per block of the records a pass ends with and the report built from them
 # while the tape is still held: a name (~65 bytes as tracemalloc counts a short str), the
@@ -71,6 +71,25 @@ def _first(mask: np.ndarray) -> int | None:
 def _ratio(log10: np.ndarray, first: int, last: int) -> float:
     with np.errstate(invalid="ignore"):
         return float(log10[first] - log10[last])
+
+
+def _lost_to_rounding(spec: NetworkSpec, records: Records, dy_norm: float) -> int | None:
+    """The layer (1-based) of a plain network where a nonzero gradient arrives and ∂L/∂W,
+    ∂L/∂b and ∂L/∂(input) are all exactly 0: φ′ is 0 at every unit there. Except for ReLU
+    (inactive units: a true zero, and a zero forward signal, reported as such), no φ′ is 0
+    on more than a point, so that is φ′ rounding to 0 where the units saturate."""
+    if spec.residual or spec.activation is Activation.RELU:
+        return None
+    grad_in = records.grad_input.mantissa
+    arriving = np.append(grad_in[1:], dy_norm)  # the gradient at each layer's output
+    lost = (
+        (records.grad_weight.mantissa == 0)
+        & (records.grad_bias.mantissa == 0)
+        & (grad_in == 0)
+        & (arriving != 0)
+        & np.isfinite(arriving)
+    )
+    return int(np.flatnonzero(lost)[-1]) + 1 if lost.any() else None
 
 
 def _judged_weight_ratio(spec: NetworkSpec, log10_w: np.ndarray, reached: bool) -> float | None:
@@ -147,6 +166,13 @@ def build_report(
         trouble.append(
             (subnormal_from, f"activations are subnormal (below {spec.dtype.value}'s normal "
              f"range, losing precision) from layer {subnormal_from}")
+        )  # fmt: skip
+    lost_at = _lost_to_rounding(spec, records, _norm(loss.dy)[0])
+    if lost_at is not None and nonfinite_from is None and zero_from is None:
+        trouble.append(
+            (lost_at, f"gradient is 0 in {spec.dtype.value} from layer {lost_at} down: φ′ "
+             f"rounds to 0 at every unit of layer {lost_at} (saturated), so the true gradient "
+             "there is below the float range, not zero")
         )  # fmt: skip
     if not math.isfinite(loss.value):
         trouble.append((spec.depth + 1, f"loss is {loss.value}"))

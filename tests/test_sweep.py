@@ -287,6 +287,33 @@ def test_resume_refuses_a_file_of_another_sweep(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"not json\n", b"notes\n" + b"x" * 10, b"notes without a newline", b'{"a": 1}\n'],
+    ids=["not-json", "text", "one-line", "other-json"],
+)
+def test_resume_refuses_a_file_that_is_no_sweeps_and_leaves_it(
+    tmp_path: Path, content: bytes
+) -> None:
+    """Only a last line cut short (the start of a record) is taken for an interruption; any
+    other file is refused, not emptied."""
+    path = tmp_path / "notes.jsonl"
+    path.write_bytes(content)
+    refused(sweep(*GRID, "--jobs", "1", "--output", str(path), "--resume"), "--resume")
+    assert path.read_bytes() == content
+
+
+def test_resume_drops_a_record_cut_short_and_completes_the_file(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.jsonl"
+    sweep(*GRID, "--jobs", "1", "--output", str(whole))
+    lines = whole.read_bytes().splitlines(keepends=True)
+    for cut in (3, 40):  # within '{"values": ' and after it
+        part = tmp_path / f"part{cut}.jsonl"
+        part.write_bytes(b"".join(lines[:5]) + lines[5][:cut])
+        assert sweep(*GRID, "--jobs", "1", "--output", str(part), "--resume").exit_code == 0
+        assert part.read_bytes() == whole.read_bytes()
+
+
 # ---- theory: analysis.theory.predict per point ----------------------------------------------
 
 

@@ -106,32 +106,35 @@ def guard_memory(plan: SweepPlan) -> None:
 def read_resumed(plan: SweepPlan) -> list[Record]:
     """The runs a jsonl file already holds: a prefix of the grid, in grid order (as written).
 
-    A last line cut short by an interruption is dropped (and cut from the file when the sweep
-    writes to it again); a record of another sweep is refused."""
+    A last line cut short by an interruption (the start of a record, with no newline) is
+    dropped, and cut from the file when the sweep writes to it again. Anything else that is not
+    this sweep's records, in order, is refused: the file is left as it is."""
     assert plan.output is not None
+    name = quoted(plan.output.path)
     try:
         data = plan.output.final.read_bytes()
     except FileNotFoundError:
         return []
     except OSError as error:
-        reason = error.strerror
-        raise BadInput("--resume", f"cannot read {quoted(plan.output.path)}: {reason}") from None
+        raise BadInput("--resume", f"cannot read {name}: {error.strerror}") from None
+    *lines, cut = data.split(b"\n")
+    if not (RECORD_START.startswith(cut) or cut.startswith(RECORD_START)):
+        raise BadInput("--resume", f"{name} is not a sweep's jsonl (its last line)")
     kept: list[Record] = []
-    for line in data.split(b"\n")[:-1]:  # text after the last newline is a cut-short line
+    for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
         except ValueError:
-            break
+            raise BadInput("--resume", f"{name} is not a sweep's jsonl (line {number})") from None
         if len(kept) == len(plan.runs):
-            raise BadInput("--resume", f"{quoted(plan.output.path)} holds more runs than the grid")
-        run = plan.runs[len(kept)]
-        if not _same_run(record, run, plan):
-            raise BadInput(
-                "--resume",
-                f"{quoted(plan.output.path)} holds runs of another sweep (line {len(kept) + 1})",
-            )
+            raise BadInput("--resume", f"{name} holds more runs than the grid")
+        if not _same_run(record, plan.runs[len(kept)], plan):
+            raise BadInput("--resume", f"{name} holds runs of another sweep (line {number})")
         kept.append(record)
     return kept
+
+
+RECORD_START = b'{"values": '  # how every record's line begins (``sweep_view.jsonl_line``)
 
 
 def _same_run(record: Any, run: Run, plan: SweepPlan) -> bool:

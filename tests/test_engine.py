@@ -423,11 +423,14 @@ def test_output_gradients_are_exact_where_their_squares_overflow(loss: str) -> N
     assert summary.log10_gain == pytest.approx(report.layers.grad_input.log10[0] - want, abs=1e-12)
 
 
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
-def test_a_gradient_lost_to_saturation_is_not_called_zero(activation: str) -> None:
-    """σ_w² = 1e8 saturates every unit: φ′ rounds to 0 in float64, and the gradient with it,
-    though its true value is e^-|z|-small, not zero. The report says so, at the layer."""
-    spec = NetworkSpec(depth=8, width=8, batch=2, activation=activation, weight_var=1e8)
+@pytest.mark.parametrize(
+    ("activation", "skip"), [("sigmoid", "none"), ("tanh", "none"), ("sigmoid", "post")]
+)
+def test_a_gradient_lost_to_saturation_is_not_called_zero(activation: str, skip: str) -> None:
+    """σ_w² = 1e8 saturates every unit: φ′ rounds to 0 in float64, and the gradient with it
+    (in post blocks φ′ follows the add, so the skip's share too), though its true value is
+    e^-|z|-small, not zero. The report says so, at the layer."""
+    spec = NetworkSpec(depth=8, width=8, batch=2, activation=activation, weight_var=1e8, skip=skip)
     report = analyze(spec)
     zero = report.layers.grad_input.mantissa == 0
     assert zero.any()
@@ -436,7 +439,11 @@ def test_a_gradient_lost_to_saturation_is_not_called_zero(activation: str) -> No
     assert report.layers.saturated_fraction[k - 1] == 1.0
     lost = [w for w in report.summary.warnings if "rounds to 0" in w]
     assert lost and f"from layer {k} down" in lost[0]
-    for quiet in (spec.replace(weight_var=1.0), spec.replace(activation="relu")):
+    for quiet in (
+        spec.replace(weight_var=1.0),
+        spec.replace(activation="relu"),
+        spec.replace(skip="pre"),  # the skip carries the gradient past every branch
+    ):
         assert not any("rounds to 0" in w for w in analyze(quiet).summary.warnings)
 
 

@@ -74,22 +74,20 @@ def _ratio(log10: np.ndarray, first: int, last: int) -> float:
 
 
 def _lost_to_rounding(spec: NetworkSpec, records: Records, dy_norm: float) -> int | None:
-    """The layer (1-based) of a plain network where a nonzero gradient arrives and ∂L/∂W,
-    ∂L/∂b and ∂L/∂(input) are all exactly 0: φ′ is 0 at every unit there. Except for ReLU
-    (inactive units: a true zero, and a zero forward signal, reported as such), no φ′ is 0
-    on more than a point, so that is φ′ rounding to 0 where the units saturate."""
-    if spec.residual or spec.activation is Activation.RELU:
+    """The layer (1-based) below which, itself included, every ∂L/∂W, ∂L/∂b and ∂L/∂(input) is
+    exactly 0 though a nonzero gradient arrives from above: φ′ is 0 at every unit there. Except
+    for ReLU (inactive units: a true zero, and a zero forward signal, reported as such), no φ′
+    is 0 on more than a point, so that is φ′ rounding to 0 where the units saturate. (A skip
+    path carries the gradient past a branch; after the add, φ′ stops it too.)"""
+    if spec.activation is Activation.RELU or not (0 < dy_norm < math.inf):
         return None
-    grad_in = records.grad_input.mantissa
-    arriving = np.append(grad_in[1:], dy_norm)  # the gradient at each layer's output
-    lost = (
+    zero = (
         (records.grad_weight.mantissa == 0)
         & (records.grad_bias.mantissa == 0)
-        & (grad_in == 0)
-        & (arriving != 0)
-        & np.isfinite(arriving)
+        & (records.grad_input.mantissa == 0)
     )
-    return int(np.flatnonzero(lost)[-1]) + 1 if lost.any() else None
+    below = int(np.argmin(zero)) if not zero.all() else spec.depth  # layers 1..below are 0
+    return below if below > 0 else None
 
 
 def _judged_weight_ratio(spec: NetworkSpec, log10_w: np.ndarray, reached: bool) -> float | None:

@@ -71,13 +71,21 @@ def test_the_figure_is_written_beside_the_output_and_twice_the_same(
     assert written[0] == written[1]
 
 
-@pytest.mark.parametrize("name", ["figure.jpg", "figure", "figure.png.txt", "-"])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("figure.jpg", "no figure format for suffix"),
+        ("figure", "no figure format for suffix"),
+        ("figure.png.txt", "no figure format for suffix"),
+        ("-", "stdout carries the report; give a file name"),
+    ],
+)
 def test_a_suffix_that_names_no_figure_format_is_refused_before_the_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, message: str
 ) -> None:
     monkeypatch.setattr(analysis, "analyze", _must_not_run)
     result = run("analyze", *TINY, "--plot", str(tmp_path / name) if name != "-" else name)
-    assert "--plot: no figure format for suffix" in one_line_error(result)
+    assert f"--plot: {message}" in one_line_error(result)
     assert list(tmp_path.iterdir()) == []
 
 

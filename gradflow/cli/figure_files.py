@@ -39,6 +39,8 @@ class FigureTarget:
 def check_plot(path: Path, others: Sequence[OutputTarget | None]) -> FigureTarget:
     """The figure's target, or BadInput (exit 2): a suffix that names no figure format, no
     matplotlib, a path no output may take, or the file of another output flag."""
+    if str(path) == "-":
+        raise BadInput(FLAG, "stdout carries the report; give a file name")
     kind = format_for(path.suffix)
     if kind is None:
         known = ", ".join(f".{f.value}" for f in FigureFormat)

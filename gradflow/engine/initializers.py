@@ -96,7 +96,5 @@ def layer_norms(stack: np.ndarray) -> np.ndarray:
         norms[start : start + len(part)] = np.sqrt(sq)
         for k in np.flatnonzero(~((sq >= SUM_SQ_LOW) & (sq < np.inf))):
             mantissa, exponent = exact_norm(wide[k], 0)  # 0 for a zero layer, nan with a nan
-            norms[start + k] = (
-                math.ldexp(mantissa, exponent) if math.isfinite(mantissa) else mantissa
-            )
+            norms[start + k] = np.ldexp(mantissa, exponent)
     return norms

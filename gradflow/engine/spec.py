@@ -195,9 +195,9 @@ class NetworkSpec:
         var = 1.0 if self.weight_var is None else self.weight_var
         rms = math.sqrt(var / self.width)
         peak = math.sqrt(var) if self.init is Init.ORTHOGONAL else _PEAK_STDS * rms
-        if peak > huge:
+        if self.weight_var is not None and peak > huge:
             raise ValueError(f"weight_var: {var:g} gives weights of RMS {rms:.3g}, {where}")
-        if rms < tiny:
+        if self.weight_var is not None and rms < tiny:
             raise ValueError(f"weight_var: {var:g} gives weights of RMS {rms:.3g}, {below}")
         beta = abs(self.weight_scale)
         if peak * beta > huge:

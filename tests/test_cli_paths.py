@@ -77,3 +77,12 @@ def test_max_length_returns_a_remainder(tmp_path: Path) -> None:
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], flag: str) -> None:
     assert one_line_error(run("paths", *SMALL, *args)).startswith(f"gradflow: error: {flag}")
+
+
+def test_numerical_trouble_is_a_warning_on_stderr_and_in_json() -> None:
+    result = run("paths", "--depth", "8", "--width", "8", "--batch", "2", "--skip", "pre",
+                 "--weight-var", "1e200", "--format", "json")  # fmt: skip
+    assert result.exit_code == 0
+    warning = "every path through a branch is 0 in float64"
+    assert result.stderr.startswith(f"gradflow: warning: pre: {warning}")
+    assert warning in _strict(result.stdout)["runs"][0]["warnings"][0]

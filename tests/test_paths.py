@@ -483,3 +483,30 @@ def test_progress_counts_the_blocks() -> None:
     )
     assert seen[-1] == (16, 16) and len(seen) == 16
     assert paths.SAMPLE_STREAM == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"skip": "pre"}, "every path through a branch is 0 in float64"),
+        ({"skip": "post"}, "∂L/∂x is 0 in float64"),
+        ({"skip": "pre", "activation": "linear", "weight_var": 1e300}, "non-finite"),
+        ({"skip": "pre", "weight_var": 1.0}, None),  # healthy
+        ({"skip": "pre", "branch_weight_scale": 0.0}, None),  # zero branches: true zeros
+        ({"skip": "pre", "zero_init_residual": True}, None),  # zeroed branch ends: true zeros
+    ],
+)
+def test_parts_lost_to_rounding_or_overflow_are_said(
+    changes: dict[str, object], words: str | None
+) -> None:
+    """σ_w² = 1e200 saturates every sigmoid: φ′ rounds to 0, and with it every part through a
+    branch (pre) or, after the add, all of ∂L/∂x (post); the decomposition says so instead of
+    leaving 0 to read as a true zero."""
+    base: dict[str, object] = {"depth": 8, "width": 8, "batch": 2, "weight_var": 1e200}
+    d = decompose(NetworkSpec(**{**base, **changes}))  # type: ignore[arg-type]
+    if words is None:
+        assert d.warnings == ()
+    else:
+        assert len(d.warnings) == 1 and words in d.warnings[0]
+    if words is not None and "branch" in words:
+        assert d.grad.mantissa[0] > 0 and (d.grad.mantissa[1:] == 0).all()

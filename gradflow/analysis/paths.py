@@ -66,7 +66,7 @@ from gradflow.engine.passes import (
     norm_after_add,
     order,
 )
-from gradflow.engine.spec import NetworkSpec, Skip
+from gradflow.engine.spec import Activation, NetworkSpec, Skip
 from gradflow.engine.tape import Tape, tape_bytes
 from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.wirings import Block
@@ -151,6 +151,8 @@ class Decomposition:
     mean_length: float  # Σ_k k·share_k: the energy-weighted mean path length
     mean_length_exact: bool  # False: the remainder is counted at K + 1, so a lower bound
     samples: SampledPaths | None
+    # numerical trouble met on the way, one sentence each (``warnings``)
+    warnings: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -639,4 +641,29 @@ def _measure(
         # the remainder's lengths are K+1..B: one length only when K = B − 1
         mean_length_exact=not truncated or rest_share == 0.0 or k + 1 == count,
         samples=samples,
+        warnings=warnings(spec, norms, total),
     )
+
+
+def warnings(spec: NetworkSpec, parts: Magnitudes, total: Magnitudes) -> tuple[str, ...]:
+    """What keeps a split from meaning what it says: non-finite values, or parts that are 0 in
+    floats only because φ′ rounded to 0 where every unit saturated (no φ′ but ReLU's is 0 on
+    more than a point; zeroed branch ends, β = 0 and α = 0 give true zeros)."""
+    if not (np.isfinite(parts.mantissa).all() and np.isfinite(total.mantissa).all()):
+        return ("the pass produced non-finite values (overflow or NaN): no split is measured",)
+    true_zeros = (
+        spec.activation is Activation.RELU
+        or spec.zero_init_residual
+        or spec.branch_weight_scale == 0
+        or spec.residual_scale == 0
+    )
+    if true_zeros:
+        return ()
+    where = f"0 in {spec.dtype.value}: φ′ rounds to 0 at every unit"
+    if total.mantissa[0] == 0 and spec.skip is Skip.POST:  # φ′ after the add stops the skip too
+        return (f"∂L/∂x is {where} after an add (saturated), so every part is below the float "
+                "range, not zero",)  # fmt: skip
+    if parts.mantissa[0] != 0 and (parts.mantissa[1:] == 0).all():
+        return (f"every path through a branch is {where} of the branches (saturated), so "
+                "those parts are below the float range, not zero",)  # fmt: skip
+    return ()

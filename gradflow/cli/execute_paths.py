@@ -42,6 +42,9 @@ def execute_paths(plan: Plan) -> ExitCode:
         workers=runs_at_once(plan, bytes_of),
         threads=plan.threads,
     )
+    for run in runs:  # numerical trouble met on the way: diagnostics, so stderr
+        for warning in run.warnings:
+            note(f"gradflow: warning: {run.label}: {warning}")
     console = page_console()
     figure = write_paths_figure(plan.plot, runs)
     if plan.report is None:

@@ -328,6 +328,7 @@ def run_record(d: Decomposition) -> dict[str, Any]:
         "mean_length": json_number(d.mean_length),
         "mean_length_exact": d.mean_length_exact,
         "mean_path_length": d.mean_path_length,
+        "warnings": list(d.warnings),
     }
 
 

@@ -447,6 +447,35 @@ def test_a_gradient_lost_to_saturation_is_not_called_zero(activation: str, skip:
         assert not any("rounds to 0" in w for w in analyze(quiet).summary.warnings)
 
 
+@pytest.mark.parametrize(
+    ("loss", "dtype", "depth", "weight_var"),
+    [("mse", "float64", 1, 3e307), ("linear", "float64", 2, 3e307), ("mse", "float32", 1, 1e38)],
+)
+def test_a_loss_within_float_range_is_finite_when_its_sums_are_not(
+    loss: str, dtype: str, depth: int, weight_var: float
+) -> None:
+    """Σ (y − t)² (or a partial sum of ⟨y, u⟩) overflows, the loss (÷ 2B, ÷ B) does not. It read
+    inf, and the verdict nonfinite. Against math.hypot and math.fsum, which do not overflow."""
+    spec = NetworkSpec(depth=depth, width=8, batch=4, activation="linear", loss=loss,
+                       weight_var=weight_var, dtype=dtype)  # fmt: skip
+    network = build(spec)
+    report = analyze(spec, network=network)
+    data = network.loss_data
+    assert data.target is not None
+    y = network.x
+    for w in network.weights:  # the pass's own products, rounded as it rounds them
+        y = y @ w
+    y = y.astype(np.float64)
+    if loss == "mse":
+        want = (math.hypot(*(y - data.target).ravel()) / math.sqrt(2 * spec.batch)) ** 2
+    else:
+        scaled = math.fsum((y * 2.0**-600 * data.target).ravel())  # exact powers of two
+        want = math.ldexp(scaled / spec.batch, 600)
+    assert math.isfinite(want) and abs(want) > 1e37
+    assert report.summary.loss == pytest.approx(want, rel=1e-6 if dtype == "float32" else 1e-12)
+    assert report.summary.verdict.value != "nonfinite" and report.summary.warnings == ()
+
+
 def test_spec_is_frozen_and_coerces_strings() -> None:
     spec = NetworkSpec(activation="ReLU", init="kaiming", skip="pre", block_size=5, depth=10)
     assert spec.activation is Activation.RELU and spec.init is Init.HE and spec.blocks == 2

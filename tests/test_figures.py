@@ -302,3 +302,17 @@ def test_log10_axes_over_few_decades_show_1_2_and_5_times_them() -> None:
     labels = tick_labels((0.5, 1.5))  # 10^0.5 ≈ 3.2 to 10^1.5 ≈ 31.6
     assert list(labels.values()) == ["5", "10", "20"]
     np.testing.assert_allclose(list(labels), np.log10([5, 10, 20]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("width", range(style.TITLE_CHARACTERS - 6, style.TITLE_CHARACTERS + 1))
+def test_the_title_wraps_between_parts_and_never_leaves_a_lone_separator(width: int) -> None:
+    """Parts of every length around the wrap width: each line ends in " ·" where the line goes
+    on, and no line is a "·" alone (a closing " ·" once pushed a full line over the width)."""
+    first = "x" * (width - 3)
+    line = " · ".join([first, "ab", "cdef", "g" * 30, "tail"])
+    figure = Figure()
+    style.title(figure, line)
+    assert figure._suptitle is not None
+    lines = figure._suptitle.get_text().split("\n")
+    assert all(text.strip() not in ("·", "") for text in lines)
+    assert " ".join(lines).split(" · ") == line.split(" · ")

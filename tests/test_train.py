@@ -179,3 +179,22 @@ def test_training_validates_its_fields() -> None:
             Training(lr=lr)
     assert Training(steps=200).record_every == 2 and Training(steps=50).record_every == 1
     assert Training(steps=200).recorded(199) and not Training(steps=200).recorded(197)
+
+
+def test_update_ratios_of_weights_beyond_the_square_range_are_not_zero() -> None:
+    """An SGD step of lr 1e155 makes W' ≈ ΔW near 1e155: ‖W'‖² leaves float64, ‖ΔW‖/‖W'‖ is
+    still ≈ 1 (it read 0, 'never moved', when ‖W'‖ was taken from its squares)."""
+    spec = NetworkSpec(depth=1, width=8, batch=4, activation="linear")
+    training = Training(optimizer="sgd", lr=1e155, steps=3, samples=8, every=1)
+    (run,) = train(spec, ["none"], training)
+    first = run.steps[0].update_ratio
+    np.testing.assert_allclose(first.value, 1.0, rtol=1e-9)
+
+
+def test_no_progress_says_a_huge_loss_growth_in_few_digits() -> None:
+    spec = NetworkSpec(depth=1, width=8, batch=4, activation="linear")
+    (run,) = train(spec, ["none"], Training(optimizer="adam", lr=1e100, steps=2, samples=8))
+    reason = run.summary.reason
+    assert run.summary.verdict is TrainVerdict.NO_PROGRESS
+    share = reason.split("(")[1].split(")")[0]
+    assert share.endswith("%") and "e+" in share and len(share) < 12, reason

@@ -274,11 +274,12 @@ class Trainer:
         mantissa: list[float] = []
         exponent: list[int] = []
         for delta, w in pairs:
-            sq, w_norm = _square_sums(delta), np.sqrt(_square_sums(w))
+            sq, w_sq = _square_sums(delta), _square_sums(w)
             for k in range(len(delta)):
                 m, e = checked_norm(float(sq[k]), delta[k], 0)  # exact also when Δ is tiny
-                if m != 0.0:
-                    m = m / float(w_norm[k]) if w_norm[k] else math.inf
+                if m != 0.0:  # ‖W‖ too: its squares can leave the range where W has not
+                    w_m, w_e = checked_norm(float(w_sq[k]), w[k], 0)
+                    m, e = (m / w_m, e - w_e) if w_m else (math.inf, 0)
                 mantissa.append(m)  # 0: no update at all, whatever ‖W‖ is
                 exponent.append(e)
         return Magnitudes(np.array(mantissa), np.array(exponent, dtype=np.int64))
@@ -293,6 +294,14 @@ class Trainer:
         if not np.isfinite(y).all():
             return self.names[self.spec.depth - 1]
         return "head" if self.spec.loss is Loss.XENT else "loss"
+
+
+def _share(final: float, initial: float) -> str:
+    """final / initial as a percentage: 97%, 3.5e+202% (mse and xent losses are ≥ 0)."""
+    ratio = final / initial if initial > 0 else math.nan
+    if not math.isfinite(ratio):
+        return "n/a"
+    return f"{ratio:.0%}" if ratio < 100 else f"{100 * ratio:.2g}%"
 
 
 def _square_sums(stack: np.ndarray) -> np.ndarray:
@@ -335,7 +344,7 @@ def summarize(
         findings.append(
             (
                 TrainVerdict.NO_PROGRESS,
-                f"no progress: loss {initial:.4g} → {final:.4g} ({final / initial:.0%}); "
+                f"no progress: loss {initial:.4g} → {final:.4g} ({_share(final, initial)}); "
                 f"a constant output reaches {floor:.4g}",
             )
         )

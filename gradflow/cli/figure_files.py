@@ -64,11 +64,17 @@ def write_figure(plot: FigureTarget | None, draw: Callable[[], Figure]) -> list[
     """Draw the figure and write it; a failure is returned (exit 3), the other outputs stand."""
     if plot is None:
         return []
+    import numpy as np
+
     from gradflow.render.figures import style
 
-    figure = draw()
+    # a log axis over values near the float limits (a sweep from 1e-300 to 1e300): matplotlib's
+    # margins overflow on the way, and the figure is still right
+    with np.errstate(over="ignore", under="ignore"):
+        figure = draw()
     try:
-        plot.target.write(lambda file: style.save(figure, file, plot.format))
+        with np.errstate(over="ignore", under="ignore"):
+            plot.target.write(lambda file: style.save(figure, file, plot.format))
     except WriteFailed as failure:
         return [failure]
     except BrokenPipeError as error:  # a FIFO whose reader has gone: the figure is not whole

@@ -7,11 +7,13 @@ xent    logits = y W_head + b_head (C classes), L = mean_b CE(softmax(logits_b),
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
+from gradflow.engine.magnitudes import exact_norm, unit_scale
 from gradflow.engine.spec import Loss
 
 
@@ -37,7 +39,12 @@ def _mse(y: np.ndarray, data: LossData) -> LossResult:
     assert data.target is not None
     batch = y.shape[0]
     diff = y - data.target  # (B, n)
-    value = 0.5 * float(np.vdot(diff, diff)) / batch
+    sq = float(np.vdot(diff, diff))
+    if 0 < sq < math.inf:
+        value = 0.5 * sq / batch
+    else:  # Σ diff² left the float range, the loss need not have (or diff is 0, inf or nan)
+        mantissa, exponent = exact_norm(diff.astype(np.float64), 0)
+        value = _times_pow2(0.5 * mantissa * mantissa / batch, 2 * exponent)
     diff /= batch
     return LossResult(value, diff)
 
@@ -46,7 +53,16 @@ def _linear(y: np.ndarray, data: LossData) -> LossResult:
     assert data.target is not None
     batch = y.shape[0]
     value = float(np.vdot(y, data.target)) / batch
+    if not math.isfinite(value) and np.isfinite(y).all():  # a partial sum left the range
+        scaled, shift = unit_scale(y.astype(np.float64))
+        value = _times_pow2(float(np.vdot(scaled, data.target)) / batch, -shift)
     return LossResult(value, data.target / batch)
+
+
+def _times_pow2(value: float, shift: int) -> float:
+    """value · 2**shift as a float: inf beyond the range, 0 below it."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.ldexp(value, shift))
 
 
 def _xent(y: np.ndarray, data: LossData) -> LossResult:

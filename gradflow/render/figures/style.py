@@ -92,7 +92,9 @@ def title(figure: Figure, line: str) -> None:
             if lines:
                 lines[-1] += " ·"  # the line goes on below
             lines.append(part)
-    wrapped = [textwrap.fill(text, TITLE_CHARACTERS) for text in lines]
+    # a line's closing " ·" may take it two past the width: only a part wider than a line on
+    # its own is split (else the "·" was wrapped onto a line of its own)
+    wrapped = [textwrap.fill(text, TITLE_CHARACTERS + 2) for text in lines]
     figure.suptitle("\n".join(wrapped), ha="left", x=0.01)
 
 

@@ -476,6 +476,17 @@ def test_a_loss_within_float_range_is_finite_when_its_sums_are_not(
     assert report.summary.verdict.value != "nonfinite" and report.summary.warnings == ()
 
 
+def test_a_residual_stream_that_overflows_at_an_add_is_a_forward_overflow() -> None:
+    """s = 1e200 four times over: the pre stream reaches inf at an add, and the sigmoid of inf is
+    1, so no layer's activations show it. It read only 'loss is inf'."""
+    spec = NetworkSpec(depth=8, width=8, batch=4, skip="pre", skip_scale=1e200)
+    report = analyze(spec)
+    assert report.summary.verdict.value == "nonfinite"
+    assert any("forward pass overflows: the output is inf" in w for w in report.summary.warnings)
+    healthy = analyze(spec.replace(skip_scale=1.0))
+    assert not any("overflows" in w for w in healthy.summary.warnings)
+
+
 def test_spec_is_frozen_and_coerces_strings() -> None:
     spec = NetworkSpec(activation="ReLU", init="kaiming", skip="pre", block_size=5, depth=10)
     assert spec.activation is Activation.RELU and spec.init is Init.HE and spec.blocks == 2

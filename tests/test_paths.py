@@ -510,3 +510,16 @@ def test_parts_lost_to_rounding_or_overflow_are_said(
         assert len(d.warnings) == 1 and words in d.warnings[0]
     if words is not None and "branch" in words:
         assert d.grad.mantissa[0] > 0 and (d.grad.mantissa[1:] == 0).all()
+
+
+def test_a_split_of_an_exactly_zero_gradient_has_no_shares_mean_or_check() -> None:
+    """α = 1e100 saturates every post block's φ after the add: ∂L/∂x and every part are 0.
+    Shares, the mean length and the check are 0/0: undefined, not 0."""
+    d = decompose(NetworkSpec(depth=8, width=8, batch=4, skip="post", residual_scale=1e100))
+    assert d.total.mantissa[0] == 0 and (d.grad.mantissa == 0).all()
+    assert np.isnan(d.share).all() and math.isnan(d.mean_length) and math.isnan(d.check)
+    assert d.effective is None
+    line = paths_view.summary_line(d)
+    assert "mean length n/a" in line and "no check: ∂L/∂x is exactly 0" in line
+    record = paths_view.run_record(d)
+    assert record["mean_length"] is None and record["check"] is None

@@ -150,6 +150,13 @@ def build_report(
             (nonfinite_from, f"forward pass overflows: activations are inf/NaN from layer "
              f"{nonfinite_from}")
         )  # fmt: skip
+    if nonfinite_from is None and not (math.isfinite(log10_signal) or log10_signal == -math.inf):
+        # the residual stream itself overflowed at an add, where no layer's output shows it
+        # (a saturating φ of inf is finite)
+        trouble.append(
+            (spec.depth, "forward pass overflows: the output is inf/NaN, though no layer's "
+             "activations are (the residual stream overflows at an add)")
+        )  # fmt: skip
     if zero_from is not None:
         trouble.append(
             (zero_from, f"forward signal is exactly zero from layer {zero_from} (underflow or "

@@ -547,13 +547,12 @@ def _reconstruction(g: Scaled, ordinary: tuple[np.ndarray, int]) -> float:
 
 
 def _shares(log10_grad: np.ndarray) -> np.ndarray:
-    """‖G_k‖² / Σ_j ‖G_j‖² from exact log10 norms (so also beyond float range)."""
+    """‖G_k‖² / Σ_j ‖G_j‖² from exact log10 norms (so also beyond float range); nan where the
+    energy is not finite, or 0 (every part exactly 0: no share is defined)."""
     energy = 2 * log10_grad
-    if np.isnan(energy).any() or np.isposinf(energy).any():
-        return np.full(len(energy), math.nan)
     top = energy.max()
-    if top == -math.inf:  # all exactly zero
-        return np.zeros(len(energy))
+    if np.isnan(energy).any() or top == math.inf or top == -math.inf:
+        return np.full(len(energy), math.nan)
     weights = np.power(10.0, energy - top)
     shares: np.ndarray = weights / weights.sum()
     return shares
@@ -634,7 +633,8 @@ def _measure(
         cumulative=np.cumsum(shares[: k + 1]),
         remainder=remainder,
         total=total,
-        check=_reconstruction(split, ordinary),
+        # relative to ∂L/∂x: none where it is exactly 0
+        check=_reconstruction(split, ordinary) if total.mantissa[0] != 0 else math.nan,
         log10_cancellation=_log10_root_energy(norms.log10) - float(total.log10[0]),
         effective=effective,
         mean_length=float(np.dot(lengths, shares)),

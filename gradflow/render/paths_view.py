@@ -262,13 +262,15 @@ def summary_line(d: Decomposition) -> str:
         parts.append(
             f"90% of the energy lies in lengths {e.low}{DASH}{high} ({view.percent_text(e.share)})"
         )
-    bound = "" if d.mean_length_exact or math.isnan(d.mean_length) else "at least "
+    bound = "" if d.mean_length_exact else "at least "
+    mean = "n/a" if math.isnan(d.mean_length) else f"{bound}{d.mean_length:.1f}"
     parts.append(
-        f"energy-weighted mean length {bound}{d.mean_length:.1f} "
-        f"(mean of all paths B/2 = {d.mean_path_length:g})"
+        f"energy-weighted mean length {mean} (mean of all paths B/2 = {d.mean_path_length:g})"
     )
     check = f"check {view.number_text(d.check)}"
-    if not math.isfinite(d.check):
+    if d.total.mantissa[0] == 0:
+        check = "no check: ∂L/∂x is exactly 0"
+    elif not math.isfinite(d.check):
         check = "no check: the pass produced non-finite values"
     if d.log10_cancellation > 1:
         check += f" (the lengths' parts cancel: their root energy is 10^{d.log10_cancellation:.1f}"

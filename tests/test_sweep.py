@@ -381,6 +381,24 @@ def test_chart_puts_marks_at_their_values_on_a_log_x_axis() -> None:
     assert plot[0][0] == "|" and plot[2][0] == "|"  # the first point's min..max bar
 
 
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_the_chart_legend_wraps_whole_items_within_the_width(width: int) -> None:
+    """A long flag name once ran the legend past 80 columns, where the terminal cut it."""
+    axis = Axis("branch_weight_scale", (0.5, 1.0, 2.0), geometric=True)
+    spread, counts = Spread(-1.0, -2.0, 0.0), dict.fromkeys(Verdict, 0)
+    results = [
+        PointResult(0, (("branch_weight_scale", x),), v, Spread(0, 0, 0), spread, counts, None)
+        for x in axis.values
+        for v in (Skip.NONE, Skip.POST, Skip.PRE)
+    ]
+    lines = sweep_view.line_chart(axis, results, width=width)
+    assert max(len(line) for line in lines) <= width
+    first = next(i for i, line in enumerate(lines) if "o plain" in line)
+    legend = " ".join(line.strip() for line in lines[first:])
+    assert "across: branch-weight-scale (log scale)" in legend
+    assert "| min..max over seeds" in legend
+
+
 def test_reading_quotes_the_least_squares_slope_per_layer_and_per_block() -> None:
     result = sweep("--vary", "depth=2,4,8", *TINY, "--seeds", "1", "--jobs", "1",
                    "--format", "json")  # fmt: skip

@@ -314,6 +314,21 @@ def test_resume_drops_a_record_cut_short_and_completes_the_file(tmp_path: Path) 
         assert part.read_bytes() == whole.read_bytes()
 
 
+def test_resume_refuses_runs_judged_with_other_thresholds(tmp_path: Path) -> None:
+    """A record holds its ratios and verdict, not the thresholds: its verdict is judged again
+    with the thresholds given now, and a file whose verdicts they would change is refused."""
+    whole = tmp_path / "whole.jsonl"
+    sweep(*GRID, "--jobs", "1", "--output", str(whole))
+    part = tmp_path / "part.jsonl"
+    part.write_bytes(b"".join(whole.read_bytes().splitlines(keepends=True)[:5]))
+    before = part.read_bytes()
+    strict = ["--vanish-below", "0.9", "--gain-below", "0.9"]
+    refused(sweep(*GRID, *strict, "--jobs", "1", "--output", str(part), "--resume"), "thresholds")
+    assert part.read_bytes() == before
+    assert sweep(*GRID, "--jobs", "1", "--output", str(part), "--resume").exit_code == 0
+    assert part.read_bytes() == whole.read_bytes()
+
+
 # ---- theory: analysis.theory.predict per point ----------------------------------------------
 
 

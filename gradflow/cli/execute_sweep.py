@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.console import Group as Stack
 from gradflow.analysis.analyze import estimate_bytes
 from gradflow.analysis.sweep import PointResult, Run, aggregate, flag_name, point_spec, run_spec
 from gradflow.analysis.theory import predict
+from gradflow.analysis.verdict import Quantity, Thresholds, Verdict, judge
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, quoted, silence
 from gradflow.cli.execute import FILE_WIDTH, bytes_text, page_console, to_stdout, write_text
 from gradflow.cli.executors import Task, in_order, make_executor, run_threads
@@ -130,8 +132,31 @@ def read_resumed(plan: SweepPlan) -> list[Record]:
             raise BadInput("--resume", f"{name} holds more runs than the grid")
         if not _same_run(record, plan.runs[len(kept)], plan):
             raise BadInput("--resume", f"{name} holds runs of another sweep (line {number})")
+        if not _same_verdict(record, plan.thresholds):
+            raise BadInput(
+                "--resume",
+                f"{name} was judged with other thresholds (line {number}); give the ones it "
+                "was run with",
+            )
         kept.append(record)
     return kept
+
+
+def _same_verdict(record: Record, thresholds: Thresholds) -> bool:
+    """Whether the record's verdict is the one ``thresholds`` give its judged ratios (a record
+    holds its log10 ratios, not the thresholds it was judged with)."""
+    summary = record["summary"]
+    log10s: dict[Quantity, float | None] = {}
+    try:
+        for name in summary["judged"]:
+            log10 = summary[f"log10_{name}"]
+            if log10 is None:  # strict JSON: ±inf as null, told apart by the status
+                log10 = -math.inf if summary[f"{name}_status"] == "zero" else math.inf
+            log10s[Quantity(name)] = float(log10)
+        finite = summary["verdict"] != Verdict.NONFINITE.value
+        return bool(judge(log10s, finite, thresholds).verdict.value == summary["verdict"])
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 RECORD_START = b'{"values": '  # how every record's line begins (``sweep_view.jsonl_line``)

@@ -486,6 +486,8 @@ BAD = [
     (["analyze", "--max-rows", "0"], "--max-rows"),
     (["analyze", "--max-memory", "lots"], "--max-memory"),
     (["analyze", "--max-memory", "1K"], "memory"),
+    (["train", "--steps", "99999999999999999999"], "smaller --depth, --width, --batch, --steps"),
+    (["paths", "--skip", "pre", "--samples", "99999999999999999999"], "--batch or --samples"),
     (["analyze", "--threads", "0"], "--threads"),
     (["compare", "--threads", "-2"], "--threads"),
     (["paths", "--threads", "0"], "--threads"),

@@ -63,7 +63,7 @@ def execute(plan: Plan) -> ExitCode:
     try:
         reports, network = _run(plan, runs_at_once(plan, _pass_bytes(plan)))
     except MemoryError:  # the estimate is an estimate: still one line, not a traceback
-        raise BadInput("memory", f"ran out of memory; {_shrink_hint(plan.spec)}") from None
+        raise BadInput("memory", f"ran out of memory; {_shrink_hint(plan)}") from None
     failures = _save_arrays(plan, network)
     for report in reports:  # numerical trouble met on the way: diagnostics, so stderr
         for warning in report.summary.warnings:
@@ -94,7 +94,7 @@ def guard_memory(plan: Plan, need: int) -> None:
         return
     where = "--max-memory allows" if plan.max_memory is not None else "the machine has free"
     needs = f"this run needs about {bytes_text(need)} but {where} {bytes_text(limit)}"
-    raise BadInput("memory", f"{needs}; {_shrink_hint(plan.spec)}")
+    raise BadInput("memory", f"{needs}; {_shrink_hint(plan)}")
 
 
 # bytes_of(spec, k): what a run of one variant ``spec`` needs with k variants side by side
@@ -126,9 +126,15 @@ def _pass_bytes(plan: Plan) -> BytesOf:
     return lambda spec, at_once: estimate_bytes(spec, at_once=at_once, redraw=redraw)
 
 
-def _shrink_hint(spec: NetworkSpec) -> str:
-    hint = "try a smaller --depth, --width or --batch"
-    return hint + (", or --dtype float32" if spec.dtype is DType.FLOAT64 else "")
+def _shrink_hint(plan: Plan) -> str:
+    """The flags that size the run: the network's, and what a command adds (steps, samples)."""
+    flags = ["--depth", "--width", "--batch"]
+    if plan.train is not None:
+        flags += ["--steps", "--samples"]
+    if plan.paths is not None and plan.paths.samples:
+        flags.append("--samples")
+    hint = f"try a smaller {', '.join(flags[:-1])} or {flags[-1]}"
+    return hint + (", or --dtype float32" if plan.spec.dtype is DType.FLOAT64 else "")
 
 
 def bytes_text(size: int) -> str:

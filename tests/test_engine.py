@@ -487,6 +487,21 @@ def test_a_residual_stream_that_overflows_at_an_add_is_a_forward_overflow() -> N
     assert not any("overflows" in w for w in healthy.summary.warnings)
 
 
+def test_a_branch_shut_by_saturation_is_said_the_skip_carries_on() -> None:
+    """α = 1e160 drives the pre stream so far that blocks 2–4's branches saturate: they pass
+    back exactly 0 in float64 while the skip carries the gradient on. The report names them;
+    zeroed branch ends (a true zero) are not named."""
+    spec = NetworkSpec(depth=8, width=8, batch=4, skip="pre", residual_scale=1e160)
+    report = analyze(spec)
+    shut = [b + 1 for b in np.flatnonzero(report.blocks.grad_branch.mantissa == 0)]
+    assert shut == [2, 3, 4] and (report.blocks.grad_add.mantissa != 0).all()
+    assert any("the branches of blocks 2, 3, 4 pass 0 in float64" in w
+               for w in report.summary.warnings)  # fmt: skip
+    zeroed = analyze(spec.replace(residual_scale=1.0, zero_init_residual=True))
+    assert (zeroed.blocks.grad_branch.mantissa == 0).all()  # a true zero: W_k = 0
+    assert not any("branch" in w for w in zeroed.summary.warnings)
+
+
 def test_spec_is_frozen_and_coerces_strings() -> None:
     spec = NetworkSpec(activation="ReLU", init="kaiming", skip="pre", block_size=5, depth=10)
     assert spec.activation is Activation.RELU and spec.init is Init.HE and spec.blocks == 2

@@ -90,6 +90,19 @@ def _lost_to_rounding(spec: NetworkSpec, records: Records, dy_norm: float) -> in
     return below if below > 0 else None
 
 
+def _branches_lost_to_rounding(spec: NetworkSpec, records: Records) -> list[int]:
+    """The blocks (1-based) whose branch passes back exactly 0 of a finite, nonzero gradient
+    at their add, where nothing makes that a true zero (ReLU's inactive units, zeroed branch
+    ends, β = 0, α = 0): φ′ rounded to 0 at every unit of the branch."""
+    if not spec.residual or spec.activation is Activation.RELU or spec.zero_init_residual:
+        return []
+    if spec.branch_weight_scale == 0 or spec.residual_scale == 0:
+        return []
+    arriving = records.block_add.mantissa
+    shut = (records.block_branch.mantissa == 0) & (arriving != 0) & np.isfinite(arriving)
+    return [int(b) + 1 for b in np.flatnonzero(shut)]
+
+
 def _judged_weight_ratio(spec: NetworkSpec, log10_w: np.ndarray, reached: bool) -> float | None:
     """The first/last weight-gradient ratio as the verdict may judge it, or None where it says
     nothing about gradient flow: the forward signal never reached the last layer, the last
@@ -178,6 +191,17 @@ def build_report(
             (lost_at, f"gradient is 0 in {spec.dtype.value} from layer {lost_at} down: φ′ "
              f"rounds to 0 at every unit of layer {lost_at} (saturated), so the true gradient "
              "there is below the float range, not zero")
+        )  # fmt: skip
+    shut = _branches_lost_to_rounding(spec, records)
+    if shut:
+        named = ", ".join(str(b) for b in shut[:5]) + (", …" if len(shut) > 5 else "")
+        many = len(shut) > 1
+        which = f"branches of blocks {named} pass" if many else f"branch of block {named} passes"
+        them, their = ("them", "their") if many else ("it", "its")
+        trouble.append(
+            (shut[0] * spec.block_size, f"the {which} 0 in {spec.dtype.value}: φ′ rounds to 0 "
+             f"at every unit in {them} (saturated), so {their} share of the gradient is below "
+             "the float range, not zero")
         )  # fmt: skip
     if not math.isfinite(loss.value):
         trouble.append((spec.depth + 1, f"loss is {loss.value}"))

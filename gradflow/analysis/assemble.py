@@ -90,13 +90,22 @@ def _lost_to_rounding(spec: NetworkSpec, records: Records, dy_norm: float) -> in
     return below if below > 0 else None
 
 
+def branch_zeros_may_be_true(spec: NetworkSpec) -> bool:
+    """Whether a residual branch can pass back an exact 0 in exact arithmetic: ReLU's inactive
+    units, zeroed branch ends, β = 0 or α = 0. Otherwise no φ′ is 0 on more than a point, and a
+    branch's exact 0 is φ′ rounding to 0 where every unit saturates."""
+    return (
+        spec.activation is Activation.RELU
+        or spec.zero_init_residual
+        or spec.branch_weight_scale == 0
+        or spec.residual_scale == 0
+    )
+
+
 def _branches_lost_to_rounding(spec: NetworkSpec, records: Records) -> list[int]:
     """The blocks (1-based) whose branch passes back exactly 0 of a finite, nonzero gradient
-    at their add, where nothing makes that a true zero (ReLU's inactive units, zeroed branch
-    ends, β = 0, α = 0): φ′ rounded to 0 at every unit of the branch."""
-    if not spec.residual or spec.activation is Activation.RELU or spec.zero_init_residual:
-        return []
-    if spec.branch_weight_scale == 0 or spec.residual_scale == 0:
+    at their add, though no true zero could (``branch_zeros_may_be_true``)."""
+    if not spec.residual or branch_zeros_may_be_true(spec):
         return []
     arriving = records.block_add.mantissa
     shut = (records.block_branch.mantissa == 0) & (arriving != 0) & np.isfinite(arriving)
@@ -128,12 +137,13 @@ def build_report(
     names = layer_names(spec)
     grad_w, grad_b, grad_in = records.grad_weight, records.grad_bias, records.grad_input
     w_norm = network.weight_norms_for(spec)
+    dy_norm = _norm(loss.dy)
     mean, std, dead, sat, finite = stats.mean, stats.std, stats.dead, stats.saturated, stats.finite
     if loss.head_weight_grad is not None:  # xent: the head is its own row
         names = (*names, "head")
         grad_w = _append(grad_w, _norm(loss.head_weight_grad))
         grad_b = _append(grad_b, _norm(loss.head_bias_grad))
-        grad_in = _append(grad_in, _norm(loss.dy))
+        grad_in = _append(grad_in, dy_norm)
         w_norm = np.append(w_norm, _magnitude(_norm(network.loss_data.head_weight)).value)
         mean, std, dead, sat = (np.append(a, np.nan) for a in (mean, std, dead, sat))
         finite = np.append(finite, bool(np.isfinite(loss.dy).all()))
@@ -185,7 +195,7 @@ def build_report(
             (subnormal_from, f"activations are subnormal (below {spec.dtype.value}'s normal "
              f"range, losing precision) from layer {subnormal_from}")
         )  # fmt: skip
-    lost_at = _lost_to_rounding(spec, records, _norm(loss.dy)[0])
+    lost_at = _lost_to_rounding(spec, records, dy_norm[0])
     if lost_at is not None and nonfinite_from is None and zero_from is None:
         trouble.append(
             (lost_at, f"gradient is 0 in {spec.dtype.value} from layer {lost_at} down: φ′ "
@@ -213,7 +223,7 @@ def build_report(
         and bool(np.all(np.isfinite(records.grad_input.mantissa)))
     )
     weight_ratio = _ratio(log_w, 0, last)
-    log10_grad_output = float(_magnitude(_norm(loss.dy)).log10[0])  # nan where ∂L/∂y is
+    log10_grad_output = float(_magnitude(dy_norm).log10[0])  # nan where ∂L/∂y is
     with np.errstate(invalid="ignore"):
         log10_gain = float(log_in[0]) - log10_grad_output
     judged = {

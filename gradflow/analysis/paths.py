@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gradflow.analysis.analyze import variant_spec
+from gradflow.analysis.assemble import branch_zeros_may_be_true
 from gradflow.analysis.side_by_side import Shares, alone, share, side_by_side
 from gradflow.engine import memory
 from gradflow.engine.losses import LOSSES
@@ -66,7 +67,7 @@ from gradflow.engine.passes import (
     norm_after_add,
     order,
 )
-from gradflow.engine.spec import Activation, NetworkSpec, Skip
+from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.engine.tape import Tape, tape_bytes
 from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.wirings import Block
@@ -647,17 +648,11 @@ def _measure(
 
 def warnings(spec: NetworkSpec, parts: Magnitudes, total: Magnitudes) -> tuple[str, ...]:
     """What keeps a split from meaning what it says: non-finite values, or parts that are 0 in
-    floats only because φ′ rounded to 0 where every unit saturated (no φ′ but ReLU's is 0 on
-    more than a point; zeroed branch ends, β = 0 and α = 0 give true zeros)."""
+    floats only because φ′ rounded to 0 where every unit saturated (``branch_zeros_may_be_true``
+    says where an exact 0 may be a true one)."""
     if not (np.isfinite(parts.mantissa).all() and np.isfinite(total.mantissa).all()):
         return ("the pass produced non-finite values (overflow or NaN): no split is measured",)
-    true_zeros = (
-        spec.activation is Activation.RELU
-        or spec.zero_init_residual
-        or spec.branch_weight_scale == 0
-        or spec.residual_scale == 0
-    )
-    if true_zeros:
+    if branch_zeros_may_be_true(spec):
         return ()
     where = f"0 in {spec.dtype.value}: φ′ rounds to 0 at every unit"
     if total.mantissa[0] == 0 and spec.skip is Skip.POST:  # φ′ after the add stops the skip too

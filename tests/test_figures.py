@@ -263,6 +263,20 @@ def test_the_user_style_does_not_leak_into_figures_and_is_restored() -> None:
     assert figure.get_size_inches()[0] * figure.dpi >= 1600
 
 
+def test_the_train_figure_of_runs_that_recorded_no_step_says_so() -> None:
+    """Every variant stopped at step 0 (its loss inf before any step): the heatmaps had no
+    columns to draw, and the figure raised IndexError (exit 70)."""
+    from gradflow.analysis.train import train
+    from gradflow.analysis.training import Training
+
+    spec = NetworkSpec(depth=20, width=16, batch=8, activation="relu", weight_var=1e30)
+    runs = train(spec, ["none", "pre"], Training(steps=5, samples=64))
+    assert all(not run.steps for run in runs)
+    figure = runs_figure(runs, "a title")
+    texts = [t.get_text() for ax in figure.axes for t in ax.texts]
+    assert texts.count("no step recorded") == 2
+
+
 def test_sweep_and_train_figures_draw() -> None:
     """Drawn on their Agg canvas (the files themselves are tested through --plot)."""
     x = np.array([2.0, 4.0, 8.0])

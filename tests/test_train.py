@@ -198,3 +198,33 @@ def test_no_progress_says_a_huge_loss_growth_in_few_digits() -> None:
     assert run.summary.verdict is TrainVerdict.NO_PROGRESS
     share = reason.split("(")[1].split(")")[0]
     assert share.endswith("%") and "e+" in share and len(share) < 12, reason
+
+
+def test_a_run_that_stops_at_its_first_step_has_not_halved() -> None:
+    """σ_w² = 1e30 at depth 20: the loss is inf before any step. inf ≤ inf/2 made it 'halved
+    at 0'."""
+    spec = NetworkSpec(depth=20, width=16, batch=8, activation="relu", weight_var=1e30)
+    (run,) = train(spec, ["none"], Training(steps=5, samples=64))
+    assert run.steps == [] and run.summary.verdict is TrainVerdict.NONFINITE
+    assert run.summary.halved_at is None
+
+
+def test_a_loss_that_turns_inf_after_the_last_step_is_nonfinite() -> None:
+    """One SGD step of lr 1e307 leaves finite weights whose loss on all samples is inf: the
+    run is nonfinite there (it read no-progress, and --fail-on nonfinite passed)."""
+    spec = NetworkSpec(depth=10, width=16, batch=8, activation="tanh")
+    training = Training(optimizer="sgd", lr=1e307, steps=1, samples=64)
+    (run,) = train(spec, ["pre"], training)
+    s = run.summary
+    assert s.verdict is TrainVerdict.NONFINITE and s.stopped is not None
+    assert s.stopped.step == 1 and s.stopped.stage == "evaluation"
+    assert not np.isfinite(run.evals[-1].loss)
+
+
+def test_a_pre_stream_that_overflows_at_an_add_is_named_at_its_block() -> None:
+    """s = 1e200: the stream reaches 1e400 (inf) at block 2's add, while tanh keeps every layer's
+    input finite; the stop names block 2's last layer, not the network's."""
+    spec = NetworkSpec(depth=8, width=8, batch=4, activation="tanh", skip_scale=1e200)
+    (run,) = train(spec, ["pre"], Training(steps=2, samples=8))
+    assert run.summary.stopped is not None
+    assert run.summary.stopped.layer == "block2.fc2"

@@ -40,9 +40,9 @@ from gradflow.engine.losses import LOSSES, LossData, LossResult
 from gradflow.engine.magnitudes import Magnitudes, checked_norm, sum_sq
 from gradflow.engine.network import Network, build
 from gradflow.engine.optimizers import buffer_count, make_optimizer, update
-from gradflow.engine.passes import backward, forward, forward_again
+from gradflow.engine.passes import backward, blocks, forward, forward_again
 from gradflow.engine.spec import Loss, NetworkSpec, Skip
-from gradflow.engine.tape import Tape
+from gradflow.engine.tape import Order, Tape
 from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.weight_grads import Method, gradient_buffers
 
@@ -76,7 +76,7 @@ class Stop:
 
     step: int
     layer: str  # a layer name, "head", or "loss"
-    stage: str  # forward | backward
+    stage: str  # forward | backward | evaluation (the loss on all samples)
 
 
 @dataclass(frozen=True)
@@ -210,14 +210,20 @@ class Trainer:
         assert data.target is not None
         return LOSSES[self.spec.loss](y, LossData(target=data.target[rows]))
 
-    def evaluate(self) -> float:
-        """The loss on all samples, minibatch by minibatch in row order (mean of the means)."""
+    def evaluate(self, t: int) -> tuple[float, Stop | None]:
+        """The loss on all samples, minibatch by minibatch in row order (mean of the means),
+        before step ``t``; and a Stop where a minibatch's loss is not finite."""
         batch, chunks = self.spec.batch, self.data.samples // self.spec.batch
         total = 0.0
         for c in range(chunks):
             rows = slice(c * batch, (c + 1) * batch)
-            total += self.loss(self.forward(self.data.x[rows]), rows).value
-        return total / chunks
+            x = self.data.x[rows]
+            y = self.forward(x)
+            value = self.loss(y, rows).value
+            if not math.isfinite(value):
+                return value, Stop(t, self._first_nonfinite(x, y), "evaluation")
+            total += value
+        return total / chunks, None
 
     def run(self, floor: float, progress: Callable[[int], None]) -> TrainRun:
         training = self.training
@@ -226,7 +232,10 @@ class Trainer:
         stop: Stop | None = None
         for t in range(training.steps):
             if training.evaluated(t):
-                evals.append(EvalRecord(t, self.evaluate()))
+                loss, stop = self.evaluate(t)
+                evals.append(EvalRecord(t, loss))
+                if stop is not None:
+                    break
             outcome = self.step(t, training.recorded(t))
             if isinstance(outcome, Stop):
                 stop = outcome
@@ -234,8 +243,9 @@ class Trainer:
             if outcome is not None:
                 steps.append(outcome)
             progress(t + 1)
-        if stop is None:
-            evals.append(EvalRecord(training.steps, self.evaluate()))
+        if stop is None:  # the loss after the last step: a non-finite one stops the run there
+            loss, stop = self.evaluate(training.steps)
+            evals.append(EvalRecord(training.steps, loss))
         summary = summarize(steps, evals, stop, floor, self.names)
         return TrainRun(self.spec.label, self.spec, self.names, steps, evals, summary)
 
@@ -247,7 +257,7 @@ class Trainer:
         y = self.forward(self.rows)
         result = self.loss(y, order)
         if not math.isfinite(result.value):
-            return Stop(t, self._first_nonfinite(y), "forward")
+            return Stop(t, self._first_nonfinite(self.rows, y), "forward")
         assert self.tape is not None  # made by the forward pass above
         records = backward(self.spec, self.tape, result.dy, method=Method.EXPLICIT, into=self.into)
         grad_weight = records.grad_weight
@@ -284,16 +294,39 @@ class Trainer:
                 exponent.append(e)
         return Magnitudes(np.array(mantissa), np.array(exponent, dtype=np.int64))
 
-    def _first_nonfinite(self, y: np.ndarray) -> str:
-        """The first layer whose output is not finite; the loss if every output is finite."""
+    def _first_nonfinite(self, x: np.ndarray, y: np.ndarray) -> str:
+        """The first layer whose output is not finite (for x, just run); the loss if every
+        output is finite."""
         assert self.tape is not None
         inputs = self.tape.dense_in  # layer i's input is layer i-1's output
-        for i in range(1, self.spec.depth):
+        depth = self.spec.depth
+        for i in range(1, depth):
             if not np.isfinite(inputs[i]).all():
+                if self.tape.order is Order.PRE:  # the stream may have gone first
+                    return self._first_nonfinite_stream(x, i)
                 return self.names[i - 1]
         if not np.isfinite(y).all():
-            return self.names[self.spec.depth - 1]
+            if self.tape.order is Order.PRE:
+                return self._first_nonfinite_stream(x, depth)
+            return self.names[depth - 1]
         return "head" if self.spec.loss is Loss.XENT else "loss"
+
+    def _first_nonfinite_stream(self, x: np.ndarray, before: int) -> str:
+        """A pre network's stream h_b = s·h_{b−1} + α·(u W + b) at the blocks ending before
+        layer ``before`` (a bounded φ of inf is finite, so no layer's input need show it), from
+        the tape: the last layer of the first block whose sum is not finite."""
+        assert self.tape is not None
+        spec, acts = self.spec, self.tape.dense_in
+        weights, biases = self.params[0], self.params[1]
+        h = x.copy()
+        for block in blocks(spec):
+            if block.last >= before:
+                break
+            branch = acts[block.last] @ weights[block.last] + biases[block.last]
+            h = spec.skip_scale * h + spec.residual_scale * branch
+            if not np.isfinite(h).all():
+                return self.names[block.last]
+        return self.names[before - 1]
 
 
 def _share(final: float, initial: float) -> str:
@@ -324,7 +357,11 @@ def summarize(
 ) -> TrainSummary:
     """Initial and final loss, when it halved, the median update ratios, and the verdict."""
     initial, final = evals[0].loss, evals[-1].loss
-    halved = next((e.step for e in evals if e.loss <= initial / 2), None)
+    halved = (  # an infinite (or nan) initial loss halves to nothing
+        next((e.step for e in evals if e.loss <= initial / 2), None)
+        if math.isfinite(initial)
+        else None
+    )
     last = len(names) - 1 - (names[-1] == "head")  # the last dense layer
     if steps:
         ratios = np.array([s.update_ratio.log10 for s in steps])  # (records, layers)

@@ -87,6 +87,14 @@ def _heatmaps(
     axes_list = []
     for column, (label, matrix) in enumerate(values.items()):
         axes = figure.add_subplot(grid[1, column])
+        axes.set_title(label)
+        axes.grid(False)
+        if not len(steps):  # every run stopped at its first step: nothing was recorded
+            axes.text(0.5, 0.5, "no step recorded", ha="center", va="center",
+                      transform=axes.transAxes)  # fmt: skip
+            axes.set_xticks([])
+            axes.set_yticks([])
+            continue
         layers = np.arange(1, matrix.shape[0] + 1, dtype=np.float64)
         mesh = axes.pcolormesh(
             _edges(steps), _edges(layers), np.ma.masked_invalid(matrix), cmap=cmap, norm=norm,
@@ -94,9 +102,7 @@ def _heatmaps(
         )  # fmt: skip
         mesh.set_gid(f"heatmap:{label}")
         axes.invert_yaxis()  # layer 1 at the top, as in the table
-        axes.set_title(label)
         axes.set_xlabel("step")
-        axes.grid(False)
         if column == 0:
             axes.set_ylabel("layer")
         axes_list.append(axes)

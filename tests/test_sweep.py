@@ -546,3 +546,9 @@ def test_a_plot_over_values_near_the_float_limits_prints_no_warning(tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert result.stderr == f"gradflow: wrote {figure}\n"
     assert figure.stat().st_size > 0
+
+
+def test_a_jsonl_file_is_named_on_stderr_as_every_output_file(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    result = sweep("--vary", "depth=2,4", *TINY, "--jobs", "1", "--output", str(path))
+    assert result.exit_code == 0 and result.stderr == f"gradflow: wrote {path}\n"

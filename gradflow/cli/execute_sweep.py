@@ -67,6 +67,8 @@ def execute_sweep(plan: SweepPlan) -> ExitCode:
             raise BadInput("memory", "a run ran out of memory; try fewer --jobs") from None
         finally:  # Ctrl-C too: runs not started are dropped, the workers end
             executor.close()
+    if plan.format is SweepFormat.JSONL and sink.path and not sink.failures:  # named, as others are
+        note(f"gradflow: wrote {sink.path}")
     done = [r for r in records if r is not None]  # every run, unless one was interrupted
     results = aggregate(plan.runs, [sweep_view.outcome(r["summary"]) for r in done], theory)
     troubled = sum(bool(r["summary"]["warnings"]) for r in done)

@@ -145,3 +145,12 @@ def test_same_flags_same_bytes_and_replayable_arrays(tmp_path: Path) -> None:
         assert {"x", "labels", "order", "W_head", "b_head"} <= keys
         assert {f"W{i}" for i in range(1, 5)} | {f"b{i}" for i in range(1, 5)} <= keys
         assert saved["order"].shape == (6, 4) and saved["x"].shape == (8, 6)
+
+
+def test_the_summary_note_names_each_wiring_s_last_layer() -> None:
+    """A plain network's last layer is fc4, a residual one's block2.fc2: the note named only the
+    first variant's."""
+    page = " ".join(run("--variants", "pre,none,post").stdout.split())
+    assert "last layer (block2.fc2 for pre and post; fc4 for plain)" in page
+    page = " ".join(run("--variants", "none").stdout.split())
+    assert "last layer (fc4)" in page

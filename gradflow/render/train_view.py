@@ -235,14 +235,26 @@ def summary_grid(runs: Sequence[TrainRun]) -> Grid:
         text_column("ratio last", [ratio_text(x.log10_ratio_last) for x in s]),
         Column("verdict", [Cell(str(x.verdict), TONES[x.verdict]) for x in s], numeric=False),
     ]
+    last = _last_layers([run.label for run in runs], last_names)
     notes = (
         "initial, final: loss on all samples before the first and after the last step; "
         f"a constant output reaches {number_text(s[0].constant_loss, 4)}",
         f"halved: the first evaluated step with at most half the initial loss ({DASH}: never)",
-        f"ratio 1st, last: median ‖ΔW‖/‖W‖ of layer 1 and of the last layer ({last_names[0]}) "
+        f"ratio 1st, last: median ‖ΔW‖/‖W‖ of layer 1 and of the last layer ({last}) "
         f"over the records; ~{RULE_OF_THUMB:g} trains well",
     )
     return Grid("Summary", columns, notes=notes)
+
+
+def _last_layers(labels: Sequence[str], names: Sequence[str]) -> str:
+    """Each variant's last dense layer, once a name: "fc10", or "block5.fc2 for pre and post;
+    fc10 for plain" where the wirings name it differently."""
+    by_name: dict[str, list[str]] = {}
+    for label, name in zip(labels, names, strict=True):
+        by_name.setdefault(name, []).append(label)
+    if len(by_name) == 1:
+        return names[0]
+    return "; ".join(f"{name} for {' and '.join(owners)}" for name, owners in by_name.items())
 
 
 def summary_lines(runs: Sequence[TrainRun]) -> list[str]:

@@ -82,7 +82,7 @@ class Stop:
 @dataclass(frozen=True)
 class TrainSummary:
     initial_loss: float  # on all samples, before the first step
-    final_loss: float  # on all samples, after the last step (or the last record, if stopped)
+    final_loss: float  # on all samples: after the last step, or the last evaluation if stopped
     constant_loss: float  # what the best constant output reaches (teacher.constant_loss)
     halved_at: int | None  # first evaluated step whose full-data loss is at most half the initial
     log10_ratio_first: float  # median log10 update ratio of layer 1 over the records

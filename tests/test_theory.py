@@ -309,3 +309,18 @@ def test_quiet_summary_and_markdown() -> None:
     assert f"theory gain   10^{p.log10_gain:.1f}" in result.stdout
     result = run("analyze", *SMALL, "--theory", "--format", "markdown")
     assert "theory ‖∂L/∂in‖" in result.stdout and "theory's prediction" in result.stdout
+
+
+@pytest.mark.parametrize("weight_var", [1e-100, 1e-8])
+def test_post_with_a_branch_far_narrower_than_the_grid_follows_the_measurement(
+    weight_var: float,
+) -> None:
+    """A post branch whose α·v is far narrower than a bin of the chain's grid: Stein's lemma
+    taken from the grid's offsets divided rounding and binning by α²V (it predicted ‖∂L/∂in‖
+    10^96 too large inside branches at σ_w² = 1e-100); E[f′(z)] on the grid holds."""
+    spec = NetworkSpec(depth=10, width=16, batch=8, skip="post", activation="relu",
+                       weight_var=weight_var)  # fmt: skip
+    prediction = predict(spec)
+    assert prediction is not None
+    measured = analyze(spec).layers.grad_input.log10
+    np.testing.assert_allclose(prediction.log10_grad_input, measured, atol=0.6)

@@ -418,8 +418,11 @@ def _post(spec: NetworkSpec) -> Prediction:
         total = float(chain.mass @ (coherent_delta**2 + random_delta))  # E[δ²]
         # Stein's lemma on v: E[(z − s·h_in)·f(z)] = α²V·E[f′(z)]
         through = chain.moves @ coherent_delta  # E[δ | h_in], (N_in,)
-        offsets = chain.moves @ (chain.z * coherent_delta) - s * h_in * through
-        stein = float(mass_in @ offsets) / chain.spread if chain.spread > 0 else 0.0
+        if math.sqrt(chain.spread) >= chain.z[1] - chain.z[0]:
+            offsets = chain.moves @ (chain.z * coherent_delta) - s * h_in * through
+            stein = float(mass_in @ offsets) / chain.spread
+        else:  # α·v narrower than a bin: the offsets are the grid's, not v's; take E[f′(z)]
+            stein = float(chain.mass @ np.gradient(coherent_delta, chain.z))
         branch = _Backward(0.0, 0.0, log)
         branch.dense(layers[-1], alpha * alpha * stein, alpha * alpha * total, seconds[-1])
         for j in reversed(range(1, k)):

@@ -324,3 +324,11 @@ def test_post_with_a_branch_far_narrower_than_the_grid_follows_the_measurement(
     assert prediction is not None
     measured = analyze(spec).layers.grad_input.log10
     np.testing.assert_allclose(prediction.log10_grad_input, measured, atol=0.6)
+
+
+def test_exact_zero_layers_beside_the_theory_print_no_warning() -> None:
+    """Zeroed branch ends have log10 −inf: turned into −1.8e308 before the power-of-two split,
+    they printed NumPy's overflow RuntimeWarning on stderr."""
+    result = run("analyze", "--skip", "pre", "--zero-init-residual", "--depth", "8",
+                 "--width", "16", "--batch", "8", "--theory")  # fmt: skip
+    assert result.exit_code == 0 and result.stderr == ""

@@ -45,7 +45,7 @@ def grad_input_column(
 ) -> Column:
     """The predicted ‖∂L/∂in‖ per row (a dash where there is none)."""
     log10 = predicted_log10(report, outcome)
-    means = view.per_row(from_log10(np.nan_to_num(log10, nan=0.0)), rows, ~np.isnan(log10))
+    means = _per_row(log10, rows)
     return Column(
         prefix + "theory\n‖∂L/∂in‖",
         view.magnitude_cells(means),
@@ -97,9 +97,16 @@ def chart(
     for r, outcome in zip(reports, theory, strict=True):
         panels.append((r.label, view.per_row(r.layers.grad_input, rows)))
         log10 = predicted_log10(r, outcome)
-        means = view.per_row(from_log10(np.nan_to_num(log10, nan=0.0)), rows, ~np.isnan(log10))
+        means = _per_row(log10, rows)
         shown = means.values.log10.copy()
         shown[means.missing] = math.nan
         expected.append(shown)
     title = CHART_TITLE if unicode else ASCII_TITLE
     return view.ChartData(title, [row.number for row in rows], panels, expected)
+
+
+def _per_row(log10: np.ndarray, rows: Sequence[view.Row]) -> view.Means:
+    """Predicted log10 values per row: nan (no prediction) left out, −inf (exactly 0) kept as
+    it is (made finite, it overflowed on the way to a power of two, with a RuntimeWarning)."""
+    known = ~np.isnan(log10)
+    return view.per_row(from_log10(np.where(known, log10, 0.0)), rows, known)

@@ -523,3 +523,17 @@ def test_a_split_of_an_exactly_zero_gradient_has_no_shares_mean_or_check() -> No
     assert "mean length n/a" in line and "no check: ∂L/∂x is exactly 0" in line
     record = paths_view.run_record(d)
     assert record["mean_length"] is None and record["check"] is None
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120])
+def test_the_histogram_fits_its_width_with_every_count_and_note_whole(width: int) -> None:
+    """At 40 columns its lines were 42 wide, and a terminal cut the path counts (125970 read
+    1259) and the notes; below two panels' minimum it now stacks them, and wraps its notes."""
+    d = decompose(NetworkSpec(depth=40, width=8, batch=4, skip="pre", activation="relu"))
+    lines = paths_view.histogram(d, width=width)
+    assert max(len(line) for line in lines) <= width
+    counts = [line.split()[-1] for line in lines if line.split() and line.split()[0].isdigit()]
+    for count in (190, 1140, 4845, 15504, 125970, 184756):
+        assert str(count) in counts
+    notes = " ".join(line.strip() for line in lines if not line.lstrip().startswith(("|", "+")))
+    assert "one for |G_k| and one for the number of paths" in notes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -180,11 +181,16 @@ def histogram(d: Decomposition, *, width: int = 100, max_rows: int = HISTOGRAM_R
     label_w = max(len("k"), *(len(r.label) for r in shown))
     grad_w, count_w = max(len(t) for t in grad_texts), max(len(t) for t in count_texts)
     room = width - label_w - 1 - (grad_w + 2) - 2 - (count_w + 2)
-    field = max(chart.MIN_FIELD, room // 2 - 1)
-    grad_scale = chart.Scale.covering([x for x in grads if _status(x) in ASCII_FILL], field)
-    count_scale = chart.Scale.covering(counts, field)
+    side_by_side = room // 2 - 1 >= chart.MIN_FIELD
+    if side_by_side:
+        grad_field = count_field = room // 2 - 1
+    else:  # too narrow for both at MIN_FIELD: the count panel goes below, each full width
+        grad_field = max(chart.MIN_FIELD, width - label_w - 1 - (grad_w + 2))
+        count_field = max(chart.MIN_FIELD, width - label_w - 1 - (count_w + 2))
+    grad_scale = chart.Scale.covering([x for x in grads if _status(x) in ASCII_FILL], grad_field)
+    count_scale = chart.Scale.covering(counts, count_field)
 
-    def panel(log10: float, text: str, scale: chart.Scale | None, text_w: int) -> str:
+    def panel(log10: float, text: str, scale: chart.Scale | None, text_w: int, field: int) -> str:
         status = _status(log10)
         if status in ASCII_FILL and scale is not None:
             bar = ASCII_FILL[status] * min(field, scale.cells(log10))
@@ -192,19 +198,30 @@ def histogram(d: Decomposition, *, width: int = 100, max_rows: int = HISTOGRAM_R
             bar = chart.ASCII.marks.get(status, "")
         return "|" + bar.ljust(field) + " " + text.rjust(text_w)
 
-    grad_head = "|G_k|".ljust(field + 2 + grad_w)
-    lines = [f"{'k':>{label_w}} " + grad_head + "  " + f"paths C({d.blocks},k)"]
-    for r, x, gt, c, ct in zip(shown, grads, grad_texts, counts, count_texts, strict=True):
-        lines.append(
-            f"{r.label:>{label_w}} "
-            + panel(x, gt, grad_scale, grad_w)
-            + "  "
-            + panel(c, ct, count_scale, count_w)
-        )
-    axes = [_axis(grad_scale, field, grad_w), _axis(count_scale, field, count_w)]
     indent = " " * (label_w + 1)
-    lines.append(indent + axes[0][0] + "  " + axes[1][0])
-    lines.append(indent + axes[0][1] + "  " + axes[1][1])
+    grad_head = "|G_k|".ljust(grad_field + 2 + grad_w)
+    count_head = f"paths C({d.blocks},k)"
+    grad_rows = [
+        panel(x, t, grad_scale, grad_w, grad_field) for x, t in zip(grads, grad_texts, strict=True)
+    ]
+    count_rows = [
+        panel(c, t, count_scale, count_w, count_field)
+        for c, t in zip(counts, count_texts, strict=True)
+    ]
+    grad_axis = _axis(grad_scale, grad_field, grad_w)
+    count_axis = _axis(count_scale, count_field, count_w)
+    labels = [f"{r.label:>{label_w}} " for r in shown]
+    if side_by_side:
+        lines = [f"{'k':>{label_w}} " + grad_head + "  " + count_head]
+        lines += [k + g + "  " + c for k, g, c in zip(labels, grad_rows, count_rows, strict=True)]
+        lines += [indent + grad_axis[i] + "  " + count_axis[i] for i in range(2)]
+    else:
+        lines = [f"{'k':>{label_w}} " + grad_head]
+        lines += [k + g for k, g in zip(labels, grad_rows, strict=True)]
+        lines += [indent + grad_axis[i] for i in range(2)]
+        lines += [f"{'k':>{label_w}} " + count_head]
+        lines += [k + c for k, c in zip(labels, count_rows, strict=True)]
+        lines += [indent + count_axis[i] for i in range(2)]
     notes = ["bars: log10 scales, one for |G_k| and one for the number of paths"]
     if any(_status(x) is Status.UNDERFLOW for x in grads):
         notes.append(". below float64's range (length from the exact log10)")
@@ -217,8 +234,8 @@ def histogram(d: Decomposition, *, width: int = 100, max_rows: int = HISTOGRAM_R
         )
     if d.remainder is not None:
         notes.append(f">{d.max_length}: every path longer than {d.max_length}")
-    for note in notes:
-        lines.append(indent + note)
+    for note in notes:  # wrapped, never cut: a terminal crops what is wider than it
+        lines += textwrap.wrap(note, width, initial_indent=indent, subsequent_indent=indent + "  ")
     return [line.rstrip() for line in lines]
 
 

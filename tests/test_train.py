@@ -3,6 +3,7 @@ data, the tape reused across steps, non-finite stops, the summary, and determini
 
 from __future__ import annotations
 
+import math
 import tracemalloc
 
 import numpy as np
@@ -228,3 +229,27 @@ def test_a_pre_stream_that_overflows_at_an_add_is_named_at_its_block() -> None:
     (run,) = train(spec, ["pre"], Training(steps=2, samples=8))
     assert run.summary.stopped is not None
     assert run.summary.stopped.layer == "block2.fc2"
+
+
+def test_the_text_charts_keep_their_points_labels_and_axes_apart() -> None:
+    """SGD at lr 1e3 blows the losses up to 1e305: the loss chart's y labels are wider than
+    its label field, and pre's steep stretch is filled across plain's point at step 1."""
+    from gradflow.render import train_view
+
+    spec = NetworkSpec(depth=6, width=16, batch=8, activation="relu", init="he")
+    runs = train(spec, ["none", "post", "pre"],
+                 Training(optimizer="sgd", lr=1e3, steps=30, samples=32))  # fmt: skip
+    chart = train_view.loss_chart(runs, width=80)
+    bars = {line.index("|") for line in chart if "|" in line}
+    assert len(bars) == 1  # every row's axis in one column
+    plain = runs[0].steps[1].loss  # plain's second point: its own mark, not pre's fill
+    assert math.isfinite(plain) and plain > 1e30
+    assert any("o" in line.split("|", 1)[1] for line in chart[:-3] if "|" in line)
+    # few recorded steps: the heatmap's axis reads "step 0 2", not "step 02"
+    heat = train_view.heatmap(runs, train_view.HEATMAPS[0], max_rows=None, width=80)
+    last = runs[2].steps[-1].step
+    assert any(line.strip() == f"step 0 {last}" for line in heat)
+    # a range of a few 1e-5 decades: the legend's starts differ
+    legend = train_view._legend(-3.0, -3.0 + 5e-5, None, 200)[0]
+    starts = [part.split()[1] for part in legend.split("   ")[:-3]]
+    assert len(set(starts)) == len(starts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import textwrap
 from collections.abc import Sequence
@@ -90,24 +91,33 @@ def loss_chart(runs: Sequence[TrainRun], width: int = 100) -> list[str]:
     def row(log10: float) -> int:
         return CHART_HEIGHT - 1 - round((log10 - low) / (high - low) * (CHART_HEIGHT - 1))
 
-    for marker, line in zip(MARKERS * len(runs), series, strict=False):
-        previous: tuple[int, int] | None = None
-        for step, value in line:
-            c, r = round(step / last_step * (cols - 1)), row(value)
-            if previous is not None and previous[0] != c:  # a steep stretch: fill the gap
-                for between in range(min(previous[1], r) + 1, max(previous[1], r)):
+    placed = [
+        [(round(step / last_step * (cols - 1)), row(value)) for step, value in line]
+        for line in series
+    ]
+    markers = MARKERS * len(runs)
+    for marker, cells in zip(markers, placed, strict=False):  # steep stretches: gaps filled
+        for (c0, r0), (c, r) in itertools.pairwise(cells):
+            if c0 != c:
+                for between in range(min(r0, r) + 1, max(r0, r)):
                     canvas[between][c] = marker
+    for marker, cells in zip(markers, placed, strict=False):  # then every point, over fills
+        for c, r in cells:
             canvas[r][c] = marker
-            previous = (c, r)
-    labels = {0: high, CHART_HEIGHT // 2: (high + low) / 2, CHART_HEIGHT - 1: low}
-    lines = []
-    for r, cells in enumerate(canvas):
-        label = f"{10 ** labels[r]:.2g}" if r in labels else ""
-        lines.append(f"{label:>{LABEL - 2}} |" + "".join(cells).rstrip())
-    lines.append(" " * (LABEL - 1) + "+" + "-" * cols)
-    lines.append(" " * LABEL + f"step 0{last_step:>{cols - 6}}")
+    # each label is the value its own row stands for
+    labels = {
+        r: f"{10 ** (low + (CHART_HEIGHT - 1 - r) / (CHART_HEIGHT - 1) * (high - low)):.2g}"
+        for r in (0, CHART_HEIGHT // 2, CHART_HEIGHT - 1)
+    }
+    label_w = max(LABEL - 2, *(len(text) for text in labels.values()))
+    lines = [
+        f"{labels.get(r, ''):>{label_w}} |" + "".join(cells).rstrip()
+        for r, cells in enumerate(canvas)
+    ]
+    lines.append(" " * (label_w + 1) + "+" + "-" * cols)
+    lines.append(" " * (label_w + 2) + f"step 0{last_step:>{cols - 6}}")
     legend = "  ".join(f"{m} {run.label}" for m, run in zip(MARKERS, runs, strict=False))
-    lines.append(" " * LABEL + legend)
+    lines.append(" " * (label_w + 2) + legend)
     return lines
 
 
@@ -187,9 +197,8 @@ def heatmap(
         if run.steps:
             first, last = run.steps[0].step, run.steps[-1].step
             axis = f"step {first}"
-            lines.append(
-                " " * (label_w + 2) + axis + f"{last:>{max(1, len(step_groups) - len(axis))}}"
-            )
+            room = max(len(str(last)) + 1, len(step_groups) - len(axis))  # never "step 05"
+            lines.append(" " * (label_w + 2) + axis + f"{last:>{room}}")
     lines += _legend(low, high, which.mark, width)
     return lines
 
@@ -198,15 +207,17 @@ def _legend(low: float, high: float, mark: float | None, width: int) -> list[str
     """Each shade with the log10 range it starts at, the shade holding ``mark`` pointed out;
     wrapped to ``width``."""
     step = (high - low) / len(SHADES)
+    # enough decimals that the shades' starts differ (a range of 1e-5 decades read 0.0 ... 0.0)
+    places = min(12, max(1, 1 - math.floor(math.log10(step)))) if step > 0 else 1
     parts = []
     for k, glyph in enumerate(SHADES):
         start = low + k * step
-        text = f"{glyph} {start:.1f}"
+        text = f"{glyph} {start:.{places}f}"
         top = k == len(SHADES) - 1
         if mark is not None and start <= mark and (mark < start + step or (top and mark <= high)):
             text += " (~1e-3: rule of thumb)"
         parts.append(text)
-    parts.append(f"(to {high:.1f})")
+    parts.append(f"(to {high:.{places}f})")
     parts += ["0: exactly zero", "!: nan or inf"]
     if mark is not None and not low <= mark <= high:
         parts.append("the ~1e-3 rule of thumb is off this scale")

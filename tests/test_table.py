@@ -84,3 +84,14 @@ def test_tones_become_styles() -> None:
         # the segment holding the cell (unstyled cells share one with their unstyled neighbours)
         (got,) = [s.style for s in segments if f"{tone.value} cell" in s.text]
         assert (got or console.get_style("none")) == console.get_style(style or "none")
+
+
+def test_the_caption_explains_the_decades_columns_once() -> None:
+    """Two ÷pre columns, one with ±inf cells (plain has no zeroed branch ends): their notes
+    differed by the inf suffix, and the caption said both."""
+    spec = NetworkSpec(depth=6, width=16, batch=8, skip="pre", zero_init_residual=True,
+                       loss="xent", classes=3)  # fmt: skip
+    reports = compare(spec, ["pre", "none", "post"])
+    grid = view.layer_grid(reports, view.layer_rows(reports[0], None))
+    lines = _render(table.LaidOutTable(grid.arrange(200), 200), 200)
+    assert " ".join(lines).count("÷pre: decades") == 1

@@ -343,11 +343,12 @@ def layer_grid(
             columns.append(theory_view.grad_input_column(r, theory[i], rows, prefix))
         columns += _health_columns(r, rows, prefix)
     base = reports[0].label
-    for r, grad_w in zip(reports[1:], weights[1:], strict=True):
-        cells = decade_cells(grad_w, weights[0])
-        note = f"÷{base}: decades (log10) of the variant's ‖∂L/∂W‖ over {base}'s"
-        if any(c.text.endswith("inf") for c in cells):
-            note += f" ({DASH}inf, +inf: exactly 0 in the variant, in {base})"
+    decades = [decade_cells(grad_w, weights[0]) for grad_w in weights[1:]]
+    # one note for every ÷base column, so that the caption says it once
+    note = f"÷{base}: decades (log10) of the variant's ‖∂L/∂W‖ over {base}'s"
+    if any(c.text.endswith("inf") for cells in decades for c in cells):
+        note += f" ({DASH}inf, +inf: exactly 0 in the variant, in {base})"
+    for r, cells in zip(reports[1:], decades, strict=True):
         header = f"{r.label}\n÷{base}\ndecades"
         columns.append(Column(header, cells, note=note, group=r.label))
     return Grid("Gradient per layer, layer 1 at the input end", columns, notes, zero_note)

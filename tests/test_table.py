@@ -95,3 +95,13 @@ def test_the_caption_explains_the_decades_columns_once() -> None:
     grid = view.layer_grid(reports, view.layer_rows(reports[0], None))
     lines = _render(table.LaidOutTable(grid.arrange(200), 200), 200)
     assert " ".join(lines).count("÷pre: decades") == 1
+
+
+def test_summary_lines_stay_aligned_when_a_ratio_is_wider_than_usual() -> None:
+    """At depth 3000 plain's ratio reads 10^-1930.6, wider than the 9 columns the others
+    take: every variant's line shifted against pre's."""
+    spec = NetworkSpec(depth=3000, width=4, batch=2, skip="pre")
+    lines = view.summary_lines(compare(spec, ["none", "post", "pre"]))[:3]
+    assert any(len(part) > 9 for line in lines for part in line.split() if "^" in part)
+    for word in ("gain", "signal", "rms(y)"):
+        assert len({line.index(word) for line in lines}) == 1, lines

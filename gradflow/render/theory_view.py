@@ -82,11 +82,15 @@ def _listing(labels: Sequence[str]) -> str:
     return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
-def summary_suffix(outcome: Prediction | str) -> str:
-    """What the one-line summary adds: ``  theory gain 10^-31.4`` or ``  theory: none (...)``."""
-    if isinstance(outcome, str):
-        return f"  theory: no prediction ({outcome})"
-    return f"  theory gain {gain_text(outcome):>9}"
+def gain_texts(outcomes: Sequence[Prediction | str]) -> list[str]:
+    """What each variant's one-line summary adds: ``  theory gain 10^-31.4``, aligned as wide
+    as the widest, or ``  theory: no prediction (...)``."""
+    gains = [None if isinstance(o, str) else gain_text(o) for o in outcomes]
+    width = max([9, *(len(g) for g in gains if g is not None)])
+    return [
+        f"  theory: no prediction ({o})" if g is None else f"  theory gain {g:>{width}}"
+        for o, g in zip(outcomes, gains, strict=True)
+    ]
 
 
 def chart(

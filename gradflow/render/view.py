@@ -599,11 +599,15 @@ def summary_lines(
     """Plain-text summary: one line per variant (the three ratios, with ``theory`` the predicted
     gain, the verdict and its reasons), then the comparison sentence."""
     width = max(len(r.label) for r in reports)
+    # each ratio's column as wide as its widest text (10^-1930.6 is wider than the usual 9)
+    texts = {q: [ratio_text(r, q) for r in reports] for q in Quantity}
+    widths = {q: max(9, *(len(t) for t in texts[q])) for q in Quantity}
+    gains = None if theory is None else theory_view.gain_texts(theory)
     lines = []
     for i, r in enumerate(reports):
-        ratios = "  ".join(f"{QUANTITY_TEXT[q]} {ratio_text(r, q):>9}" for q in Quantity)
-        if theory is not None:
-            ratios += theory_view.summary_suffix(theory[i])
+        ratios = "  ".join(f"{QUANTITY_TEXT[q]} {texts[q][i]:>{widths[q]}}" for q in Quantity)
+        if gains is not None:
+            ratios += gains[i]
         lines.append(f"{r.label:<{width}}  {ratios}  {r.summary.verdict}: {verdict_reason(r)}")
     if len(reports) > 1:
         lines.append(comparison_sentence(reports))

@@ -208,7 +208,7 @@ def _legend(low: float, high: float, mark: float | None, width: int) -> list[str
     wrapped to ``width``."""
     step = (high - low) / len(SHADES)
     # enough decimals that the shades' starts differ (a range of 1e-5 decades read 0.0 ... 0.0)
-    places = min(12, max(1, 1 - math.floor(math.log10(step)))) if step > 0 else 1
+    places = min(12, max(1, -math.floor(math.log10(step)))) if step > 0 else 1
     parts = []
     for k, glyph in enumerate(SHADES):
         start = low + k * step

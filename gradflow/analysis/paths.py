@@ -642,11 +642,11 @@ def _measure(
         # the remainder's lengths are K+1..B: one length only when K = B − 1
         mean_length_exact=not truncated or rest_share == 0.0 or k + 1 == count,
         samples=samples,
-        warnings=warnings(spec, norms, total),
+        warnings=_trouble(spec, norms, total),
     )
 
 
-def warnings(spec: NetworkSpec, parts: Magnitudes, total: Magnitudes) -> tuple[str, ...]:
+def _trouble(spec: NetworkSpec, parts: Magnitudes, total: Magnitudes) -> tuple[str, ...]:
     """What keeps a split from meaning what it says: non-finite values, or parts that are 0 in
     floats only because φ′ rounded to 0 where every unit saturated (``branch_zeros_may_be_true``
     says where an exact 0 may be a true one)."""

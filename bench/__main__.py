@@ -6,9 +6,11 @@
 4. peak RSS of a pass vs the documented estimate (the memory guard's own function)
 5. a 100,000-layer run rendered as a table and as JSON: bounded time and size, valid JSON
 6. the exact path decomposition against one ordinary pass
-7. the same pass in PyTorch eager, with the matmul floor and each side's φ beside it
+7. the same pass in PyTorch eager, with each side's bare products (torch has its own BLAS), φ
+   and subnormal φ outputs beside it, and why each case behind torch is behind
 8. analyze with every core busy: the default run against one forced BLAS thread
-9. one training step (gradflow train) vs PyTorch eager doing the same step
+9. one training step (gradflow train) vs PyTorch eager doing the same step, and with torch's
+   products on NumPy's BLAS
 10. gradflow sweep: per-run overhead beyond the pass, and 2 jobs against 1 (bench/sweep.py)
 11. compare's variants side by side on threads against one after another (bench/side.py)
 12. analyze of a 512 MiB weight stack: redrawn as the pass reads it vs held (bench/redraw.py)
@@ -449,10 +451,14 @@ def peer(plan: Plan) -> None:
         "timed beside each case at width 256, once a shape at the wider ones",
         "phi: our φ and φ' on this pass's own φ inputs; torch phi: its φ forward+backward",
         "limit: ours / (floor + phi), target <= 1.1; vs torch: target <= 1.0 (φ gaps allowed)",
+        "torch fl: the same bare matmuls in torch, on its own BLAS (MKL in its x86 wheels)",
+        "same BLAS: ours / (torch - torch fl + floor), torch's pass with NumPy's products",
+        "subnormal: share of φ outputs below the smallest normal (ours / torch's); every "
+        "product reads them, and Intel CPUs slow down on such operands",
         "underflow: torch's first-layer |dL/dW| exactly 0 where ours is finite (in float32)",
     )
-    row("case", "phi", "skip", "ours", "torch", "vs torch", "floor", "phi", "torch phi",
-        "limit", "note")  # fmt: skip
+    row("case", "phi", "skip", "ours", "torch", "vs torch", "floor", "torch fl", "phi",
+        "torch phi", "limit", "same BLAS", "note")  # fmt: skip
     shapes: list[dict[str, Any]] = [
         {"depth": d, "width": w, "batch": b, "dtype": dtype, "repeat": repeat,
          "cases": [list(c) for c in plan.peer_cases]}
@@ -476,26 +482,68 @@ def peer(plan: Plan) -> None:
             for c in result["cases"]:
                 floor = c["floor_s"]  # timed beside this case (width 256), or once a shape
                 limit = c["ours_s"] / (floor + c["phi_s"])
-                note = ""
+                same_blas = c["ours_s"] / (c["torch_s"] - c["torch_floor_s"] + floor)
+                notes = []
+                if c["subnormal"] > c["torch_subnormal"]:
+                    notes.append(f"subnormal {percent(c['subnormal'])} / "
+                                 f"{percent(c['torch_subnormal'])}")  # fmt: skip
                 if c["torch_first_underflow"]:
-                    note = f"torch |dW1| = 0, ours 1e{c['log10_first_grad']:.0f}"
-                rows.append(
-                    {
-                        "depth": shape["depth"], "width": shape["width"], "batch": shape["batch"],
-                        "dtype": shape["dtype"], "repeat": shape["repeat"], **c,
-                        "vs_torch": c["ours_s"] / c["torch_s"],
-                        "limit": limit,
-                    }
-                )  # fmt: skip
+                    notes.append(f"torch |dW1| = 0, ours 1e{c['log10_first_grad']:.0f}")
+                case_row = {
+                    "depth": shape["depth"], "width": shape["width"], "batch": shape["batch"],
+                    "dtype": shape["dtype"], "repeat": shape["repeat"], **c,
+                    "vs_torch": c["ours_s"] / c["torch_s"], "limit": limit,
+                    "vs_torch_same_blas": same_blas,
+                }  # fmt: skip
+                case_row["behind_torch"] = behind_torch(case_row)
+                rows.append(case_row)
                 row(
                     f"{shape['depth']}x{shape['width']}x{shape['batch']} {shape['dtype'][-2:]}",
                     c["activation"], c["skip"], f"{c['ours_s'] * 1e3:.1f} ms",
                     f"{c['torch_s'] * 1e3:.1f} ms", f"{c['ours_s'] / c['torch_s']:.2f}",
-                    f"{floor * 1e3:.1f} ms", f"{c['phi_s'] * 1e3:.1f} ms",
-                    f"{c['torch_phi_s'] * 1e3:.1f} ms", f"{limit:.2f}", note,
+                    f"{floor * 1e3:.1f} ms", f"{c['torch_floor_s'] * 1e3:.1f} ms",
+                    f"{c['phi_s'] * 1e3:.1f} ms", f"{c['torch_phi_s'] * 1e3:.1f} ms",
+                    f"{limit:.2f}", f"{same_blas:.2f}", "; ".join(notes),
                 )  # fmt: skip
     if child.returncode != 0:
         raise subprocess.CalledProcessError(child.returncode, child.args)
+    print_peer_summary(rows)
+
+
+def percent(share: float) -> str:
+    """A share as a percentage that shows a small one: 0%, 0.0031%, 1.7%."""
+    return "0%" if share == 0 else f"{share * 100:.2g}%"
+
+
+def behind_torch(c: dict[str, Any]) -> str:
+    """Why a case is slower than torch, from its own columns: '' where it is not; 'blas' where
+    torch's pass with NumPy's products would not be faster than ours; 'phi' where the gap is
+    within our products' and φ's excess over torch's; 'subnormal' where our φ outputs hold
+    subnormal values torch's do not (the products slow down on them); else 'unexplained'."""
+    if c["vs_torch"] <= 1.0:
+        return ""
+    if c["vs_torch_same_blas"] <= 1.0:
+        return "blas"
+    if c["ours_s"] - c["torch_s"] <= (
+        max(0.0, c["floor_s"] - c["torch_floor_s"]) + max(0.0, c["phi_s"] - c["torch_phi_s"])
+    ):
+        return "phi"
+    if c["subnormal"] > c["torch_subnormal"]:
+        return "subnormal"
+    return "unexplained"
+
+
+def print_peer_summary(rows: list[dict[str, Any]]) -> None:
+    """How many cases meet each target, and why the others are behind torch."""
+    ahead = sum(not c["behind_torch"] for c in rows)
+    within = sum(c["limit"] <= 1.1 for c in rows)
+    reasons = {
+        reason: sum(c["behind_torch"] == reason for c in rows)
+        for reason in ("blas", "phi", "subnormal", "unexplained")
+    }
+    why = ", ".join(f"{count} {reason}" for reason, count in reasons.items() if count)
+    print(f"   vs torch <= 1.0: {ahead} of {len(rows)}" + (f"; behind: {why}" if why else ""))
+    print(f"   limit <= 1.1: {within} of {len(rows)}")
 
 
 def under_load(plan: Plan) -> None:
@@ -600,8 +648,11 @@ def train_step(plan: Plan) -> None:
         "gradflow: forward into the reused tape, mse, explicit backward into the gradient "
         "buffers, Adam; recorded: the same step with its update ratios taken",
         "torch: forward, mse, loss.backward(), Adam.step(), zero_grad()",
+        "floor, torch fl: a step's bare matmuls on NumPy's BLAS and on torch's own (MKL on x86); "
+        "same BLAS: gradflow / (torch - torch fl + floor)",
     )
-    row("case", "activation", "gradflow", "recorded", "torch", "ratio", "target")
+    row("case", "activation", "gradflow", "recorded", "torch", "ratio", "target", "floor",
+        "torch fl", "same BLAS")  # fmt: skip
     cases = [
         {"depth": depth, "width": width, "batch": batch, "activation": activation}
         for depth, width, batch, activation in TRAIN_CASES
@@ -622,6 +673,9 @@ def train_step(plan: Plan) -> None:
             f"{result['torch'] * 1e3:.1f} ms",
             f"{result['ratio']:.2f}",
             f"<= {TRAIN_TARGET}",
+            f"{result['floor'] * 1e3:.1f} ms",
+            f"{result['torch_floor'] * 1e3:.1f} ms",
+            f"{result['same_blas']:.2f}",
         )
         rows.append({**spec, **result, "target": TRAIN_TARGET})
 

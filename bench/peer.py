@@ -13,7 +13,12 @@ best-of-``repeat`` seconds of
     torch_phi  torch's φ forward and its backward over the same values (autograd)
 
 and ``floor``: the bare products of one pass (``bench.case.matmul_floor``), timed beside each
-case where a shape runs several repeats (milliseconds a pass), else once for the shape.
+case where a shape runs several repeats (milliseconds a pass), else once for the shape;
+``torch_floor``, the same products in torch, timed beside it: torch brings its own BLAS (MKL in
+the x86 wheels), whose products can be faster than NumPy's on the same machine. And per case
+the share of subnormal values (nonzero, below the dtype's smallest normal) among the φ outputs,
+ours and torch's: every product reads them, and some CPUs (Intel's, without flush-to-zero) take
+many times longer over a product with subnormal operands.
 The torch network reads our arrays (same x, weights, targets), so the first layer's gradient
 norms can be compared: where torch's is exactly 0 in float32 and ours is not, it underflowed.
 """
@@ -92,6 +97,44 @@ def torch_pass(
     return time.perf_counter() - start, norms
 
 
+def torch_floor(network: Network) -> float:
+    """Seconds for ``matmul_floor``'s products in torch on ``network``'s arrays."""
+    w = torch.from_numpy(network.weights)
+    depth, (batch, n) = len(w), network.x.shape
+    drawn = np.random.default_rng(1).standard_normal((batch, n))
+    g = torch.from_numpy(drawn.astype(network.weights.dtype))
+    g /= torch.linalg.vector_norm(g)
+    with torch.no_grad():
+        start = time.perf_counter()
+        a = torch.empty((depth + 1, batch, n), dtype=w.dtype)
+        a[0] = torch.from_numpy(network.x)
+        for i in range(depth):
+            torch.matmul(a[i], w[i], out=a[i + 1])
+        dw, g_next = torch.empty((n, n), dtype=w.dtype), torch.empty_like(g)
+        for i in reversed(range(depth)):
+            torch.matmul(a[i].T, g, out=dw)
+            torch.matmul(g, w[i].T, out=g_next)
+            g, g_next = g_next, g
+        return time.perf_counter() - start
+
+
+def subnormal_shares(spec: NetworkSpec, inputs: list[np.ndarray]) -> tuple[float, float]:
+    """The share of subnormal values among our φ outputs and among torch's, over ``inputs``."""
+    forward = ACTIVATIONS[spec.activation].forward
+    phi = TORCH_PHI[spec.activation.value]
+    tiny = np.finfo(inputs[0].dtype).tiny
+    h, d = np.empty_like(inputs[0]), np.empty_like(inputs[0])
+    ours = theirs = 0
+    with np.errstate(all="ignore"), torch.no_grad():
+        for z in inputs:
+            forward(z, h, d)
+            ours += int(np.count_nonzero((h != 0) & (np.abs(h) < tiny)))
+            t = phi(torch.from_numpy(z)).numpy()
+            theirs += int(np.count_nonzero((t != 0) & (np.abs(t) < tiny)))
+    size = sum(z.size for z in inputs)
+    return ours / size, theirs / size
+
+
 def network_for(spec: NetworkSpec, held: list[tuple[NetworkSpec, Network]]) -> Network:
     """``spec``'s network, drawn once a shape: where the init's scale does not depend on φ
     (xavier, the default), every activation gets the same arrays, keyed to its own spec."""
@@ -150,7 +193,11 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
         spec = NetworkSpec(**shape, activation=activation, skip=skip)
         network = network_for(spec, held)
         seen: list[Tensor] = []
-        ours = theirs = phi = torch_phi = floor = float("inf")
+        ours = theirs = phi = torch_phi = floor = their_floor = float("inf")
+        if repeat == 1 and not out["cases"]:  # timed once: an untimed pass of each side
+            # first, so that neither side's first touch of this shape's memory is timed
+            ours_time(spec, network)
+            torch_pass(spec, network)
         for r in range(repeat):  # interleaved, so all see the same machine
             t, first = ours_time(spec, network)
             ours = min(ours, t)
@@ -159,6 +206,8 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
             # φ's cost depends on its values (erf and exp branch far from 0, and a
             # pre-activation stream grows with depth): timed on this pass's own φ inputs
             inputs = [z.detach().numpy() for z in seen]
+            if r == 0:
+                subnormal = subnormal_shares(spec, inputs)
             phi = min(phi, our_phi_time(spec, inputs))
             torch_phi = min(torch_phi, torch_phi_time(spec, inputs))
             # The products do not depend on φ; where a pass takes milliseconds they are timed
@@ -166,7 +215,9 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
             if repeat > 1 or not out["cases"]:
                 with np.errstate(all="ignore"):
                     floor = min(floor, matmul_floor(network))
+                their_floor = min(their_floor, torch_floor(network))
         out["floor_s"] = min(out["floor_s"], floor)
+        out["torch_floor_s"] = min(out.get("torch_floor_s", float("inf")), their_floor)
         del seen, inputs
         torch_first = float(norms[0])
         out["cases"].append(
@@ -178,6 +229,11 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
                 "phi_s": phi,
                 "torch_phi_s": torch_phi,
                 "floor_s": floor if floor < float("inf") else out["floor_s"],
+                "torch_floor_s": (
+                    their_floor if their_floor < float("inf") else out["torch_floor_s"]
+                ),
+                "subnormal": subnormal[0],
+                "torch_subnormal": subnormal[1],
                 "log10_first_grad": first,
                 "torch_first_grad": torch_first,
                 "torch_first_underflow": bool(torch_first == 0.0 and np.isfinite(first)),

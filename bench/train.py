@@ -6,8 +6,9 @@
 prints one JSON line a case: the best time of a gradflow step (forward into the reused tape, loss,
 explicit backward into the gradient buffers, Adam's step) and of the same step in torch
 (forward, mse, ``loss.backward()``, ``Adam.step()``, ``zero_grad()``), both float64 on one
-thread, interleaved so that a slow spell of the machine hits both alike. A separate process,
-so that importing torch touches no other section.
+thread, interleaved so that a slow spell of the machine hits both alike; and the bare products of
+such a step on each side's BLAS (``floor``, ``torch_floor``), since torch brings its own. A
+separate process, so that importing torch touches no other section.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.case import matmul_floor
+from bench.peer import torch_floor
 from gradflow.analysis.teacher import teacher_data
 from gradflow.analysis.train import Trainer
 from gradflow.analysis.training import Training
@@ -62,7 +65,9 @@ def measure(depth: int, width: int, batch: int, activation: str, repeat: int) ->
     training = Training(optimizer=Optimizer.ADAM, steps=2 * repeat + 2, samples=batch)
     trainer = Trainer(spec, build(spec), teacher_data(spec, batch, training.steps), training)
     theirs = TorchStep(spec, trainer)
+    network = build(spec)
     ours = {"gradflow": float("inf"), "recorded": float("inf"), "torch": float("inf")}
+    floors = {"floor": float("inf"), "torch_floor": float("inf")}
     t = 0
     with np.errstate(all="ignore"):
         trainer.step(t, record=False)  # the tape is made here, once
@@ -76,7 +81,10 @@ def measure(depth: int, width: int, batch: int, activation: str, repeat: int) ->
                     t += 1
                     trainer.step(t, record=name == "recorded")
                 ours[name] = min(ours[name], time.perf_counter() - start)
-    return {**ours, "ratio": ours["gradflow"] / ours["torch"]}
+            floors["floor"] = min(floors["floor"], matmul_floor(network))
+            floors["torch_floor"] = min(floors["torch_floor"], torch_floor(network))
+    same_blas = ours["gradflow"] / (ours["torch"] - floors["torch_floor"] + floors["floor"])
+    return {**ours, **floors, "ratio": ours["gradflow"] / ours["torch"], "same_blas": same_blas}
 
 
 def main() -> None:

@@ -61,6 +61,10 @@ def test_comma_list_range_and_geometric_range() -> None:
     assert parse_axis("depth=10,100,1000").geometric
     assert parse_axis("depth=10,20,50,100,200").geometric  # 1-2-5 steps
     assert not parse_axis("depth=10,20,30").geometric
+    # ends whose difference or ratio would leave the float range
+    wide = parse_axis("residual-scale=1e-300:1e300:3:log").values
+    assert wide == (1e-300, 1.0, 1e300)
+    assert parse_axis("bias-var=0:1.7e308:3").values == (0.0, 8.5e307, 1.7e308)
 
 
 def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
@@ -97,6 +101,13 @@ def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
         (["--vary", "depth=2", "--vary", "depth=4"], ["varied twice"]),
         (["--vary", "depth=2", "--seeds", "0"], ["--seeds"]),
         (["--vary", "depth=1:1000:1000", "--vary", "width=1:40:40"], ["120,000 runs", "--yes"]),
+        # ends near the float range: the points are refused by value, not by a traceback
+        (["--vary", "depth=-1.7e308:1.7e308:3"], ["depth=-", "at least 1"]),
+        (["--vary", "depth=1e-300:1e300:3:log"], ["depth=0", "at least 1"]),
+        (["--vary", "bias-var=-1.7e308:1.7e308:3"], ["bias-var=-1.7e+308", "non-negative"]),
+        # a range too long to list is refused before it is listed
+        (["--vary", "depth=2:4:100000000000000000000"], ["count", "at most 1,000,000"]),
+        (["--vary", "residual-scale=1:2:100000000", "--yes"], ["count", "at most"]),
         (["--vary", "depth=2", "--jobs", "0"], ["--jobs"]),
         (["--vary", "depth=2", "--jobs", "2", "--scheduler", "tcp://h:1"], ["--jobs"]),
         (["--vary", "depth=2", "--resume"], ["--resume", "jsonl"]),

@@ -41,6 +41,7 @@ from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkS
 from gradflow.engine.threads import available, cores
 
 MAX_RUNS = 100_000  # more needs --yes
+MAX_RANGE = 1_000_000  # values in one start:stop:count range, --yes or not
 INSTALL_DASK = "pip install 'gradflow-cli[dask]'"
 
 
@@ -250,14 +251,21 @@ def _range(field: str, text: str) -> Axis:
     count_text, geometric = match.group(3), match.group(4) is not None
     if not count_text.isdigit() or int(count_text) < 2:
         raise BadInput("--vary", f"{flag_name(field)}: count must be at least 2, got {count_text}")
+    if len(count_text) > 12 or int(count_text) > MAX_RANGE:  # refused before any is listed
+        raise BadInput(
+            "--vary", f"{flag_name(field)}: count must be at most {MAX_RANGE:,}, got {count_text}"
+        )
     count = int(count_text)
     if geometric and (start <= 0 or stop <= 0):
         raise BadInput("--vary", f"{flag_name(field)}: a :log range needs start and stop above 0")
+    # Each point from the ends' own terms, never from stop - start or stop / start, which
+    # leave the float range for ends near it (-1e308:1e308, 1e-300:1e300:log).
     if geometric:
-        ratio = math.log(stop / start)
-        raw = [start * math.exp(ratio * i / (count - 1)) for i in range(count)]
+        low, high = math.log(start), math.log(stop)
+        raw = [math.exp(low + (high - low) * i / (count - 1)) for i in range(count)]
+        raw[0] = start
     else:
-        raw = [start + (stop - start) * i / (count - 1) for i in range(count)]
+        raw = [start * (1 - i / (count - 1)) + stop * (i / (count - 1)) for i in range(count)]
     raw[-1] = stop  # exactly the end the user gave
     values: list[Value]
     if NUMBER_FIELDS[field] is int:

@@ -420,6 +420,15 @@ def test_fail_on_matching_verdict_exits_1_with_reason() -> None:
     assert "vanishing" in line and "--vanish-below" in line
 
 
+def test_fail_on_given_twice_checks_both_lists() -> None:
+    """A CI script's second --fail-on adds to the first; it does not replace it."""
+    for order in (["vanishing", "exploding"], ["exploding", "vanishing"]):
+        flags = [part for verdict in order for part in ("--fail-on", verdict)]
+        result = run("analyze", *SMALL, "--vanish-below", "0.5", *flags)
+        assert result.exit_code == 1, order
+        assert "--fail-on vanishing" in result.stderr
+
+
 def test_fail_on_other_verdict_exits_0() -> None:
     result = run("analyze", *SMALL, "--vanish-below", "0.5", "--fail-on", "exploding")
     assert result.exit_code == 0
@@ -478,6 +487,9 @@ BAD = [
     (["analyze", "--explode-above", "nan"], "--explode-above"),
     (["analyze", "--fail-on", "sometimes"], "--fail-on"),
     (["analyze", "--fail-on", "vanishing,vanishing"], "--fail-on"),
+    (["analyze", "--fail-on", "vanishing", "--fail-on", "vanishing"], "listed twice"),
+    (["analyze", "--fail-on", "vanishing,,exploding"], "empty value"),
+    (["train", "--fail-on", ",frozen"], "empty value"),
     (["analyze", "--format", "xml"], "--format"),
     (["analyze", "--output", "/nonexistent-dir/r.json"], "--output"),
     (["analyze", "--output", "."], "--output"),
@@ -499,6 +511,9 @@ BAD = [
     (["analyze", "surplus"], "surplus"),
     (["compare", "--variants", "none,sideways"], "--variants"),
     (["compare", "--variants", ","], "--variants"),
+    (["compare", "--variants", "none,,post"], "empty value"),
+    (["compare", "--variants", "pre,"], "empty value"),
+    (["paths", "--variants", ",pre"], "empty value"),
     (["compare", "--variants", "post,post"], "--variants"),
     (["compare", "--variants", "none", "--zero-init-residual"], "--zero-init-residual"),
     (["compare", "--depth", "7"], "--depth"),

@@ -147,7 +147,7 @@ def analyze(
     gain_above: o.GainAbove = None,
     signal_below: o.SignalBelow = None,
     signal_above: o.SignalAbove = None,
-    fail_on: o.FailOn = "",
+    fail_on: o.FailOn = None,
     format: o.FormatOpt = None,
     output: o.Output = None,
     save_arrays: o.SaveArrays = None,
@@ -167,7 +167,7 @@ def analyze(
         "analyze",
         skip=skip,
         variants=None,
-        fail_on=fail_on,
+        fail_on=joined(fail_on),
         network=pick(NetworkFlags, locals()),
         thresholds=pick(ThresholdFlags, locals()),
         output=pick(OutputFlags, locals()),
@@ -316,7 +316,7 @@ def train(
     classes: o.Classes = None,
     dtype: o.DTypeOpt = SPEC.dtype,
     seed: o.Seed = SPEC.seed,
-    fail_on: o.TrainFailOn = "",
+    fail_on: o.TrainFailOn = None,
     format: o.FormatOpt = None,
     output: o.Output = None,
     save_arrays: o.SaveArrays = None,
@@ -334,7 +334,7 @@ def train(
 
     plan = make_train_plan(
         variants=variants,
-        fail_on=fail_on,
+        fail_on=joined(fail_on),
         network=pick(NetworkFlags, locals()),
         train=pick(TrainFlags, locals()),
         output=pick(OutputFlags, locals()),
@@ -423,3 +423,8 @@ def main() -> None:
     except KeyboardInterrupt:  # before or after a command: while typer starts up, say
         note("gradflow: interrupted")
         sys.exit(ExitCode.INTERRUPTED)
+
+
+def joined(lists: list[str] | None) -> str:
+    """A repeated list flag as one comma-separated list: --fail-on a --fail-on b is a,b."""
+    return ",".join(lists or ())

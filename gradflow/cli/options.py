@@ -192,10 +192,10 @@ GainAbove = Annotated[float | None, _threshold("gain_above", "exploding", GAIN)]
 SignalBelow = Annotated[float | None, _threshold("signal_below", "vanishing", SIGNAL)]
 SignalAbove = Annotated[float | None, _threshold("signal_above", "exploding", SIGNAL)]
 FailOn = Annotated[
-    str,
+    list[str] | None,
     typer.Option(
         metavar="LIST",
-        help="Exit 1 when the verdict is one of these (comma-separated: "
+        help="Exit 1 when the verdict is one of these (comma-separated, or the flag repeated: "
         "vanishing, exploding, nonfinite).",
         show_default=False,
         rich_help_panel=VERDICT,
@@ -346,11 +346,12 @@ EvalEvery = Annotated[
     ),
 ]
 TrainFailOn = Annotated[
-    str,
+    list[str] | None,
     typer.Option(
         "--fail-on",
         metavar="LIST",
-        help="Exit 1 when a variant is one of these (comma-separated: nonfinite, no-progress: "
+        help="Exit 1 when a variant is one of these (comma-separated, or the flag repeated: "
+        "nonfinite, no-progress: "
         "final loss above 90% of the initial, frozen: layer 1 never moved).",
         show_default=False,
         rich_help_panel=VERDICT,

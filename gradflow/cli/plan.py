@@ -241,10 +241,12 @@ def _spec(network: NetworkFlags, variants: tuple[Skip, ...]) -> NetworkSpec:
 
 
 def _choices(text: str, flag_name: str, accepted: dict[str, Any]) -> list[Any]:
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    names = [part.strip().lower() for part in text.split(",")]
     listing = ", ".join(accepted)
-    if not names:
+    if not any(names):
         raise BadInput(flag_name, f"give a comma-separated list of {listing}")
+    if not all(names):
+        raise BadInput(flag_name, f"empty value in {text!r}")
     chosen = []
     for name in names:
         if name not in accepted:

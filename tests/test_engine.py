@@ -351,6 +351,12 @@ def test_bad_spec_values_raise_clear_errors(changes: dict[str, object], message:
         ({"skip": "pre", "branch_weight_scale": -1e-310}, "branch_weight_scale"),
         ({"dtype": "float32", "bias_var": 1e78}, "bias_var: .* beyond float32's range"),
         ({"dtype": "float32", "bias_var": 1e-80}, "bias_var"),
+        # α and s: a subnormal one lost its digits (5e-324 is the smallest, 1e-45 in float32
+        # rounds to 1.4e-45) and 1e-320 became 0 in float32, a network without branches
+        ({"skip": "pre", "residual_scale": 5e-324}, "residual_scale: .* below float64's"),
+        ({"skip": "pre", "dtype": "float32", "residual_scale": 1e-45}, "residual_scale"),
+        ({"skip": "post", "skip_scale": -1e-310}, "skip_scale: .* below float64's"),
+        ({"skip": "pre", "dtype": "float32", "skip_scale": 1e39}, "skip_scale: .* beyond"),
     ],
 )
 def test_scales_a_dtype_cannot_hold_are_refused(changes: dict[str, object], message: str) -> None:
@@ -369,6 +375,8 @@ def test_scales_at_the_dtype_limits_are_drawn_as_asked() -> None:
         {"dtype": "float32", "weight_var": 16 * rms[1] ** 2},
         {"dtype": "float32", "bias_var": rms[0] ** 2},
         {"skip": "pre", "branch_weight_scale": 0.0},
+        {"skip": "pre", "residual_scale": 0.0, "skip_scale": -2 * rms[1]},
+        {"skip": "pre", "dtype": "float32", "residual_scale": 3.4e38},
     ):
         spec = NetworkSpec(depth=2, width=16, batch=2, **changes)  # type: ignore[arg-type]
         network = build(spec)

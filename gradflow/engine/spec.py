@@ -208,6 +208,12 @@ class NetworkSpec:
             raise ValueError(
                 f"branch_weight_scale: {self.branch_weight_scale:g} takes the weights {below}"
             )
+        for name in ("residual_scale", "skip_scale"):  # α and s, rounded to the dtype
+            value = abs(getattr(self, name))
+            if value > huge:
+                raise ValueError(f"{name}: {getattr(self, name):g} is {where}")
+            if 0 < value < tiny:
+                raise ValueError(f"{name}: {getattr(self, name):g} is {below}")
         bias_std = math.sqrt(self.bias_var)
         if _PEAK_STDS * bias_std > huge:
             raise ValueError(f"bias_var: {self.bias_var:g} gives biases {where}")

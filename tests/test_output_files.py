@@ -301,6 +301,45 @@ def test_fifo_is_written_directly(tmp_path: Path) -> None:
     assert json.loads(received[0]) == report()
 
 
+LONG = ["--depth", "2000", "--width", "8", "--batch", "2"]  # more than a pipe's buffer holds
+
+
+@pytest.mark.parametrize(
+    ("flag", "args"),
+    [
+        ("--output", ["analyze", *LONG, "--format", "json", "-q"]),
+        ("--save-arrays", ["analyze", *LONG, "-q"]),
+        ("--output", ["sweep", "--vary", "depth=2:400:200", "--width", "4", "--format", "jsonl"]),
+    ],
+)
+def test_fifo_whose_reader_leaves_early_is_a_failed_write(
+    tmp_path: Path, flag: str, args: list[str]
+) -> None:
+    """The output did not arrive whole: exit 3 and one line, as for a full disk, while the
+    summary still reaches stdout (which is no pipe that has gone)."""
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+
+    def read_a_little() -> None:
+        with open(path, "rb") as pipe:
+            pipe.read(10)
+
+    reader = threading.Thread(target=read_a_little, daemon=True)
+    reader.start()
+    try:
+        result = run(*args, flag, str(path))
+    finally:
+        reader.join(timeout=10)
+        if reader.is_alive():
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    assert result.exit_code == ExitCode.WRITE_FAILED, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"gradflow: error: {flag}: could not write '") and line.endswith(
+        "': Broken pipe"
+    )
+    assert result.stdout.startswith("plain") or "Sweep" in result.stdout
+
+
 def test_npz_through_a_symlink(tmp_path: Path) -> None:
     target = tmp_path / "real.npz"
     link = tmp_path / "a.npz"

@@ -247,8 +247,8 @@ def write_text(target: OutputTarget, text: str) -> list[WriteFailed]:
         target.write(text.encode("utf-8"))
     except WriteFailed as failure:
         return [failure]
-    except BrokenPipeError:  # --output into a pipe or stdout whose reader has gone
-        silence(sys.stdout)
+    except BrokenPipeError:  # --output is stdout or stderr, and its reader has gone
+        silence(sys.stdout if target.fd == 1 else sys.stderr)
     else:
         note(f"gradflow: wrote {target.path}")
     return []
@@ -260,6 +260,9 @@ def save_arrays(target: OutputTarget, arrays: dict[str, np.ndarray]) -> list[Wri
         target.write(lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
     except WriteFailed as failure:
         return [failure]
+    except BrokenPipeError:  # --save-arrays is stdout or stderr, and its reader has gone
+        silence(sys.stdout if target.fd == 1 else sys.stderr)
+        return []
     note(f"gradflow: saved arrays to {target.path}")
     return []
 

@@ -212,8 +212,12 @@ class _JsonlSink:
         try:
             self.file.write(sweep_view.jsonl_line(record))
             self.file.flush()
-        except BrokenPipeError:
-            silence(self.file)
+        except BrokenPipeError as error:  # the reader has gone: | head is no error, but a
+            silence(self.file)  # FIFO --output whose reader left is not whole
+            if self.file is not sys.stdout:
+                self.failures.append(WriteFailed(self.flag, self.path, error))
+                with contextlib.suppress(OSError):
+                    self.file.close()  # what is still buffered goes to /dev/null
             self.file = None
         except OSError as error:
             self.failures.append(WriteFailed(self.flag, self.path, error))

@@ -101,8 +101,9 @@ class OutputTarget:
         """Write the whole output, by the rules of its kind.
 
         Raises WriteFailed (exit 3) when it cannot, with the file as it was before (but for a
-        device or a FIFO, which may hold part of it). A reader that closed a pipe raises
-        BrokenPipeError, left to the caller.
+        device or a FIFO, which may hold part of it), also when a FIFO's reader closed it
+        before the end. Where the target is stdout or stderr itself, a reader that has gone
+        raises BrokenPipeError, left to the caller (``| head`` is no error).
         """
         write: Writer = data if callable(data) else (lambda file: file.write(data))
         try:
@@ -115,8 +116,10 @@ class OutputTarget:
             else:
                 with open(self.final, "wb") as file:
                     write(file)
-        except BrokenPipeError:
-            raise
+        except BrokenPipeError as error:
+            if self.fd is not None:
+                raise
+            raise WriteFailed(self.flag, self.path, error) from None
         except OSError as error:
             raise WriteFailed(self.flag, self.path, error) from None
 

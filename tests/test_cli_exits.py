@@ -71,6 +71,18 @@ def test_a_full_stdout_is_a_write_failure() -> None:
     assert line.startswith("gradflow: error: ") and "stdout" in line
 
 
+@pytest.mark.parametrize("args", [["--help"], ["--version"], [], ["sweep", "--help"]])
+def test_help_and_version_into_a_full_stdout_are_a_write_failure(args: list[str]) -> None:
+    """Text click prints itself, and the --version answered before typer loads: one line and
+    exit 3 too, not a traceback."""
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            gradflow(*args), stdout=full, stderr=subprocess.PIPE, env=ENV, text=True
+        )
+    assert done.returncode == ExitCode.WRITE_FAILED, done.stderr
+    assert done.stderr == "gradflow: error: could not write stdout: No space left on device\n"
+
+
 def test_dev_stdout_is_the_stdout_file_not_replaced(tmp_path: Path) -> None:
     """/dev/stdout, redirected to a file, is that file. (A link of our own to /proc/self/fd/1,
     as /dev/stdout is: a broken version of this rule would replace the machine's /dev/stdout.)"""

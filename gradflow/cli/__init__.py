@@ -17,7 +17,9 @@ the typer app in-process, as the tests do, leaves the collector as it is.
 
 from __future__ import annotations
 
+import errno
 import gc
+import os
 import sys
 
 from gradflow import __version__
@@ -30,7 +32,14 @@ __all__ = ["VERSION_LINE", "main", "start_collecting"]
 def main() -> None:
     """Entry point of the ``gradflow`` command (and ``python -m gradflow``)."""
     if sys.argv[1:] == ["--version"]:
-        sys.stdout.write(VERSION_LINE + "\n")
+        try:
+            sys.stdout.write(VERSION_LINE + "\n")
+            sys.stdout.flush()
+        except OSError as error:  # a full disk is exit 3, a reader that has gone is none
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            if error.errno != errno.EPIPE:
+                sys.stderr.write(f"gradflow: error: could not write stdout: {error.strerror}\n")
+                sys.exit(3)
         return
     gc.disable()  # until start_collecting, or the exit (for --help and bad flags)
     try:

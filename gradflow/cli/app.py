@@ -20,7 +20,15 @@ import typer
 
 from gradflow.cli import VERSION_LINE, start_collecting
 from gradflow.cli import options as o
-from gradflow.cli.errors import EXIT_CODES, ExitCode, close_command, note, one_line
+from gradflow.cli.errors import (
+    EXIT_CODES,
+    WRITE_ERRORS,
+    ExitCode,
+    close_command,
+    note,
+    one_line,
+    stdout_failed,
+)
 from gradflow.cli.on_demand import OnDemandGroup
 from gradflow.cli.options import SPEC
 from gradflow.engine.optim_spec import Optimizer
@@ -59,13 +67,24 @@ class Group(OnDemandGroup):
             code = super().main(args, name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as error:  # usage errors, including BadInput
             if type(error).__name__ == "NoArgsIsHelpError":  # bare `gradflow`: the help
-                code = super().main(["--help"], name, standalone_mode=False)
+                try:
+                    code = super().main(["--help"], name, standalone_mode=False)
+                except OSError as failed:
+                    if failed.errno not in WRITE_ERRORS:
+                        raise
+                    code = stdout_failed(failed)
             else:
                 note(f"gradflow: error: {one_line(error)}")
                 code = ExitCode.BAD_INPUT
         except Interrupted:
             note("gradflow: interrupted")
             code = ExitCode.INTERRUPTED
+        except OSError as error:  # --help into /dev/full; the commands catch their own
+            if error.errno not in WRITE_ERRORS:
+                traceback.print_exc()
+                code = ExitCode.INTERNAL_ERROR
+            else:
+                code = stdout_failed(error)
         except Exception:  # a bug: its traceback, and a code no check or input error uses
             traceback.print_exc()
             code = ExitCode.INTERNAL_ERROR
@@ -416,7 +435,10 @@ def _execute(plan: "Plan") -> None:
 def main() -> None:
     """Entry point of the ``gradflow`` command (and ``python -m gradflow``)."""
     if sys.argv[1:] == ["--version"]:  # answered before typer builds the commands
-        typer.echo(VERSION_LINE)
+        try:
+            typer.echo(VERSION_LINE)
+        except OSError as error:
+            sys.exit(stdout_failed(error))
         return
     try:
         app(prog_name="gradflow")

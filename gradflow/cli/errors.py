@@ -8,6 +8,7 @@ a line that fits a terminal.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import sys
@@ -127,6 +128,20 @@ def note(line: str) -> None:
         sys.stderr.flush()
     except OSError:
         silence(sys.stderr)
+
+
+# what a write to a full, broken or closed stdout raises
+WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE})
+
+
+def stdout_failed(error: OSError) -> ExitCode:
+    """Text click printed itself (--help, --version) could not go to stdout: a reader that has
+    gone is no error (as ``| head`` elsewhere), a full disk is exit 3 with one line."""
+    silence(sys.stdout)
+    if error.errno == errno.EPIPE:
+        return ExitCode.OK
+    note(f"gradflow: error: could not write stdout: {error.strerror or error}")
+    return ExitCode.WRITE_FAILED
 
 
 def silence(stream: TextIO) -> None:

@@ -131,6 +131,43 @@ def test_ctrl_c_is_one_line_and_130() -> None:
     assert stdout == b""
 
 
+HELD_IN_SAVE = """
+import sys, time
+import numpy as np
+
+def slow_savez(file, **arrays):
+    file.write(b"part of an npz")
+    print("started", file=sys.stderr, flush=True)
+    time.sleep(60)
+
+np.savez = slow_savez
+sys.argv = ["gradflow", "analyze", "--depth", "4", "--width", "4", "--batch", "2", "-q",
+            "--save-arrays", sys.argv[1]]
+from gradflow.cli.app import main
+main()
+"""
+
+
+def test_sigterm_removes_the_half_written_file_and_ends_by_the_signal(tmp_path: Path) -> None:
+    """``timeout`` and a cancelled CI job send SIGTERM: the file being written is removed (the
+    one it was to replace is as it was), one line says so, and the process ends by SIGTERM."""
+    target = tmp_path / "arrays.npz"
+    target.write_bytes(b"before")
+    with subprocess.Popen(
+        [sys.executable, "-c", HELD_IN_SAVE, str(target)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+    ) as child:  # fmt: skip
+        assert child.stderr is not None
+        assert child.stderr.readline() == b"started\n"
+        assert len(list(tmp_path.iterdir())) == 2  # the target and the file being written
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGTERM
+    assert stderr.decode().splitlines() == ["gradflow: terminated"]
+    assert list(tmp_path.iterdir()) == [target]
+    assert target.read_bytes() == b"before"
+
+
 def test_ctrl_c_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt

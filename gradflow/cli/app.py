@@ -11,6 +11,8 @@ an exit code (``errors.ExitCode``) with at most one line on stderr; only a bug s
 # No ``from __future__ import annotations``: typer reads every signature below when it builds a
 # command, and annotations kept as objects spare it eval-ing each string (~2.5 ms a command).
 
+import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -48,6 +50,24 @@ class Interrupted(Exception):
     """Ctrl-C during a command, carried past typer (which would exit 130 without a word)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, a cancelled CI job), raised where the program is, as Ctrl-C is:
+    every half-written file is removed on the way out. ``main`` then ends the process by the
+    signal, so that whoever sent it sees it."""
+
+
+_TERMINATED: list[int] = []  # the SIGTERM received, once ``main`` handles it
+
+
+def _terminate(signum: int, frame: object) -> None:
+    _TERMINATED.append(signum)
+    raise Terminated
+
+
+def _interrupted_line() -> str:
+    return "gradflow: terminated" if _TERMINATED else "gradflow: interrupted"
+
+
 class Group(OnDemandGroup):
     """Every way out of a command as an exit code: usage errors and Ctrl-C as one line on
     stderr, a bug as its traceback and exit 70."""
@@ -77,7 +97,7 @@ class Group(OnDemandGroup):
                 note(f"gradflow: error: {one_line(error)}")
                 code = ExitCode.BAD_INPUT
         except Interrupted:
-            note("gradflow: interrupted")
+            note(_interrupted_line())
             code = ExitCode.INTERRUPTED
         except OSError as error:  # --help into /dev/full; the commands catch their own
             if error.errno not in WRITE_ERRORS:
@@ -440,11 +460,16 @@ def main() -> None:
         except OSError as error:
             sys.exit(stdout_failed(error))
         return
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         app(prog_name="gradflow")
     except KeyboardInterrupt:  # before or after a command: while typer starts up, say
-        note("gradflow: interrupted")
+        note(_interrupted_line())
         sys.exit(ExitCode.INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if _TERMINATED:  # the half-written files are gone: end by the signal, as sent
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def joined(lists: list[str] | None) -> str:

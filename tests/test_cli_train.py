@@ -31,6 +31,9 @@ def run(*args: str) -> Result:
         (["--lr", "-0.1"], "--lr"),
         (["--lr", "nan"], "--lr"),
         (["--lr", "inf"], "--lr"),
+        (["--lr", "1e-50", "--dtype", "float32"], "--lr"),  # rounds to 0: nothing would move
+        (["--lr", "1e39", "--dtype", "float32"], "--lr"),  # rounds to inf
+        (["--lr", "1e-320"], "--lr"),  # subnormal
         (["--steps", "0"], "--steps"),
         (["--every", "0"], "--every"),
         (["--eval-every", "0"], "--eval-every"),
@@ -91,6 +94,23 @@ def test_fail_on_frozen_also_behind_an_earlier_verdict() -> None:
     assert "pre is" not in result.stderr  # pre learns
 
 
+def test_a_gradient_rounded_to_zero_is_warned_about_and_not_called_never_moved() -> None:
+    """--lr 1e308: the first step moves every weight by ~1e306, the sigmoids saturate, and from
+    then on φ′ rounds to 0, so layer 1's gradient is exactly 0 in float64 though the loss is
+    not. It stopped moving (frozen), but it did move; and its zero is not a true one."""
+    result = run("--optimizer", "sgd", "--lr", "1e308", "--variants", "none", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    (summary,) = [r["summary"] for r in json.loads(result.stdout)["runs"]]
+    assert summary["verdict"] == "frozen"
+    assert summary["reason"] == "fc1 stopped moving: median update ratio 0 (largest 1)"
+    (warning,) = summary["warnings"]
+    assert warning.startswith("‖∂L/∂W‖ of fc1 is 0 in float64 at step 1, though the loss is not")
+    assert result.stderr == f"gradflow: warning: plain: {warning}\n"
+    # ReLU's zeros can be true ones (dead units): no such warning
+    relu = run("--optimizer", "sgd", "--lr", "1e-3", "--activation", "relu", "--format", "json")
+    assert all(not r["summary"]["warnings"] for r in json.loads(relu.stdout)["runs"])
+
+
 def test_json_schema_and_its_numbers(tmp_path: Path) -> None:
     result = run("--format", "json", "--every", "2", "--eval-every", "3", "--loss", "xent")
     assert result.exit_code == 0, result.stderr
@@ -111,7 +131,7 @@ def test_json_schema_and_its_numbers(tmp_path: Path) -> None:
         assert summary["initial_loss"] == r["eval"][0]["loss"]
         assert summary["final_loss"] == r["eval"][-1]["loss"]
         assert summary["verdict"] in {"learns", "frozen", "no-progress"}
-        assert summary["stopped"] is None
+        assert summary["stopped"] is None and summary["warnings"] == []
     # every variant starts from the same weights and data: plain and post share a first loss
     # only by accident, but the minibatch order is shared, so eval steps agree
     assert len({tuple(e["step"] for e in r["eval"]) for r in doc["runs"]}) == 1

@@ -23,6 +23,7 @@ to there are kept.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gradflow.analysis.analyze import estimate_bytes, variant_spec
-from gradflow.analysis.assemble import layer_names
+from gradflow.analysis.assemble import branch_zeros_may_be_true, layer_names
 from gradflow.analysis.side_by_side import Shares, share, side_by_side
 from gradflow.analysis.teacher import TeacherData, constant_loss, teacher_data
 from gradflow.analysis.training import Training, TrainVerdict
@@ -41,7 +42,7 @@ from gradflow.engine.magnitudes import Magnitudes, checked_norm, sum_sq
 from gradflow.engine.network import Network, build
 from gradflow.engine.optimizers import buffer_count, make_optimizer, update
 from gradflow.engine.passes import backward, blocks, forward, forward_again
-from gradflow.engine.spec import Loss, NetworkSpec, Skip
+from gradflow.engine.spec import Activation, Loss, NetworkSpec, Skip
 from gradflow.engine.tape import Order, Tape
 from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.weight_grads import Method, gradient_buffers
@@ -91,6 +92,7 @@ class TrainSummary:
     reason: str
     stopped: Stop | None
     holds: tuple[TrainVerdict, ...]  # every verdict that holds, in order (what --fail-on checks)
+    warnings: tuple[str, ...] = ()  # numerical trouble short of a stop (zeros that are not)
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,9 @@ class Trainer:
             loss, stop = self.evaluate(training.steps)
             evals.append(EvalRecord(training.steps, loss))
         summary = summarize(steps, evals, stop, floor, self.names)
+        zero = _rounded_to_zero(self.spec, steps, self.names[0])
+        if zero is not None:
+            summary = dataclasses.replace(summary, warnings=(zero,))
         return TrainRun(self.spec.label, self.spec, self.names, steps, evals, summary)
 
     def step(self, t: int, record: bool) -> StepRecord | Stop | None:
@@ -386,8 +391,15 @@ def summarize(
             )
         )
     if first_ratio < math.log10(FROZEN_BELOW):
+        peak = float(ratios[:, 0].max()) if steps else math.nan
         findings.append(
-            (TrainVerdict.FROZEN, f"{names[0]} never moved: update ratio {ratio_text(first_ratio)}")
+            (
+                TrainVerdict.FROZEN,
+                f"{names[0]} never moved: update ratio {ratio_text(first_ratio)}"
+                if not peak >= math.log10(FROZEN_BELOW)
+                else f"{names[0]} stopped moving: median update ratio {ratio_text(first_ratio)} "
+                f"(largest {ratio_text(peak)})",
+            )
         )
     if not findings:
         when = f"halved by step {halved}" if halved is not None else "not halved"
@@ -398,6 +410,22 @@ def summarize(
     return TrainSummary(
         initial, final, floor, halved, first_ratio, last_ratio, verdict, reason, stop, holds
     )
+
+
+def _rounded_to_zero(spec: NetworkSpec, steps: list[StepRecord], name: str) -> str | None:
+    """A warning where layer 1's ‖∂L/∂W‖ is exactly 0 at a recorded step whose loss is finite
+    and not 0, and no exact zero is possible there (ReLU's dead units, a branch zeroed or
+    scaled by 0): the gradient rounded to 0 on its way down, saturated φ′ or underflow."""
+    if spec.activation is Activation.RELU or (spec.residual and branch_zeros_may_be_true(spec)):
+        return None
+    for record in steps:
+        if record.grad_weight.mantissa[0] == 0 and 0 < record.loss < math.inf:
+            return (
+                f"‖∂L/∂W‖ of {name} is 0 in {spec.dtype} at step {record.step}, though the "
+                "loss is not: the gradient rounded to 0 on its way down (saturated φ′ or "
+                "underflow), not a true zero"
+            )
+    return None
 
 
 def ratio_text(log10: float) -> str:

@@ -62,6 +62,8 @@ def execute_train(plan: Plan) -> ExitCode:
         stop = run.summary.stopped
         if stop is not None:  # numerical trouble: a diagnostic, so stderr too
             note(f"gradflow: warning: {run.label}: {run.summary.reason}")
+        for warning in run.summary.warnings:
+            note(f"gradflow: warning: {run.label}: {warning}")
     failures += _show(plan, runs)
     title = train_view.header_line(plan.spec, runs, training)
     failures += write_train_figure(plan.plot, runs, title)

@@ -20,7 +20,7 @@ from gradflow.cli.plan import (
     outputs,
 )
 from gradflow.engine.optim_spec import Optimizer
-from gradflow.engine.spec import Loss
+from gradflow.engine.spec import NORMAL_RANGE, Loss
 
 
 class TrainFlags(NamedTuple):
@@ -67,6 +67,13 @@ def make_train_plan(
     except ValueError as error:
         name, _, message = str(error).partition(": ")
         raise BadInput(flag(name), message) from None
+    tiny, huge = NORMAL_RANGE[spec.dtype]
+    if not tiny <= training.learning_rate <= huge:  # each step multiplies by it in the dtype
+        raise BadInput(
+            "--lr",
+            f"{training.learning_rate:g} is outside {spec.dtype}'s normal range "
+            f"({tiny:.3g} to {huge:.3g}): the updates would be inf, or subnormal and 0",
+        )
     if training.samples % spec.batch:
         below, above = _nearest_multiples(training.samples, spec.batch)
         raise BadInput(

@@ -331,6 +331,7 @@ def summary_record(run: TrainRun) -> dict[str, Any]:
         "stopped": None
         if stop is None
         else {"step": stop.step, "layer": stop.layer, "stage": stop.stage},
+        "warnings": list(s.warnings),
     }
 
 

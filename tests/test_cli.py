@@ -494,6 +494,7 @@ BAD = [
     (["analyze", "--output", "/nonexistent-dir/r.json"], "--output"),
     (["analyze", "--output", "."], "--output"),
     (["analyze", "--save-arrays", "/nonexistent-dir/a.npz"], "--save-arrays"),
+    (["analyze", "--save-arrays", "/dev/stderr"], "stderr carries messages"),
     (["analyze", "--output", "x.json", "--save-arrays", "x.json"], "--save-arrays"),
     (["analyze", "--max-rows", "0"], "--max-rows"),
     (["analyze", "--max-memory", "lots"], "--max-memory"),

@@ -298,7 +298,8 @@ def _targets(output: OutputFlags) -> tuple[OutputTarget | None, OutputTarget | N
     if output.save_arrays is not None:
         arrays = _target(output.save_arrays, "--save-arrays")
         if arrays.is_stream:
-            raise BadInput("--save-arrays", "stdout carries the report; give a file name")
+            stream = "stdout carries the report" if arrays.fd == 1 else "stderr carries messages"
+            raise BadInput("--save-arrays", f"{stream}; give a file name")
         if report is not None and arrays.same_as(report):
             raise BadInput("--save-arrays", f"{quoted(output.save_arrays)} is also --output")
     return report, arrays

@@ -377,6 +377,7 @@ def test_scales_at_the_dtype_limits_are_drawn_as_asked() -> None:
         {"skip": "pre", "branch_weight_scale": 0.0},
         {"skip": "pre", "residual_scale": 0.0, "skip_scale": -2 * rms[1]},
         {"skip": "pre", "dtype": "float32", "residual_scale": 3.4e38},
+        {"dtype": "float32", "residual_scale": 1e-40},  # a plain network has no α to round
     ):
         spec = NetworkSpec(depth=2, width=16, batch=2, **changes)  # type: ignore[arg-type]
         network = build(spec)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import stat
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gradflow.analysis import analyze as engine
+from gradflow.cli import files
 from gradflow.cli.app import app
 from gradflow.cli.errors import ExitCode
 from gradflow.cli.files import Kind, OutputTarget
@@ -366,3 +369,22 @@ def test_kinds(tmp_path: Path) -> None:
     assert OutputTarget.check(linked, "--output").kind is Kind.IN_PLACE
     assert OutputTarget.check(tmp_path / "p", "--output").kind is Kind.DEVICE
     assert OutputTarget.check("-", "--output").kind is Kind.STREAM
+
+
+def test_interrupts_are_held_while_other_threads_run() -> None:
+    """A rewrite in place holds Ctrl-C back until the file is whole, also while a pass's helper
+    threads are alive: the kernel hands a process's signal to a thread that does not block it,
+    and Python runs the handler in the main thread all the same."""
+    done = threading.Event()
+    helper = threading.Thread(target=done.wait)
+    helper.start()
+    steps: list[str] = []
+    try:
+        with pytest.raises(KeyboardInterrupt), files._interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # where the handler would run, were it not held
+            steps.append("whole")
+        assert steps == ["whole"]
+    finally:
+        done.set()
+        helper.join()

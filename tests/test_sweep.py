@@ -61,6 +61,11 @@ def test_comma_list_range_and_geometric_range() -> None:
     assert parse_axis("depth=10,100,1000").geometric
     assert parse_axis("depth=10,20,50,100,200").geometric  # 1-2-5 steps
     assert not parse_axis("depth=10,20,30").geometric
+    # a range that crosses 0 hits it exactly, and integer ranges round each point as the step
+    # puts it (a tie to even): what a --resume made by an earlier version expects
+    assert parse_axis("skip-scale=-1:2:4").values == (-1.0, 0.0, 1.0, 2.0)
+    assert 0.0 in parse_axis("residual-scale=-2:3:31").values
+    assert parse_axis("depth=23:1190:13").values[2] == 218
     # ends whose difference or ratio would leave the float range
     wide = parse_axis("residual-scale=1e-300:1e300:3:log").values
     assert wide == (1e-300, 1.0, 1e300)
@@ -108,6 +113,8 @@ def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
         # a range too long to list is refused before it is listed
         (["--vary", "depth=2:4:100000000000000000000"], ["count", "at most 1,000,000"]),
         (["--vary", "residual-scale=1:2:100000000", "--yes"], ["count", "at most"]),
+        (["--vary", "depth=2:4:" + "9" * 5000], ["count", "at most"]),  # past int()'s limit
+        (["--vary", "depth=2:4:²"], ["count", "at least 2"]),  # a digit int() does not take
         (["--vary", "depth=2", "--jobs", "0"], ["--jobs"]),
         (["--vary", "depth=2", "--jobs", "2", "--scheduler", "tcp://h:1"], ["--jobs"]),
         (["--vary", "depth=2", "--resume"], ["--resume", "jsonl"]),

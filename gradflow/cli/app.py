@@ -24,11 +24,11 @@ from gradflow.cli import VERSION_LINE, start_collecting
 from gradflow.cli import options as o
 from gradflow.cli.errors import (
     EXIT_CODES,
-    WRITE_ERRORS,
     ExitCode,
     close_command,
     note,
     one_line,
+    stdout_broken,
     stdout_failed,
 )
 from gradflow.cli.on_demand import OnDemandGroup
@@ -56,16 +56,20 @@ class Terminated(KeyboardInterrupt):
     signal, so that whoever sent it sees it."""
 
 
-_TERMINATED: list[int] = []  # the SIGTERM received, once ``main`` handles it
+_TERMINATED: list[int] = []  # the SIGTERM received, once ``main`` handles it; 0: reported
 
 
 def _terminate(signum: int, frame: object) -> None:
     _TERMINATED.append(signum)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
     raise Terminated
 
 
 def _interrupted_line() -> str:
-    return "gradflow: terminated" if _TERMINATED else "gradflow: interrupted"
+    if _TERMINATED:
+        _TERMINATED.append(0)  # said
+        return "gradflow: terminated"
+    return "gradflow: interrupted"
 
 
 class Group(OnDemandGroup):
@@ -90,7 +94,7 @@ class Group(OnDemandGroup):
                 try:
                     code = super().main(["--help"], name, standalone_mode=False)
                 except OSError as failed:
-                    if failed.errno not in WRITE_ERRORS:
+                    if not stdout_broken(failed):
                         raise
                     code = stdout_failed(failed)
             else:
@@ -100,7 +104,7 @@ class Group(OnDemandGroup):
             note(_interrupted_line())
             code = ExitCode.INTERRUPTED
         except OSError as error:  # --help into /dev/full; the commands catch their own
-            if error.errno not in WRITE_ERRORS:
+            if not stdout_broken(error):
                 traceback.print_exc()
                 code = ExitCode.INTERNAL_ERROR
             else:
@@ -460,16 +464,22 @@ def main() -> None:
         except OSError as error:
             sys.exit(stdout_failed(error))
         return
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    _TERMINATED.clear()
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_IGN:  # a caller that ignores SIGTERM keeps it ignored
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         app(prog_name="gradflow")
     except KeyboardInterrupt:  # before or after a command: while typer starts up, say
         note(_interrupted_line())
         sys.exit(ExitCode.INTERRUPTED)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if _TERMINATED:  # the half-written files are gone: end by the signal, as sent
+            if 0 not in _TERMINATED:  # typer took it while parsing, without a word
+                note("gradflow: terminated")
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def joined(lists: list[str] | None) -> str:

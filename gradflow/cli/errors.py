@@ -134,6 +134,14 @@ def note(line: str) -> None:
 WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE})
 
 
+def stdout_broken(error: OSError) -> bool:
+    """Whether an error that escaped a command is a write to stdout failing (a full disk, a
+    reader gone), not a bug's: a stream's write error names no file. (The commands turn their
+    own files' errors into WriteFailed; a flush cannot tell, for a failed write's bytes are
+    dropped from the buffer.)"""
+    return error.errno in WRITE_ERRORS and error.filename is None
+
+
 def stdout_failed(error: OSError) -> ExitCode:
     """Text click printed itself (--help, --version) could not go to stdout: a reader that has
     gone is no error (as ``| head`` elsewhere), a full disk is exit 3 with one line."""

@@ -27,6 +27,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -253,17 +254,27 @@ def _reserve(handle: int, size: int) -> None:
 
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Block SIGINT (and SIGTERM) in this thread; one that arrived is delivered afterwards."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (AttributeError, OSError, ValueError):  # no signal masks here
-        yield
+    """Hold SIGINT and SIGTERM back; one that arrived is raised afterwards. Python runs signal
+    handlers in the main thread whichever thread the kernel gave the signal to, so a thread's
+    signal mask would not hold them where other threads are alive (a pass's helpers): the
+    handlers themselves are swapped for ones that only note the signal."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run in the main thread: nothing interrupts this one
         return
+    arrived: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in held}
+    for number in held:
+        if previous[number] not in (signal.SIG_IGN, None):
+            signal.signal(number, lambda got, frame: arrived.append(got))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            if handler is not None:
+                signal.signal(number, handler)
+        for got in dict.fromkeys(arrived):
+            signal.raise_signal(got)
 
 
 def _to_stream(fd: int, write: Writer) -> None:

@@ -352,7 +352,8 @@ TrainFailOn = Annotated[
         metavar="LIST",
         help="Exit 1 when a variant is one of these (comma-separated, or the flag repeated: "
         "nonfinite, no-progress: "
-        "final loss above 90% of the initial, frozen: layer 1 never moved).",
+        "final loss above 90% of the initial, frozen: layer 1's median update ratio below "
+        "1e-6).",
         show_default=False,
         rich_help_panel=VERDICT,
     ),

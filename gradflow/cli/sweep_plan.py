@@ -249,23 +249,32 @@ def _range(field: str, text: str) -> Axis:
         raise BadInput("--vary", f"{flag_name(field)}: expected {expected}, got {quoted(text)}")
     start, stop = _number(field, match.group(1)), _number(field, match.group(2))
     count_text, geometric = match.group(3), match.group(4) is not None
-    if not count_text.isdigit() or int(count_text) < 2:
-        raise BadInput("--vary", f"{flag_name(field)}: count must be at least 2, got {count_text}")
+    if not (count_text.isascii() and count_text.isdigit()) or int(count_text[:12]) < 2:
+        raise BadInput(
+            "--vary", f"{flag_name(field)}: count must be at least 2, got {shorten(count_text)}"
+        )
     if len(count_text) > 12 or int(count_text) > MAX_RANGE:  # refused before any is listed
         raise BadInput(
-            "--vary", f"{flag_name(field)}: count must be at most {MAX_RANGE:,}, got {count_text}"
+            "--vary",
+            f"{flag_name(field)}: count must be at most {MAX_RANGE:,}, got {shorten(count_text)}",
         )
     count = int(count_text)
     if geometric and (start <= 0 or stop <= 0):
         raise BadInput("--vary", f"{flag_name(field)}: a :log range needs start and stop above 0")
-    # Each point from the ends' own terms, never from stop - start or stop / start, which
-    # leave the float range for ends near it (-1e308:1e308, 1e-300:1e300:log).
-    if geometric:
+    # Where stop - start or stop / start leaves the float range (-1e308:1e308, 1e-300:1e300:log),
+    # each point from the ends' own terms; elsewhere from the step, which hits 0 exactly where a
+    # range crosses it (-1:2:4 is -1, 0, 1, 2).
+    span = stop / start if geometric else stop - start
+    if geometric and not 0 < span < math.inf:
         low, high = math.log(start), math.log(stop)
         raw = [math.exp(low + (high - low) * i / (count - 1)) for i in range(count)]
         raw[0] = start
-    else:
+    elif geometric:
+        raw = [start * math.exp(math.log(span) * i / (count - 1)) for i in range(count)]
+    elif not math.isfinite(span):
         raw = [start * (1 - i / (count - 1)) + stop * (i / (count - 1)) for i in range(count)]
+    else:
+        raw = [start + span * i / (count - 1) for i in range(count)]
     raw[-1] = stop  # exactly the end the user gave
     values: list[Value]
     if NUMBER_FIELDS[field] is int:

@@ -208,7 +208,7 @@ class NetworkSpec:
             raise ValueError(
                 f"branch_weight_scale: {self.branch_weight_scale:g} takes the weights {below}"
             )
-        for name in ("residual_scale", "skip_scale"):  # α and s, rounded to the dtype
+        for name in ("residual_scale", "skip_scale") if self.residual else ():  # α and s
             value = abs(getattr(self, name))
             if value > huge:
                 raise ValueError(f"{name}: {getattr(self, name):g} is {where}")

@@ -448,7 +448,7 @@ def peer(plan: Plan) -> None:
         + ")",
         "torch: forward, MSE loss, backward, every |dL/dW_i|; ours adds statistics and checks",
         "floor: the bare matmuls, dL/dW formed n x n (ours: |dL/dW| from B x B Grams if B < n); "
-        "timed beside each case at width 256, once a shape at the wider ones",
+        "timed beside each case at width 256, best of 2 once a shape at the wider ones",
         "phi: our φ and φ' on this pass's own φ inputs; torch phi: its φ forward+backward",
         "limit: ours / (floor + phi), target <= 1.1; vs torch: target <= 1.0 (φ gaps allowed)",
         "torch fl: the same bare matmuls in torch, on its own BLAS (MKL in its x86 wheels)",

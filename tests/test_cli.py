@@ -429,6 +429,18 @@ def test_fail_on_given_twice_checks_both_lists() -> None:
         assert "--fail-on vanishing" in result.stderr
 
 
+def test_a_weight_ratio_of_0_over_0_reads_n_a() -> None:
+    """α = 0: every branch weight's gradient is exactly 0, at both ends: the ratio is not
+    measurable (n/a, as documented), not a NaN value."""
+    result = run("compare", "--depth", "8", "--width", "16", "--batch", "4",
+                 "--residual-scale", "0", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for label in ("post", "pre"):
+        line = next(x for x in lines if x.startswith(label))
+        assert "‖∂L/∂W‖       n/a" in line and "nan" not in line
+
+
 def test_fail_on_other_verdict_exits_0() -> None:
     result = run("analyze", *SMALL, "--vanish-below", "0.5", "--fail-on", "exploding")
     assert result.exit_code == 0

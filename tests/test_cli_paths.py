@@ -64,12 +64,30 @@ def test_max_length_returns_a_remainder(tmp_path: Path) -> None:
     assert record["check"] < 1e-12
 
 
+def test_the_last_cumulative_share_is_one_and_max_length_0_splits_off_the_skip_path() -> None:
+    """Every share summed is 1 by definition: the last cumulative is 1, not 1 - 1e-16 (which
+    read >99.99%). --max-length 0: the skip-only path against all the others."""
+    whole = _strict(run("paths", *SMALL, "--depth", "12", "--format", "json").stdout)["runs"][0]
+    assert whole["lengths"][-1]["cumulative"] == 1.0
+    table = run("paths", *SMALL, "--depth", "12", env={"COLUMNS": "100"}).stdout
+    last_row = next(line for line in table.splitlines() if line.split()[:2] == ["6", "1"])
+    assert last_row.endswith(" 100%")
+    result = run("paths", *SMALL, "--max-length", "0", "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    rows = result.stdout.splitlines()
+    assert [row.split(",")[3] for row in rows[1:]] == ["0", ">0"]
+    assert rows[-1].endswith(",1.0")
+    skip_led = run("paths", "--depth", "8", "--width", "16", "--batch", "4", "--max-length", "0",
+                   "-q").stdout  # fmt: skip
+    assert "energy lies in length 0 (99%)" in skip_led
+
+
 @pytest.mark.parametrize(
     ("args", "flag"),
     [
         (["--skip", "none"], "--skip"),
         (["--variants", "pre,plain"], "--variants"),
-        (["--max-length", "0"], "--max-length"),
+        (["--max-length", "-1"], "--max-length"),
         (["--samples", "-2"], "--samples"),
         (["--skip", "postnorm"], "--norm"),
         (["--max-memory", "1K"], "memory"),

@@ -163,6 +163,12 @@ class Decomposition:
     def lengths(self) -> np.ndarray:
         return np.arange(self.max_length + 1)
 
+    @property
+    def remainder_cumulative(self) -> float:
+        """The cumulative share through the remainder, the last row: every share, so 1 (nan
+        where no share is defined)."""
+        return 1.0 if math.isfinite(self.cumulative[-1]) else math.nan
+
     def plot(self) -> Figure:
         """This decomposition as a matplotlib Figure (needs the ``plot`` extra); for several
         wirings, ``gradflow.render.figures.path_lengths.path_figure(decompositions)``."""
@@ -559,6 +565,15 @@ def _shares(log10_grad: np.ndarray) -> np.ndarray:
     return shares
 
 
+def _cumulative(shares: np.ndarray, whole: bool) -> np.ndarray:
+    """Σ_{j≤k} share_j; where the shares are all of them (no remainder), the last is 1 exactly,
+    as by definition, not 1 ± a rounding (which read >99.99%)."""
+    cumulative: np.ndarray = np.cumsum(shares)
+    if whole and np.isfinite(cumulative[-1]):
+        cumulative[-1] = 1.0
+    return cumulative
+
+
 def _log10_root_energy(log10_grad: np.ndarray) -> float:
     """log10 sqrt(Σ_k ‖G_k‖²) from exact log10 norms."""
     top = float(np.max(log10_grad))
@@ -631,7 +646,7 @@ def _measure(
         log10_paths=np.array([math.log10(p) for p in paths]),
         grad=Magnitudes(norms.mantissa[: k + 1], norms.exponent[: k + 1]),
         share=shares[: k + 1],
-        cumulative=np.cumsum(shares[: k + 1]),
+        cumulative=_cumulative(shares[: k + 1], whole=not truncated),
         remainder=remainder,
         total=total,
         # relative to ∂L/∂x: none where it is exactly 0

@@ -183,8 +183,8 @@ def outputs(output: OutputFlags, max_memory: str | None, threads: int | None) ->
 def _paths(paths: PathsFlags, variants: tuple[Skip, ...], flag_name: str) -> None:
     if Skip.NONE in variants:
         raise BadInput(flag_name, "a plain network has no skip paths; choose post, pre or postnorm")
-    if paths.max_length is not None:
-        _positive(paths.max_length, "--max-length")
+    if paths.max_length is not None and paths.max_length < 0:  # 0: the skip-only path alone
+        raise BadInput("--max-length", f"must be at least 0, got {paths.max_length}")
     if paths.samples < 0:
         raise BadInput("--samples", f"must be at least 0, got {paths.samples}")
 

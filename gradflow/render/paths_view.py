@@ -75,7 +75,7 @@ def rows(d: Decomposition, max_rows: int | None = None) -> list[Row]:
     if r is not None:
         out.append(
             Row(f">{d.max_length}", r.low, r.high, r.paths, float(r.grad.log10[0]), r.share,
-                float(d.cumulative[-1]) + r.share, None)
+                d.remainder_cumulative, None)
         )  # fmt: skip
     return out
 
@@ -276,9 +276,12 @@ def summary_line(d: Decomposition) -> str:
         parts.append("the energy has no effective range (it is zero or not finite)")
     else:
         high = f"{e.high} (into the remainder)" if e.includes_remainder else e.high
-        parts.append(
-            f"90% of the energy lies in lengths {e.low}{DASH}{high} ({view.percent_text(e.share)})"
+        where = (
+            f"length {e.low}"
+            if e.low == e.high and not e.includes_remainder
+            else f"lengths {e.low}{DASH}{high}"
         )
+        parts.append(f"90% of the energy lies in {where} ({view.percent_text(e.share)})")
     bound = "" if d.mean_length_exact else "at least "
     mean = "n/a" if math.isnan(d.mean_length) else f"{bound}{d.mean_length:.1f}"
     parts.append(
@@ -374,7 +377,7 @@ def to_csv(decompositions: Sequence[Decomposition]) -> str:
             rest.update(magnitude_records("grad", r.grad)[0])
             rest.update(
                 share=json_number(r.share),
-                cumulative=json_number(float(d.cumulative[-1]) + r.share),
+                cumulative=json_number(d.remainder_cumulative),
             )
             records.append({key: rest.get(key) for key in records[0]})
         for record in records:

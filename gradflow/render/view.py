@@ -413,10 +413,18 @@ def ratio_log10(report: Report, quantity: Quantity) -> float:
 
 def ratio_text(report: Report, quantity: Quantity) -> str:
     """The judged ratio as shown: ``10^-30.9``, ``0``, ``inf``; the weight ratio is ``n/a``
-    when the forward signal is exactly zero before the last layer."""
-    if quantity is Quantity.WEIGHT_RATIO and report.summary.zero_from is not None:
+    where it is not measurable: the forward signal is exactly zero before the last layer, or
+    both ends are exactly 0 (0/0; ``nan`` stays for NaN gradients)."""
+    if quantity is Quantity.WEIGHT_RATIO and _not_measurable(report):
         return "n/a"
     return power_text(ratio_log10(report, quantity))
+
+
+def _not_measurable(report: Report) -> bool:
+    if report.summary.zero_from is not None:
+        return True
+    log10_w = report.layers.grad_weight.log10
+    return bool(log10_w[0] == -math.inf and log10_w[report.spec.depth - 1] == -math.inf)
 
 
 def summary_grid(
@@ -435,7 +443,7 @@ def summary_grid(
             )
         note = RATIO_NOTES[quantity]
         if quantity is Quantity.WEIGHT_RATIO and any(c.text == "n/a" for c in cells):
-            note += " (n/a: the forward signal is exactly 0 before the last layer)"
+            note += " (n/a: not measurable; its reason line says why)"
         columns.append(Column(RATIO_HEADERS[quantity], cells, note=note))
         if quantity is Quantity.GAIN and theory is not None:
             columns.append(theory_view.gain_column(theory))

@@ -56,18 +56,18 @@ class Terminated(KeyboardInterrupt):
     signal, so that whoever sent it sees it."""
 
 
-_TERMINATED: list[int] = []  # the SIGTERM received, once ``main`` handles it; 0: reported
+_SIGTERM = {"received": False, "said": False}  # once ``main`` handles SIGTERM
 
 
 def _terminate(signum: int, frame: object) -> None:
-    _TERMINATED.append(signum)
+    _SIGTERM["received"] = True
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
     raise Terminated
 
 
 def _interrupted_line() -> str:
-    if _TERMINATED:
-        _TERMINATED.append(0)  # said
+    if _SIGTERM["received"]:
+        _SIGTERM["said"] = True
         return "gradflow: terminated"
     return "gradflow: interrupted"
 
@@ -464,7 +464,7 @@ def main() -> None:
         except OSError as error:
             sys.exit(stdout_failed(error))
         return
-    _TERMINATED.clear()
+    _SIGTERM.update(received=False, said=False)
     previous = signal.getsignal(signal.SIGTERM)
     if previous is not signal.SIG_IGN:  # a caller that ignores SIGTERM keeps it ignored
         signal.signal(signal.SIGTERM, _terminate)
@@ -474,8 +474,8 @@ def main() -> None:
         note(_interrupted_line())
         sys.exit(ExitCode.INTERRUPTED)
     finally:
-        if _TERMINATED:  # the half-written files are gone: end by the signal, as sent
-            if 0 not in _TERMINATED:  # typer took it while parsing, without a word
+        if _SIGTERM["received"]:  # the half-written files are gone: end by the signal, as sent
+            if not _SIGTERM["said"]:  # typer took it while parsing, without a word
                 note("gradflow: terminated")
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)

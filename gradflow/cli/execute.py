@@ -260,9 +260,6 @@ def save_arrays(target: OutputTarget, arrays: dict[str, np.ndarray]) -> list[Wri
         target.write(lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
     except WriteFailed as failure:
         return [failure]
-    except BrokenPipeError:  # --save-arrays is stdout or stderr, and its reader has gone
-        silence(sys.stdout if target.fd == 1 else sys.stderr)
-        return []
     note(f"gradflow: saved arrays to {target.path}")
     return []
 

@@ -88,6 +88,7 @@ def test_the_last_cumulative_share_is_one_and_max_length_0_splits_off_the_skip_p
         (["--skip", "none"], "--skip"),
         (["--variants", "pre,plain"], "--variants"),
         (["--max-length", "-1"], "--max-length"),
+        (["--skip", "post", "--variants", "post,pre"], "--variants"),  # one would be ignored
         (["--samples", "-2"], "--samples"),
         (["--skip", "postnorm"], "--norm"),
         (["--max-memory", "1K"], "memory"),

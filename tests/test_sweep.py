@@ -105,7 +105,12 @@ def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
         (["--vary", "depth=2,2"], ["listed twice"]),
         (["--vary", "depth=2", "--vary", "depth=4"], ["varied twice"]),
         (["--vary", "depth=2", "--seeds", "0"], ["--seeds"]),
-        (["--vary", "depth=1:1000:1000", "--vary", "width=1:40:40"], ["120,000 runs", "--yes"]),
+        (
+            ["--vary", "depth=1:1000:1000", "--vary", "weight-var=1:40:40"],
+            ["120,000 runs", "--yes"],
+        ),
+        # a flag both varied and set: the grid would silently override the flag
+        (["--vary", "depth=2,4", "--depth", "6"], ["depth is also given as --depth"]),
         # ends near the float range: the points are refused by value, not by a traceback
         (["--vary", "depth=-1.7e308:1.7e308:3"], ["depth=-", "at least 1"]),
         (["--vary", "depth=1e-300:1e300:3:log"], ["depth=0", "at least 1"]),

@@ -277,6 +277,7 @@ def compare(
 
 @commands.command(epilog=EXIT_CODES)
 def paths(
+    ctx: typer.Context,
     depth: o.Depth = SPEC.depth,
     width: o.Width = SPEC.width,
     batch: o.Batch = SPEC.batch,
@@ -309,6 +310,7 @@ def paths(
 ) -> None:
     """Which paths carry the gradient: ∂L/∂x split exactly by the number of branches a path
     passes through (Veit et al. 2016), for residual networks (default --skip pre)."""
+    from gradflow.cli.errors import BadInput
     from gradflow.cli.plan import (
         NetworkFlags,
         OutputFlags,
@@ -318,6 +320,8 @@ def paths(
         pick,
     )
 
+    if {"skip", "variants"} <= given_flags(ctx):  # --variants would silently win
+        raise BadInput("--variants", "takes the wirings itself; give it or --skip, not both")
     plan = make_plan(
         "paths",
         skip=skip,
@@ -389,6 +393,7 @@ def train(
 
 @commands.command(epilog=EXIT_CODES)
 def sweep(
+    ctx: typer.Context,
     vary: o.Vary,
     variants: o.SweepVariants = "none,post,pre",
     seeds: o.Seeds = 1,
@@ -435,6 +440,7 @@ def sweep(
     plan = make_sweep_plan(
         sweep_flags=SweepFlags(tuple(vary), variants, seeds, theory, jobs, scheduler, resume, yes),
         network=pick(NetworkFlags, locals()),
+        given=given_flags(ctx),
         thresholds=pick(ThresholdFlags, locals()),
         format=format,
         output=output,
@@ -480,6 +486,15 @@ def main() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def given_flags(ctx: typer.Context) -> frozenset[str]:
+    """The parameters the command line set itself (not left at their defaults)."""
+    return frozenset(
+        name
+        for name in ctx.params
+        if (source := ctx.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"
+    )
 
 
 def joined(lists: list[str] | None) -> str:

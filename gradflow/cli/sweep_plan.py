@@ -116,10 +116,15 @@ def make_sweep_plan(
     quiet: bool,
     plot: Path | None = None,
     threads: int | None = None,
+    given: frozenset[str] = frozenset(),
 ) -> SweepPlan:
     """Check every flag and every grid point; BadInput (exit 2, one line) for the first that
     cannot run. The output file comes last: checking it touches the file system."""
     axes = parse_axes(sweep_flags.vary)
+    for axis in axes:  # the grid would silently override the flag
+        if axis.field in given:
+            name = flag_name(axis.field)
+            raise BadInput("--vary", f"{name} is also given as --{name}; vary it or set it")
     variants = _variants(sweep_flags.variants)
     if sweep_flags.seeds < 1:
         raise BadInput("--seeds", f"must be at least 1, got {sweep_flags.seeds}")

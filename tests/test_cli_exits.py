@@ -83,6 +83,18 @@ def test_help_and_version_into_a_full_stdout_are_a_write_failure(args: list[str]
     assert done.stderr == "gradflow: error: could not write stdout: No space left on device\n"
 
 
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["analyze", "--depth", "4", "-q"]])
+def test_a_closed_stdout_is_a_write_failure(args: list[str]) -> None:
+    """Started with stdout closed (``>&-``), Python has no sys.stdout at all: one line and
+    exit 3, as for a full disk, not an AttributeError's traceback."""
+    done = subprocess.run(
+        gradflow(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert done.returncode == ExitCode.WRITE_FAILED, done.stderr
+    assert done.stderr == "gradflow: error: could not write stdout: Bad file descriptor\n"
+
+
 def test_dev_stdout_is_the_stdout_file_not_replaced(tmp_path: Path) -> None:
     """/dev/stdout, redirected to a file, is that file. (A link of our own to /proc/self/fd/1,
     as /dev/stdout is: a broken version of this rule would replace the machine's /dev/stdout.)"""

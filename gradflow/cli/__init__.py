@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import io
 import os
 import sys
 
@@ -29,14 +30,30 @@ VERSION_LINE = f"gradflow {__version__}"
 __all__ = ["VERSION_LINE", "main", "start_collecting"]
 
 
+class _ClosedStdout(io.TextIOBase):
+    """What Python leaves as None when the process starts with stdout closed (``>&-``): every
+    write fails as a full disk's does, so the command says so in one line and exits 3."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
 def main() -> None:
     """Entry point of the ``gradflow`` command (and ``python -m gradflow``)."""
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
     if sys.argv[1:] == ["--version"]:
         try:
             sys.stdout.write(VERSION_LINE + "\n")
             sys.stdout.flush()
         except OSError as error:  # a full disk is exit 3, a reader that has gone is none
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            import contextlib
+
+            with contextlib.suppress(OSError):  # what is buffered goes nowhere at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             if error.errno != errno.EPIPE:
                 sys.stderr.write(f"gradflow: error: could not write stdout: {error.strerror}\n")
                 sys.exit(3)

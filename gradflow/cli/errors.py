@@ -131,7 +131,9 @@ def note(line: str) -> None:
 
 
 # what a write to a full, broken or closed stdout raises
-WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE})
+WRITE_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE, errno.EBADF}
+)
 
 
 def stdout_broken(error: OSError) -> bool:

@@ -63,9 +63,9 @@ class TorchStep:
 def measure(depth: int, width: int, batch: int, activation: str, repeat: int) -> dict[str, Any]:
     spec = NetworkSpec(depth=depth, width=width, batch=batch, activation=Activation(activation))
     training = Training(optimizer=Optimizer.ADAM, steps=2 * repeat + 2, samples=batch)
-    trainer = Trainer(spec, build(spec), teacher_data(spec, batch, training.steps), training)
+    network = build(spec)  # the trainer copies its arrays; the floors read the same ones
+    trainer = Trainer(spec, network, teacher_data(spec, batch, training.steps), training)
     theirs = TorchStep(spec, trainer)
-    network = build(spec)
     ours = {"gradflow": float("inf"), "recorded": float("inf"), "torch": float("inf")}
     floors = {"floor": float("inf"), "torch_floor": float("inf")}
     t = 0

@@ -14,6 +14,8 @@ best-of-``repeat`` seconds of
 
 and ``floor``: the bare products of one pass (``bench.case.matmul_floor``), timed beside each
 case where a shape runs several repeats (milliseconds a pass), else once for the shape;
+``operand_floor``, the same products over this case's own operands, recorded from one of our
+passes (``pass_operands``): timed beside every case, as they depend on its values;
 ``torch_floor``, the same products in torch, timed beside it: torch brings its own BLAS (MKL in
 the x86 wheels), whose products can be faster than NumPy's on the same machine. And per case
 the share of subnormal values (nonzero, below the dtype's smallest normal) among the φ outputs,
@@ -31,11 +33,13 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+import gradflow.engine.tape as tape_module
 from bench.case import matmul_floor
 from gradflow.analysis.analyze import analyze
 from gradflow.engine.activations import ACTIVATIONS
@@ -118,6 +122,50 @@ def torch_floor(network: Network) -> float:
         return time.perf_counter() - start
 
 
+def pass_operands(spec: NetworkSpec, network: Network) -> tuple[np.ndarray, np.ndarray]:
+    """The left operands of one analyzed pass's products, recorded as it runs: every layer's
+    input a_i (forward, a_i @ W_i) and ∂L/∂z_i as backward holds it, rescaled near norm 1
+    (g_i @ W_iᵀ), each (L, B, n) in layer order."""
+    inputs = np.empty((spec.depth, spec.batch, spec.width), dtype=network.weights.dtype)
+    grads = np.empty_like(inputs)
+    # a product's layer, from where its weight matrix (W_i or its transposed view) starts
+    layer = {w.ctypes.data: i for i, w in enumerate(network.weights)}
+    calls = 0
+
+    def recording(*_shape: object) -> Callable[..., None]:
+        def record(a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+            nonlocal calls
+            i = layer[w.ctypes.data]
+            np.copyto(inputs[i] if w.flags.c_contiguous else grads[i], a)  # Wᵀ: backward
+            np.matmul(a, w, out=out)
+            calls += 1
+
+        return record
+
+    # the tape's products, forward and backward's alike, for one pass
+    with mock.patch.object(tape_module, "product", recording):
+        analyze(spec, network=dataclasses.replace(network), threads=1)
+    assert calls == 2 * spec.depth, calls
+    return inputs, grads
+
+
+def operand_floor(network: Network, inputs: np.ndarray, grads: np.ndarray) -> float:
+    """Seconds for ``matmul_floor``'s products over a pass's own operands (``pass_operands``):
+    a_i @ W_i, then a_iᵀ @ g_i and g_i @ W_iᵀ per layer backward. The products' cost depends on
+    their values where some are subnormal, which the floor's random operands are not."""
+    w = network.weights
+    n = w.shape[1]
+    out, dw = np.empty_like(inputs[0]), np.empty((n, n), dtype=w.dtype)
+    with np.errstate(all="ignore"):
+        start = time.perf_counter()
+        for i in range(len(w)):
+            np.matmul(inputs[i], w[i], out=out)
+        for i in reversed(range(len(w))):
+            np.matmul(inputs[i].T, grads[i], out=dw)
+            np.matmul(grads[i], w[i].T, out=out)
+        return time.perf_counter() - start
+
+
 def subnormal_shares(spec: NetworkSpec, inputs: list[np.ndarray]) -> tuple[float, float]:
     """The share of subnormal values among our φ outputs and among torch's, over ``inputs``."""
     forward = ACTIVATIONS[spec.activation].forward
@@ -193,7 +241,8 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
         spec = NetworkSpec(**shape, activation=activation, skip=skip)
         network = network_for(spec, held)
         seen: list[Tensor] = []
-        ours = theirs = phi = torch_phi = floor = their_floor = float("inf")
+        ours = theirs = phi = torch_phi = floor = their_floor = on_operands = float("inf")
+        operands = pass_operands(spec, network)
         if repeat == 1 and not out["cases"]:  # timed once: an untimed pass of each side
             # first, so that neither side's first touch of this shape's memory is timed
             ours_time(spec, network)
@@ -219,9 +268,10 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
                     with np.errstate(all="ignore"):
                         floor = min(floor, matmul_floor(network))
                     their_floor = min(their_floor, torch_floor(network))
+            on_operands = min(on_operands, operand_floor(network, *operands))
         out["floor_s"] = min(out["floor_s"], floor)
         out["torch_floor_s"] = min(out.get("torch_floor_s", float("inf")), their_floor)
-        del seen, inputs
+        del seen, inputs, operands
         torch_first = float(norms[0])
         out["cases"].append(
             {
@@ -235,6 +285,7 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
                 "torch_floor_s": (
                     their_floor if their_floor < float("inf") else out["torch_floor_s"]
                 ),
+                "operand_floor_s": on_operands,
                 "subnormal": subnormal[0],
                 "torch_subnormal": subnormal[1],
                 "log10_first_grad": first,

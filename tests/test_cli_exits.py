@@ -204,3 +204,13 @@ def test_a_bug_is_not_a_failed_check(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(app, ["analyze", "--depth", "4", "--width", "4", "--batch", "2"])
     assert result.exit_code == ExitCode.INTERNAL_ERROR
     assert "RuntimeError: a bug" in result.stderr  # the traceback, for a bug report
+
+
+@pytest.mark.parametrize("command", ["analyze", "compare", "paths", "train", "sweep"])
+def test_help_lists_exit_code_1_only_where_the_command_has_fail_on(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    has_flag = "--fail-on" in result.output.split("Exit codes:")[0]
+    assert has_flag == (command in ("analyze", "train"))
+    assert ("1 a --fail-on check failed" in result.output) == has_flag
+    assert "2 bad input" in result.output and "143 in a shell" in result.output

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from gradflow.cli.app import Group, app, commands
-from gradflow.cli.errors import EXIT_CODES
+from gradflow.cli.errors import ALL_EXIT_CODES
 
 # Modules that only another command or an option not given needs.
 NOT_FOR_COMPARE = (
@@ -54,7 +54,7 @@ def test_help_lists_every_command_as_typer_would() -> None:
     """The root help, listed from docstrings, equals the help of the same app built the usual
     way (typer building every command up front)."""
     eager = typer.Typer(
-        epilog=EXIT_CODES, no_args_is_help=True, pretty_exceptions_enable=False,
+        epilog=ALL_EXIT_CODES, no_args_is_help=True, pretty_exceptions_enable=False,
         rich_markup_mode=None,
     )  # fmt: skip
     eager.registered_callback = app.registered_callback  # --version, the root's help

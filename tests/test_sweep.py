@@ -4,6 +4,7 @@ reading against independent computations. Tiny networks throughout."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -111,6 +112,8 @@ def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
         ),
         # a flag both varied and set: the grid would silently override the flag
         (["--vary", "depth=2,4", "--depth", "6"], ["depth is also given as --depth"]),
+        # a refusal whose message names a varied flag says at which point
+        (["--vary", "loss=xent,mse", "--classes", "3"], ["loss=mse with plain", "--classes"]),
         # ends near the float range: the points are refused by value, not by a traceback
         (["--vary", "depth=-1.7e308:1.7e308:3"], ["depth=-", "at least 1"]),
         (["--vary", "depth=1e-300:1e300:3:log"], ["depth=0", "at least 1"]),
@@ -134,6 +137,18 @@ def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], words: list[str]) -> None:
     refused(sweep(*args, *TINY), *words)
+
+
+def test_a_refusal_that_names_a_varied_field_says_at_which_point() -> None:
+    result = sweep("--vary", "batch=1,2", "--norm", "batch", "--width", "4")  # TINY sets batch
+    refused(result, "--vary: batch=1 with plain: --norm", "batch ≥ 2")
+
+
+def test_classes_set_for_a_grid_of_xent_points() -> None:
+    """--classes with --vary loss=xent: every point has the head it sets."""
+    result = sweep("--vary", "loss=xent", "--classes", "3", *TINY, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["config"]["classes"] == 3
 
 
 def test_scheduler_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -389,7 +404,19 @@ def test_theory_tracks_wide_tanh_networks_and_the_reading_quotes_its_slope(
         label = "plain" if variant == "none" else variant
         verb = "loses" if measured < 0 else "gains"
         expected = f"{label} {verb} {abs(measured):.2f} decades per {unit}"
+        assert (measured < 0) == (predicted < 0)  # the theory's direction goes unsaid
         assert f"{expected} (theory {abs(predicted):.2f})" in read
+
+
+def test_reading_says_so_where_the_theory_slope_goes_the_other_way() -> None:
+    """The measured gain falls 0.5 decades a layer where the theory has it rise 0.1."""
+    axis = Axis("depth", (2, 4, 8), geometric=False)
+    results = [
+        dataclasses.replace(result_at(d, Skip.NONE, -0.5 * d, -0.5 * d, -0.5 * d), theory=0.1 * d)
+        for d in axis.values
+    ]
+    (line,) = sweep_view.reading([axis], results, NetworkSpec())
+    assert "plain loses 0.50 decades per layer (theory gains 0.10)" in line
 
 
 # ---- the chart and the reading ---------------------------------------------------------------
@@ -417,6 +444,21 @@ def test_chart_puts_marks_at_their_values_on_a_log_x_axis() -> None:
     xs = [c for _, c in marks]
     assert xs[0] == 0 and xs[1] - xs[0] == xs[2] - xs[1]  # log10 spacing: equal steps
     assert plot[0][0] == "|" and plot[2][0] == "|"  # the first point's min..max bar
+
+
+def test_chart_spans_values_whose_difference_is_beyond_the_float_range() -> None:
+    """-1e308 to 1e308 (valid --residual-scale values) once crashed the chart: hi - lo = inf."""
+    axis = Axis("residual_scale", (-1e308, 0.0, 1e308), geometric=False)
+    spread, counts = Spread(-1.0, -1.0, -1.0), dict.fromkeys(Verdict, 0)
+    results = [
+        PointResult(0, (("residual_scale", x),), Skip.PRE, Spread(0, 0, 0), spread, counts, None)
+        for x in axis.values
+    ]
+    lines = sweep_view.line_chart(axis, results, width=60)
+    (plotted,) = [line.split("|", 1)[1] for line in lines if line.startswith("-1.0 |")]
+    columns = [i for i, c in enumerate(plotted) if c != " "]
+    assert len(columns) == 3 and columns[0] == 0
+    assert abs((columns[1] - columns[0]) - (columns[2] - columns[1])) <= 1  # 0 halfway
 
 
 @pytest.mark.parametrize("width", [60, 80, 100])

@@ -23,7 +23,9 @@ import typer
 from gradflow.cli import VERSION_LINE, start_collecting
 from gradflow.cli import options as o
 from gradflow.cli.errors import (
+    ALL_EXIT_CODES,
     EXIT_CODES,
+    EXIT_CODES_NO_CHECKS,
     ExitCode,
     close_command,
     note,
@@ -136,7 +138,7 @@ class Group(OnDemandGroup):
 
 app = typer.Typer(
     cls=Group,
-    epilog=EXIT_CODES,
+    epilog=ALL_EXIT_CODES,
     no_args_is_help=True,
     suggest_commands=False,  # Group suggests only close matches
     pretty_exceptions_enable=False,
@@ -220,7 +222,7 @@ def analyze(
     _execute(plan)
 
 
-@commands.command(epilog=EXIT_CODES)
+@commands.command(epilog=EXIT_CODES_NO_CHECKS)
 def compare(
     depth: o.Depth = SPEC.depth,
     width: o.Width = SPEC.width,
@@ -275,7 +277,7 @@ def compare(
     _execute(plan)
 
 
-@commands.command(epilog=EXIT_CODES)
+@commands.command(epilog=EXIT_CODES_NO_CHECKS)
 def paths(
     ctx: typer.Context,
     depth: o.Depth = SPEC.depth,
@@ -366,7 +368,7 @@ def train(
     fail_on: o.TrainFailOn = None,
     format: o.FormatOpt = None,
     output: o.Output = None,
-    save_arrays: o.SaveArrays = None,
+    save_arrays: o.TrainSaveArrays = None,
     max_rows: o.MaxRows = MAX_ROWS,
     all_rows: o.AllRows = False,
     quiet: o.Quiet = False,
@@ -391,13 +393,13 @@ def train(
     _execute(plan)
 
 
-@commands.command(epilog=EXIT_CODES)
+@commands.command(epilog=EXIT_CODES_NO_CHECKS)
 def sweep(
     ctx: typer.Context,
     vary: o.Vary,
     variants: o.SweepVariants = "none,post,pre",
     seeds: o.Seeds = 1,
-    theory: o.Theory = False,
+    theory: o.SweepTheory = False,
     jobs: o.Jobs = None,
     scheduler: o.Scheduler = None,
     resume: o.Resume = False,

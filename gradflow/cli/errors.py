@@ -36,12 +36,28 @@ MEANING = {
     ExitCode.INTERNAL_ERROR: "a bug in gradflow (traceback on stderr)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
-EXIT_CODES = (
-    "Exit codes: "
-    + "; ".join(f"{code.value} {MEANING[code]}" for code in ExitCode)
-    + ". A reader that closes the pipe early (gradflow compare | head) changes nothing: "
-    "the rest of the output is dropped."
-)
+
+
+def exit_codes(checks: str | None) -> str:
+    """A command's --help epilog: its exit codes (1 only where ``checks`` names the commands
+    with --fail-on, or "" for the command itself)."""
+    meaning = dict(MEANING)
+    if checks is None:
+        del meaning[ExitCode.CHECK_FAILED]
+    elif checks:
+        meaning[ExitCode.CHECK_FAILED] += f" ({checks})"
+    return (
+        "Exit codes: "
+        + "; ".join(f"{code.value} {text}" for code, text in meaning.items())
+        + "; SIGTERM ends it by that signal, after the same clean-up (143 in a shell). A reader"
+        " that closes the pipe early (gradflow compare | head) changes nothing: the rest of the"
+        " output is dropped."
+    )
+
+
+EXIT_CODES = exit_codes("")  # analyze and train, which have --fail-on
+EXIT_CODES_NO_CHECKS = exit_codes(None)
+ALL_EXIT_CODES = exit_codes("analyze, train")
 
 ECHO_LIMIT = 60  # characters of a user's value echoed back in an error
 LINE_LIMIT = 400  # characters of a whole error line, whatever it echoes

@@ -227,7 +227,18 @@ SaveArrays = Annotated[
     Path | None,
     typer.Option(
         metavar="FILE.npz",
-        help="Save the run's arrays (x, target, W1…WL, b1…bL) for use in another framework.",
+        help="Save the run's arrays (x, target, W1…WL, b1…bL; with --loss xent labels, W_head "
+        "and b_head instead of target) for use in another framework.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+TrainSaveArrays = Annotated[
+    Path | None,
+    typer.Option(
+        "--save-arrays",
+        metavar="FILE.npz",
+        help="Save what a replay elsewhere needs: x, target (labels, W_head and b_head with "
+        "--loss xent), order (each step's sample rows) and the initial W1…WL, b1…bL.",
         rich_help_panel=OUTPUT,
     ),
 ]
@@ -287,6 +298,15 @@ Theory = Annotated[
         "--theory",
         help="Show the mean-field prediction beside the measurement: ‖∂L/∂in‖ per layer and "
         "the gain (no prediction with batch or layer norm).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+SweepTheory = Annotated[
+    bool,
+    typer.Option(
+        "--theory",
+        help="Show the mean-field prediction of each point's gain beside the measured one (no "
+        "prediction with batch or layer norm).",
         rich_help_panel=OUTPUT,
     ),
 ]

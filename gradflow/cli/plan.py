@@ -229,7 +229,7 @@ def _spec(network: NetworkFlags, variants: tuple[Skip, ...]) -> NetworkSpec:
             "--zero-init-residual",
             "needs residual branches: --skip post, pre or postnorm (or --variants)",
         )
-    if network.classes is not None and network.loss is not Loss.XENT:
+    if network.classes is not None and network.loss != Loss.XENT:  # may be a --vary string
         raise BadInput("--classes", f"sets the head of --loss xent; --loss {network.loss} has none")
     given = network._asdict()
     if network.classes is None:

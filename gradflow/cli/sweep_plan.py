@@ -325,7 +325,12 @@ def _check_points(
             try:
                 _spec(network._replace(**changes), (variant,))
             except BadInput as bad:
-                if bad.param_hint not in varied:
+                # the flag refused, and flags or fields its message names ("needs batch ≥ 2")
+                named = {
+                    bad.param_hint,
+                    *("--" + w for w in re.findall(r"[a-z][a-z-]*", bad.message)),
+                }
+                if not named & varied:
                     raise
                 where = sweep.values_text(values)
                 raise BadInput(

@@ -199,8 +199,9 @@ def _x_positions(axis: Axis, field: int) -> list[int]:
         return [round(i * (field - 1) / max(n - 1, 1)) for i in range(n)]
     xs = [float(v) for v in axis.values]
     xs = [math.log10(x) for x in xs] if axis.geometric else xs
-    lo, hi = min(xs), max(xs)
-    return [round((x - lo) / (hi - lo) * (field - 1)) for x in xs]
+    # halved: the span of values near the float limits (-1e308, 1e308) is beyond them
+    lo, hi = min(xs) / 2, max(xs) / 2
+    return [round((x / 2 - lo) / (hi - lo) * (field - 1)) for x in xs]
 
 
 def line_chart(axis: Axis, results: Sequence[PointResult], width: int) -> list[str]:
@@ -340,6 +341,10 @@ def reading(axes: Sequence[Axis], results: Sequence[PointResult], base: NetworkS
     return lines
 
 
+def _verb(slope: float) -> str:
+    return "loses" if slope < 0 else "gains"
+
+
 def _clause(
     axis: Axis, mine: Sequence[PointResult], variant: Skip, others: dict[str, Value],
     base: NetworkSpec,
@@ -358,10 +363,11 @@ def _clause(
         unit, scale = "layer", 1.0
         if variant is not Skip.NONE:
             unit, scale = "block", float(others.get("block_size", base.block_size))
-        verb = "loses" if per < 0 else "gains"
+        verb = _verb(per)
         text = f"{variant.label} {verb} {abs(per * scale):.2f} decades per {unit}"
-        if theory_per is not None:
-            text += f" (theory {abs(theory_per * scale):.2f})"
+        if theory_per is not None:  # the verb again where the theory goes the other way
+            theory = "theory" if _verb(theory_per) == verb else f"theory {_verb(theory_per)}"
+            text += f" ({theory} {abs(theory_per * scale):.2f})"
         return text
     first, last = (value_text(r.values[0][1]) for r in (mine[0], mine[-1]))
     text = (

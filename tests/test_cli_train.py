@@ -39,6 +39,8 @@ def run(*args: str) -> Result:
         (["--eval-every", "0"], "--eval-every"),
         (["--samples", "0"], "--samples"),
         (["--samples", "10"], "--samples"),  # not a multiple of --batch 4
+        # one target value: the teacher's targets have no spread to be scaled by
+        (["--width", "1", "--batch", "1", "--samples", "1", "--variants", "none"], "--samples"),
         (["--batch", "0"], "--batch"),
         (["--optimizer", "rmsprop"], "--optimizer"),
         (["--fail-on", "vanishing"], "--fail-on"),

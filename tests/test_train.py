@@ -98,6 +98,8 @@ def test_teacher_data_follows_its_definition() -> None:
     assert constant_loss(xent, Loss.XENT) == pytest.approx(float(-(p * np.log(p)).sum()))
     with pytest.raises(ValueError, match="linear"):
         teacher_data(spec.replace(loss="linear"), 16, 9)
+    with pytest.raises(ValueError, match="do not vary"):  # one value: no spread to scale by
+        teacher_data(NetworkSpec(depth=1, width=1, batch=1), 1, 3)
 
 
 def test_steps_reuse_the_tape_and_allocate_little() -> None:

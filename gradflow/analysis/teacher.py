@@ -68,7 +68,10 @@ def teacher_data(spec: NetworkSpec, samples: int, steps: int) -> TeacherData:
         a = data_rng.standard_normal((n, n)) / math.sqrt(n)
         c = data_rng.standard_normal((n, n)) / math.sqrt(n)
         y = np.tanh(x @ a) @ c  # (S, n)
-        target = (y / y.std()).astype(dtype)
+        spread = float(y.std())
+        if not spread > 0:  # one value (a sample of width 1): nothing to scale by
+            raise ValueError(f"samples: the teacher's {y.size} target value(s) do not vary")
+        target = (y / spread).astype(dtype)
     order = minibatch_order(order_rng, samples, spec.batch, steps)
     return TeacherData(x.astype(dtype), target, labels, order)
 

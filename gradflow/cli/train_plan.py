@@ -81,6 +81,12 @@ def make_train_plan(
             f"{training.samples} is not a multiple of --batch {spec.batch} (the minibatch); "
             f"nearest: {below or above}" + (f" or {above}" if below else ""),
         )
+    if spec.loss is Loss.MSE and training.samples * spec.width == 1:
+        raise BadInput(
+            "--samples",
+            "1 sample of width 1 gives the teacher one target value, with no spread to scale "
+            "the targets by; use --samples 2 or more",
+        )
     checks = (
         frozenset(_choices(fail_on, "--fail-on", TRAIN_FAIL_ON)) if fail_on.strip() else frozenset()
     )

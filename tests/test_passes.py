@@ -9,7 +9,7 @@ import pytest
 from gradflow.analysis.analyze import analyze
 from gradflow.engine.losses import LOSSES
 from gradflow.engine.network import build
-from gradflow.engine.passes import after_add_vjp, blocks, branch_vjp, forward
+from gradflow.engine.passes import after_add_vjp, blocks, branch_vjp, first_nonfinite, forward
 from gradflow.engine.spec import NetworkSpec
 
 
@@ -71,3 +71,40 @@ def test_gram_and_explicit_methods_agree(dtype: str, skip: str) -> None:
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="method"):
         analyze(NetworkSpec(depth=2, width=4, batch=2), method="fast")
+
+
+# ---- locating the first non-finite value -----------------------------------------------------
+
+
+@pytest.mark.parametrize("skip", ["none", "post", "pre", "postnorm"])
+@pytest.mark.parametrize("layer", [0, 2, 3])
+def test_first_nonfinite_names_the_layer_whose_product_overflowed(skip: str, layer: int) -> None:
+    """One row of the layer's weights is inf: its product is ±inf in every column, which tanh
+    after it turns into ±1, so the layer outputs the tape keeps need not show it."""
+    norm = "layer" if skip == "postnorm" else "none"
+    spec = NetworkSpec(depth=6, width=8, batch=4, activation="tanh", skip=skip, norm=norm)
+    rng = np.random.default_rng(0)
+    weights = list(rng.standard_normal((6, 8, 8)) * 0.3)
+    weights[layer][0] = np.inf
+    x = rng.standard_normal((4, 8))
+    assert first_nonfinite(spec, weights, None, x) == layer
+    if skip == "none":  # tanh(±inf) = ±1: the layer's output is finite, and so are the rest
+        with np.errstate(all="ignore"):
+            tape, y = forward(spec, weights, None, x)
+        assert np.isfinite(tape.dense_in).all() and np.isfinite(y).all()
+    weights[layer][0] = 0.0
+    assert first_nonfinite(spec, weights, None, x) is None
+
+
+def test_first_nonfinite_names_the_add_that_overflowed_and_none_where_all_is_finite() -> None:
+    """post with tanh: s = 1e200 takes the sum at block 2's add to inf (1e400), and tanh after
+    the add hides it; a stream that stays finite gives None."""
+    spec = NetworkSpec(depth=8, width=8, batch=4, activation="tanh", skip="post", skip_scale=1e200)
+    rng = np.random.default_rng(1)
+    weights = list(rng.standard_normal((8, 8, 8)) * 0.3)
+    x = rng.standard_normal((4, 8))
+    # block 1's output is tanh(...) in [-1, 1]: s·h ≤ 1e200 at every add, never inf
+    assert first_nonfinite(spec, weights, None, x) is None
+    pre = spec.replace(skip="pre")  # pre: the stream is s^b·x + ...: 1e400 at block 2's add
+    assert first_nonfinite(pre, weights, None, x) == 3  # block2.fc2, the block's last layer
+    assert first_nonfinite(pre.replace(skip_scale=1.0), weights, None, x) is None

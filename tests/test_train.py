@@ -236,6 +236,42 @@ def test_a_pre_stream_that_overflows_at_an_add_is_named_at_its_block() -> None:
     assert run.summary.stopped.layer == "block2.fc2"
 
 
+def test_an_update_that_leaves_a_weight_nonfinite_is_named_as_the_stop() -> None:
+    """Adam at lr 1e308: its first step is lr/(1 - β1) · m/(√v + ε) (torch's order), which is
+    inf. The stop is that update, at step 0, not the evaluation before step 1 that met it."""
+    spec = NetworkSpec(depth=2, width=4, batch=2)
+    (run,) = train(spec, ["none"], Training(lr=1e308, steps=3, samples=4, every=1))
+    assert run.summary.stopped is not None
+    stop = run.summary.stopped
+    assert (stop.step, stop.layer, stop.stage) == (0, "fc1", "update")
+    # what step 0's record shows: a finite gradient, and an update that is not
+    (record,) = run.steps
+    assert np.isfinite(record.grad_weight.mantissa).all()
+    assert not np.isfinite(record.update_ratio.mantissa[0])
+
+
+def test_a_pre_activation_that_overflows_behind_a_bounded_phi_is_named_at_its_layer() -> None:
+    """SGD at lr 1e308 with tanh, pre: after step 0, block 1's first product is -inf in places,
+    and tanh turns that into -1 before block 1's second layer, whose sum is then named unless
+    every step is checked."""
+    spec = NetworkSpec(depth=4, width=4, batch=2, activation="tanh", skip="pre")
+    training = Training(optimizer="sgd", lr=1e308, steps=4, samples=4)
+    data = teacher_data(spec, 4, 4)
+    (run,) = train(spec, ["pre"], training, data=data)
+    stop = run.summary.stopped
+    assert stop is not None and (stop.step, stop.stage) == (1, "evaluation")
+    assert stop.layer == "block1.fc1"
+    # by hand, after step 0's update: block 1's first product on the first evaluation batch
+    trainer = Trainer(spec, build(spec), data, training)
+    with np.errstate(all="ignore"):
+        assert trainer.step(0, record=False) is None  # step 0 itself is finite
+        w, b = trainer.params[0], trainer.params[1]
+        x = data.x[:2]
+        u1 = np.tanh(x) @ w[0] + b[0]
+        assert not np.isfinite(u1).all() and np.isfinite(np.tanh(u1)).all()
+        assert np.isfinite(w).all() and np.isfinite(b).all()  # no update left them non-finite
+
+
 def test_the_text_charts_keep_their_points_labels_and_axes_apart() -> None:
     """SGD at lr 1e3 blows the losses up to 1e305: the loss chart's y labels are wider than
     its label field, and pre's steep stretch is filled across plain's point at step 1."""

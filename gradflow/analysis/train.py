@@ -16,9 +16,10 @@ sees minibatch statistics as in training. It costs samples/batch forward passes,
 cadence of its own (``--eval-every 1`` takes it at every step).
 
 A non-finite loss or gradient stops that variant: the step and the layer where the first
-non-finite value appeared are reported (forward: the first layer whose output is not finite;
-backward: the first layer the gradient reached with a non-finite ‖∂L/∂W‖), and the records up
-to there are kept.
+non-finite value appeared are reported (forward: the first layer whose step gave one, its
+product, normalisation, φ or block's add, found by running the pass again with a check a step;
+backward: the first layer the gradient reached with a non-finite ‖∂L/∂W‖; update: an earlier
+update that left a parameter non-finite), and the records up to there are kept.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ from gradflow.engine.losses import LOSSES, LossData, LossResult
 from gradflow.engine.magnitudes import Magnitudes, checked_norm, sum_sq
 from gradflow.engine.network import Network, build
 from gradflow.engine.optimizers import buffer_count, make_optimizer, update
-from gradflow.engine.passes import backward, blocks, forward, forward_again
+from gradflow.engine.passes import backward, first_nonfinite, forward, forward_again
 from gradflow.engine.spec import Activation, Loss, NetworkSpec, Skip
-from gradflow.engine.tape import Order, Tape
+from gradflow.engine.tape import Tape
 from gradflow.engine.threads import one_blas_thread
 from gradflow.engine.weight_grads import Method, gradient_buffers
 
@@ -77,7 +78,7 @@ class Stop:
 
     step: int
     layer: str  # a layer name, "head", or "loss"
-    stage: str  # forward | backward | evaluation (the loss on all samples)
+    stage: str  # forward | backward | evaluation (the loss on all samples) | update
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ class Trainer:
             y = self.forward(x)
             value = self.loss(y, rows).value
             if not math.isfinite(value):
-                return value, Stop(t, self._first_nonfinite(x, y), "evaluation")
+                return value, self._stop(t, x, "evaluation")
             total += value
         return total / chunks, None
 
@@ -262,7 +263,7 @@ class Trainer:
         y = self.forward(self.rows)
         result = self.loss(y, order)
         if not math.isfinite(result.value):
-            return Stop(t, self._first_nonfinite(self.rows, y), "forward")
+            return self._stop(t, self.rows, "forward")
         assert self.tape is not None  # made by the forward pass above
         records = backward(self.spec, self.tape, result.dy, method=Method.EXPLICIT, into=self.into)
         grad_weight = records.grad_weight
@@ -299,39 +300,32 @@ class Trainer:
                 exponent.append(e)
         return Magnitudes(np.array(mantissa), np.array(exponent, dtype=np.int64))
 
-    def _first_nonfinite(self, x: np.ndarray, y: np.ndarray) -> str:
-        """The first layer whose output is not finite (for x, just run); the loss if every
-        output is finite."""
-        assert self.tape is not None
-        inputs = self.tape.dense_in  # layer i's input is layer i-1's output
-        depth = self.spec.depth
-        for i in range(1, depth):
-            if not np.isfinite(inputs[i]).all():
-                if self.tape.order is Order.PRE:  # the stream may have gone first
-                    return self._first_nonfinite_stream(x, i)
-                return self.names[i - 1]
-        if not np.isfinite(y).all():
-            if self.tape.order is Order.PRE:
-                return self._first_nonfinite_stream(x, depth)
-            return self.names[depth - 1]
-        return "head" if self.spec.loss is Loss.XENT else "loss"
+    def _stop(self, t: int, x: np.ndarray, stage: str) -> Stop:
+        """Where the first non-finite value of step ``t``'s ``stage`` (forward, evaluation)
+        on x came from: an update before it that left a parameter non-finite, else the first
+        layer whose forward step gave one, else the loss (or the xent head)."""
+        broken = self._nonfinite_parameters()
+        if broken is not None and t > 0:  # the initial parameters are finite
+            return Stop(t - 1, self.names[broken], "update")
+        weights, biases = list(self.params[0]), list(self.params[1])
+        layer = first_nonfinite(self.spec, weights, biases, x)
+        if layer is not None:
+            return Stop(t, self.names[layer], stage)
+        return Stop(t, "head" if self.spec.loss is Loss.XENT else "loss", stage)
 
-    def _first_nonfinite_stream(self, x: np.ndarray, before: int) -> str:
-        """A pre network's stream h_b = s·h_{b−1} + α·(u W + b) at the blocks ending before
-        layer ``before`` (a bounded φ of inf is finite, so no layer's input need show it), from
-        the tape: the last layer of the first block whose sum is not finite."""
-        assert self.tape is not None
-        spec, acts = self.spec, self.tape.dense_in
-        weights, biases = self.params[0], self.params[1]
-        h = x.copy()
-        for block in blocks(spec):
-            if block.last >= before:
-                break
-            branch = acts[block.last] @ weights[block.last] + biases[block.last]
-            h = spec.skip_scale * h + spec.residual_scale * branch
-            if not np.isfinite(h).all():
-                return self.names[block.last]
-        return self.names[before - 1]
+    def _nonfinite_parameters(self) -> int | None:
+        """The first layer (the head last) whose weights or biases are not all finite."""
+        depth = self.spec.depth
+        finite = [
+            np.isfinite(self.params[0].reshape(depth, -1)).all(axis=1)
+            & np.isfinite(self.params[1]).all(axis=1)
+        ]
+        if len(self.params) > 2:
+            finite.append(
+                np.array([np.isfinite(self.params[2]).all() and np.isfinite(self.params[3]).all()])
+            )
+        bad = np.flatnonzero(~np.concatenate(finite))
+        return int(bad[0]) if len(bad) else None
 
 
 def _share(final: float, initial: float) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 
 from gradflow.engine.gradient import Flow, Records, Stack
 from gradflow.engine.spec import NetworkSpec
-from gradflow.engine.tape import Observer, Order, Tape
+from gradflow.engine.tape import CheckedTape, NonFinite, Observer, Order, Tape
 from gradflow.engine.weight_grads import GradientBuffers, Method, WeightGradients
 from gradflow.engine.wirings import (
     WIRINGS,
@@ -85,6 +85,26 @@ def forward(
     norm_out = [block.last for block in blocks(spec)] if norm_after_add(spec) else None
     tape = Tape(spec, order(spec), weights, biases, x, norm_out, chunk, observe, threads)
     return tape, _run_forward(spec, tape, x)
+
+
+def first_nonfinite(
+    spec: NetworkSpec,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray] | None,
+    x: np.ndarray,
+) -> int | None:
+    """The layer whose forward step on x first gives a value that is not finite (its product,
+    normalisation or φ, or the add that ends its block); None where every value is finite.
+    The pass is run again with a check after every step (``CheckedTape``): to locate a
+    failure, not for every pass."""
+    norm_out = [block.last for block in blocks(spec)] if norm_after_add(spec) else None
+    tape = CheckedTape(spec, order(spec), weights, biases, x, norm_out)
+    try:
+        with np.errstate(all="ignore"):
+            _run_forward(spec, tape, x)
+    except NonFinite as found:
+        return found.layer
+    return None
 
 
 def forward_again(spec: NetworkSpec, tape: Tape, x: np.ndarray) -> np.ndarray:

@@ -270,3 +270,52 @@ class Tape:
             self._slope(self.act_out[start : i + 1], self._slopes[: i + 1 - start])
             self._slopes_from = start
         return self._slope_rows[i - self._slopes_from]  # views made once, not per layer
+
+
+class NonFinite(Exception):
+    """A forward step gave a value that is not finite (``CheckedTape``)."""
+
+    def __init__(self, layer: int) -> None:
+        super().__init__(layer)
+        self.layer = layer
+
+
+class CheckedTape(Tape):
+    """A tape whose every forward step checks its result and raises ``NonFinite`` with the
+    step's layer at the first value that is not finite: a product (with its bias), a
+    normalisation, φ, or the add that ends a block (its last layer's). A bounded φ of inf is
+    finite, so a layer's output alone need not show where the trouble began. For locating a
+    failure after the fact: a check a step costs a pass over every value."""
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        order: Order,
+        weights: Sequence[np.ndarray],
+        biases: Sequence[np.ndarray] | None,
+        x: np.ndarray,
+        norm_out: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(spec, order, weights, biases, x, norm_out)
+        self._site_layer = norm_out  # a Post-LN site's layer; else a site is its layer
+        self._last = 0  # the layer of the last product: an add ends its block
+
+    def linear(self, i: int, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        self._last = i
+        return _finite(super().linear(i, a, out), i)
+
+    def norm(self, site: int, z: np.ndarray) -> np.ndarray:
+        layer = site if self._site_layer is None else self._site_layer[site]
+        return _finite(super().norm(site, z), layer)
+
+    def phi(self, i: int, z: np.ndarray) -> np.ndarray:
+        return _finite(super().phi(i, z), i)
+
+    def add(self, h_in: np.ndarray, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return _finite(super().add(h_in, v, out), self._last)
+
+
+def _finite(values: np.ndarray, layer: int) -> np.ndarray:
+    if not np.isfinite(values).all():
+        raise NonFinite(layer)
+    return values

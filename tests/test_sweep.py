@@ -505,6 +505,33 @@ def test_csv_and_markdown_hold_every_point() -> None:
     assert markdown.count("\n| 4 | ") == 3 and "```text" in markdown
 
 
+def test_a_log10_that_is_not_a_number_says_why_in_json_and_csv() -> None:
+    """ReLU at width 2 kills the gradient in most seeds: gain exactly 0, log10 −inf, which JSON
+    cannot hold. Each point's statuses follow from its runs' own log10 gains."""
+    args = ("--vary", "depth=6,10", "--width", "2", "--batch", "2", "--activation", "relu",
+            "--seeds", "5", "--variants", "none", "--jobs", "1")  # fmt: skip
+    document = json.loads(sweep(*args, "--format", "json").stdout)
+    statuses = set()
+    for point in document["points"]:
+        gains = sorted(
+            -math.inf if run["summary"]["gain_status"] == "zero" else run["summary"]["log10_gain"]
+            for run in document["runs"]
+            if run["values"] == point["values"]
+        )
+        for stat, expected in (("min", gains[0]), ("max", gains[-1]), ("median", gains[2])):
+            value, status = point[stat]["log10_gain"], point[stat]["gain_status"]
+            assert (value is None) == (status != "ok")
+            assert (value if status == "ok" else {"zero": -math.inf}[status]) == expected
+            statuses.add(status)
+    assert statuses == {"ok", "zero"}  # both kinds occur, so both were checked
+    rows = sweep(*args, "--format", "csv").stdout.splitlines()
+    header = rows[0].split(",")
+    for row, point in zip(rows[1:], document["points"], strict=True):
+        cells = dict(zip(header, row.split(","), strict=True))
+        assert cells["median_gain_status"] == point["median"]["gain_status"]
+        assert cells["min_weight_ratio_status"] == point["min"]["weight_ratio_status"]
+
+
 def test_median_matches_statistics_for_even_counts() -> None:
     xs = [-3.0, 1.0, 2.0, 10.0]
     assert Spread.of(xs).median == statistics.median(xs)

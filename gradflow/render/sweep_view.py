@@ -31,6 +31,7 @@ from gradflow.analysis.sweep import (
     values_text,
 )
 from gradflow.analysis.verdict import PAIRS, Thresholds, Verdict
+from gradflow.engine.magnitudes import Status
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.render.formats import SCHEMA_VERSION, json_number, markdown_table, pretty_json
 from gradflow.render.grid import DASH, Cell, Column, Grid, Tone
@@ -426,11 +427,24 @@ def config_record(
     return config
 
 
+def spread_status(log10: float) -> str:
+    """What a null log10 in a point record stands for: zero (−inf: the ratio is exactly 0),
+    inf, or nan (no seed gave a number); ok where it is a number."""
+    if math.isfinite(log10):
+        return str(Status.OK)
+    if math.isnan(log10):
+        return str(Status.NAN)
+    return str(Status.ZERO if log10 < 0 else Status.INF)
+
+
 def point_record(r: PointResult) -> dict[str, Any]:
-    def pair(choose: str) -> dict[str, float | None]:
+    def pair(choose: str) -> dict[str, float | str | None]:
+        ratio, gain = getattr(r.weight_ratio, choose), getattr(r.gain, choose)
         return {
-            "log10_weight_ratio": json_number(getattr(r.weight_ratio, choose)),
-            "log10_gain": json_number(getattr(r.gain, choose)),
+            "log10_weight_ratio": json_number(ratio),
+            "weight_ratio_status": spread_status(ratio),
+            "log10_gain": json_number(gain),
+            "gain_status": spread_status(gain),
         }
 
     theory = None
@@ -466,7 +480,7 @@ def to_csv(axes: Sequence[Axis], results: Sequence[PointResult]) -> str:
     """One row per grid point and variant; empty cells where JSON has null."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    quantities = ("log10_weight_ratio", "log10_gain")
+    quantities = ("log10_weight_ratio", "log10_gain", "weight_ratio_status", "gain_status")
     writer.writerow(
         [*(a.field for a in axes), "variant",
          *(f"{stat}_{q}" for q in quantities for stat in ("median", "min", "max")),

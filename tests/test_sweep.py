@@ -408,6 +408,20 @@ def test_theory_tracks_wide_tanh_networks_and_the_reading_quotes_its_slope(
         assert f"{expected} (theory {abs(predicted):.2f})" in read
 
 
+def test_reading_of_one_value_gives_its_gain_not_a_slope_or_an_arrow() -> None:
+    depth = Axis("depth", (4,), geometric=False)
+    (line,) = sweep_view.reading(
+        [depth], [result_at(4, Skip.NONE, -3.0, -3.0, -3.0)], NetworkSpec()
+    )
+    assert line == "plain: gain -3.00 at depth 4"  # not "no finite slope"
+    loss = Axis("loss", ("mse",), geometric=False)
+    result = dataclasses.replace(
+        result_at(4, Skip.NONE, -1.0, -1.0, -1.0), values=(("loss", "mse"),)
+    )
+    (line,) = sweep_view.reading([loss], [result], NetworkSpec())
+    assert line == "plain: gain -1.00 at loss mse"
+
+
 def test_reading_says_so_where_the_theory_slope_goes_the_other_way() -> None:
     """The measured gain falls 0.5 decades a layer where the theory has it rise 0.1."""
     axis = Axis("depth", (2, 4, 8), geometric=False)

@@ -353,7 +353,7 @@ def _clause(
     measured = [r.gain.median for r in mine]
     predicted = [r.theory for r in mine]
     has_theory = all(p is not None for p in predicted)
-    if axis.field == "depth":
+    if axis.field == "depth" and len(mine) > 1:  # one depth has no slope: its gain, below
         xs = [float(dict(r.values)["depth"]) for r in mine]
         per = slope(xs, measured)
         theory_per = (
@@ -371,12 +371,12 @@ def _clause(
             text += f" ({theory} {abs(theory_per * scale):.2f})"
         return text
     first, last = (value_text(r.values[0][1]) for r in (mine[0], mine[-1]))
-    text = (
-        f"{variant.label}: gain {decades(measured[0])} at {flag_name(axis.field)} {first}"
-        f" → {decades(measured[-1])} at {last}"
-    )
+    text = f"{variant.label}: gain {decades(measured[0])} at {flag_name(axis.field)} {first}"
+    if len(mine) > 1:
+        text += f" → {decades(measured[-1])} at {last}"
     if has_theory:
-        text += f" (theory {decades(predicted[0])} → {decades(predicted[-1])})"
+        theory = [decades(p) for p in (predicted[0], predicted[-1])[: len(mine)]]
+        text += f" (theory {' → '.join(theory)})"
     return text
 
 

@@ -375,8 +375,8 @@ def _clause(
     if len(mine) > 1:
         text += f" → {decades(measured[-1])} at {last}"
     if has_theory:
-        theory = [decades(p) for p in (predicted[0], predicted[-1])[: len(mine)]]
-        text += f" (theory {' → '.join(theory)})"
+        ends = [decades(p) for p in (predicted[0], predicted[-1])[: len(mine)]]
+        text += f" (theory {' → '.join(ends)})"
     return text
 
 

@@ -245,7 +245,7 @@ def test_a_dask_local_cluster_gives_the_same_bytes() -> None:
     distributed = pytest.importorskip("distributed")
     serial = sweep(*GRID, "--jobs", "1", "--format", "json")
     with distributed.LocalCluster(
-        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
     ) as cluster:
         remote = sweep(*GRID, "--scheduler", cluster.scheduler_address, "--format", "json")
     assert remote.exit_code == 0, remote.output

@@ -9,6 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+import gradflow.analysis.train as train_module
 from gradflow.analysis.analyze import variant_spec
 from gradflow.analysis.teacher import constant_loss, teacher_data
 from gradflow.analysis.train import EvalRecord, Trainer, initial_parameters, summarize, train
@@ -248,6 +249,36 @@ def test_an_update_that_leaves_a_weight_nonfinite_is_named_as_the_stop() -> None
     (record,) = run.steps
     assert np.isfinite(record.grad_weight.mantissa).all()
     assert not np.isfinite(record.update_ratio.mantissa[0])
+
+
+@pytest.mark.parametrize(("layer", "found"), [(0, 3), (1, 2)])
+def test_an_update_that_leaves_an_inf_weight_is_the_stop_however_it_shows(
+    monkeypatch: pytest.MonkeyPatch, layer: int, found: int
+) -> None:
+    """Step 2's update leaves a row of one layer's weights inf. tanh turns its ±inf products
+    into ±1, so the loss stays finite. In fc2, the next backward pass meets 0·inf below it:
+    the stop is step 2's update. In fc1 every ‖∂L/∂W‖ stays finite too (tanh's slope is 0
+    there): the next recorded step's check finds it and names that step."""
+    real = train_module.update
+    calls = 0
+
+    def breaking(optimizer: object, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        nonlocal calls
+        real(optimizer, params, grads)
+        if calls == 2:  # step 2's update
+            params[0][layer][0] = np.inf
+        calls += 1
+
+    monkeypatch.setattr(train_module, "update", breaking)
+    spec = NetworkSpec(depth=3, width=4, batch=2, activation="tanh")
+    training = Training(optimizer="sgd", lr=0.1, steps=8, samples=4, every=3)
+    (run,) = train(spec, ["none"], training)
+    stop = run.summary.stopped
+    assert stop is not None and (stop.step, stop.stage) == (found, "update")
+    assert stop.layer == f"fc{layer + 1}"
+    assert all(np.isfinite(r.loss) for r in run.steps)  # the loss never showed it
+    # the record that found it is kept; a backward pass that met it recorded nothing
+    assert [r.step for r in run.steps] == ([0, 3] if layer == 0 else [0])
 
 
 def test_a_pre_activation_that_overflows_behind_a_bounded_phi_is_named_at_its_layer() -> None:

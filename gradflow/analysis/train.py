@@ -18,8 +18,9 @@ cadence of its own (``--eval-every 1`` takes it at every step).
 A non-finite loss or gradient stops that variant: the step and the layer where the first
 non-finite value appeared are reported (forward: the first layer whose step gave one, its
 product, normalisation, φ or block's add, found by running the pass again with a check a step;
-backward: the first layer the gradient reached with a non-finite ‖∂L/∂W‖; update: an earlier
-update that left a parameter non-finite), and the records up to there are kept.
+backward: the first layer the gradient reached with a non-finite ‖∂L/∂W‖; update: an update
+that left a parameter non-finite, found where the next pass fails or, where a bounded φ hides
+it, at the next recorded step), and the records up to there are kept.
 """
 
 from __future__ import annotations
@@ -245,6 +246,11 @@ class Trainer:
                 break
             if outcome is not None:
                 steps.append(outcome)
+                # a bounded φ can hide an inf weight from the loss: checked where recorded
+                # (the last step always is), at a pass over the parameters a record
+                stop = self._broken_by_update(t + 1)  # by this step's update, or before
+                if stop is not None:
+                    break
             progress(t + 1)
         if stop is None:  # the loss after the last step: a non-finite one stops the run there
             loss, stop = self.evaluate(training.steps)
@@ -275,7 +281,9 @@ class Trainer:
             )
         bad = ~np.isfinite(grad_weight.mantissa)
         if bad.any():  # backward meets the layers last to first: the highest one came first
-            return Stop(t, self.names[int(np.flatnonzero(bad)[-1])], "backward")
+            return self._broken_by_update(t) or Stop(
+                t, self.names[int(np.flatnonzero(bad)[-1])], "backward"
+            )
         update(self.optimizer, self.params, self.grads)
         if not record:
             return None
@@ -304,14 +312,20 @@ class Trainer:
         """Where the first non-finite value of step ``t``'s ``stage`` (forward, evaluation)
         on x came from: an update before it that left a parameter non-finite, else the first
         layer whose forward step gave one, else the loss (or the xent head)."""
-        broken = self._nonfinite_parameters()
-        if broken is not None and t > 0:  # the initial parameters are finite
-            return Stop(t - 1, self.names[broken], "update")
+        broken = self._broken_by_update(t)
+        if broken is not None:
+            return broken
         weights, biases = list(self.params[0]), list(self.params[1])
         layer = first_nonfinite(self.spec, weights, biases, x)
         if layer is not None:
             return Stop(t, self.names[layer], stage)
         return Stop(t, "head" if self.spec.loss is Loss.XENT else "loss", stage)
+
+    def _broken_by_update(self, t: int) -> Stop | None:
+        """Where an update before step ``t`` left a parameter non-finite: the stop at that
+        update (the initial parameters are finite)."""
+        broken = self._nonfinite_parameters()
+        return None if broken is None or t == 0 else Stop(t - 1, self.names[broken], "update")
 
     def _nonfinite_parameters(self) -> int | None:
         """The first layer (the head last) whose weights or biases are not all finite."""

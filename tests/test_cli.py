@@ -447,6 +447,21 @@ def test_fail_on_other_verdict_exits_0() -> None:
     assert result.stderr == ""
 
 
+def test_fail_on_catches_a_finding_behind_another_verdict() -> None:
+    """A vanishing weight ratio decides the verdict, but the gain explodes too: a CI check for
+    exploding networks must fail on it."""
+    args = ["analyze", "--depth", "50", "--skip", "post", "--activation", "relu", "--init", "he",
+            "--vanish-below", "0.9"]  # fmt: skip
+    summary = json.loads(run(*args, "--format", "json").stdout)["runs"][0]["summary"]
+    assert summary["verdict"] == "vanishing"
+    assert "exploding" in [f["verdict"] for f in summary["findings"]]
+    result = run(*args, "--fail-on", "exploding", "-q")
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("gradflow: check failed: post is vanishing, and exploding too")
+    assert "--gain-above" in line and "--vanish-below" not in line
+
+
 def test_thresholds_set_the_verdict() -> None:
     lenient = json.loads(
         run(

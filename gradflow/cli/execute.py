@@ -25,6 +25,7 @@ from rich.console import Group as Stack
 from gradflow.analysis import analyze as analysis
 from gradflow.analysis.analyze import ProgressCallback, estimate_bytes, variant_spec
 from gradflow.analysis.results import Report
+from gradflow.analysis.verdict import Verdict
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, silence
 from gradflow.cli.options import Format
 from gradflow.cli.plan import Plan
@@ -76,9 +77,9 @@ def execute(plan: Plan) -> ExitCode:
         failures += write_report_figure(plan.plot, plan.command, reports, theory)
     for failure in failures:
         note(f"gradflow: error: {failure}")
-    failed = [r for r in reports if r.summary.verdict in plan.fail_on]
-    for r in failed:
-        note(f"gradflow: check failed: {_reason(r)}")
+    failed = [(r, caught) for r in reports if (caught := _caught(r, plan.fail_on))]
+    for r, caught in failed:
+        note(f"gradflow: check failed: {_reason(r, caught)}")
     if failures:
         return ExitCode.WRITE_FAILED
     return ExitCode.CHECK_FAILED if failed else ExitCode.OK
@@ -338,6 +339,20 @@ def _text(plan: Plan, reports: Sequence[Report], *, width: int, theory: Theory =
     return buffer.getvalue()
 
 
-def _reason(report: Report) -> str:
+def _caught(report: Report, checks: frozenset[Verdict]) -> list[Verdict]:
+    """The checks a report fails: its verdict's, and a finding's where the verdict is another
+    (--fail-on exploding catches an exploding gain behind a vanishing weight ratio)."""
     s = report.summary
-    return f"{report.label} is {s.verdict} (--fail-on {s.verdict}): {view.verdict_reason(report)}"
+    found = [s.verdict, *(f.verdict for f in s.findings)]
+    return [v for v in dict.fromkeys(found) if v in checks]
+
+
+def _reason(report: Report, caught: list[Verdict]) -> str:
+    s = report.summary
+    if s.verdict in caught:
+        return (
+            f"{report.label} is {s.verdict} (--fail-on {s.verdict}): {view.verdict_reason(report)}"
+        )
+    verdict = caught[0]
+    behind = "; ".join(view.finding_text(f) for f in s.findings if f.verdict is verdict)
+    return f"{report.label} is {s.verdict}, and {verdict} too (--fail-on {verdict}): {behind}"

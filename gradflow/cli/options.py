@@ -195,8 +195,8 @@ FailOn = Annotated[
     list[str] | None,
     typer.Option(
         metavar="LIST",
-        help="Exit 1 when the verdict is one of these (comma-separated, or the flag repeated: "
-        "vanishing, exploding, nonfinite).",
+        help="Exit 1 when the verdict, or a finding behind it, is one of these (comma-separated, "
+        "or the flag repeated: vanishing, exploding, nonfinite).",
         show_default=False,
         rich_help_panel=VERDICT,
     ),

@@ -139,6 +139,10 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], words: list[str]) -> 
     refused(sweep(*args, *TINY), *words)
 
 
+def test_a_missing_vary_says_what_to_give() -> None:
+    refused(sweep(*TINY), "--vary: is required, e.g. --vary depth=10,20,50")
+
+
 def test_a_refusal_that_names_a_varied_field_says_at_which_point() -> None:
     result = sweep("--vary", "batch=1,2", "--norm", "batch", "--width", "4")  # TINY sets batch
     refused(result, "--vary: batch=1 with plain: --norm", "batch ≥ 2")

@@ -119,8 +119,14 @@ def one_line(error: typer.TyperException) -> str:
     if type(error).__name__ == "NoSuchOption":
         name = getattr(error, "option_name", "")
         message = _no_such_option(name, getattr(error, "possibilities", None))
+    elif type(error).__name__ == "MissingParameter":  # click leaves its message empty
+        message = "is required" + REQUIRED_EXAMPLE.get(str(hint), "")
     text = message if not hint or message.startswith(hint) else f"{hint}: {message}"
     return shorten(_cut_values(" ".join(text.split())), LINE_LIMIT)
+
+
+# what a required flag's refusal shows, beside "is required"
+REQUIRED_EXAMPLE = {"--vary": ", e.g. --vary depth=10,20,50"}
 
 
 def _no_such_option(name: str, possibilities: object) -> str:

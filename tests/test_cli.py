@@ -641,6 +641,27 @@ def test_unknown_flags_suggest_only_a_close_match() -> None:
     assert flags_named(one_line_error(run("analyze", "--lr", "0.1"))) == ["--lr"]  # not --loss
 
 
+def test_a_flag_of_other_commands_names_them() -> None:
+    """A CI script that moves --fail-on from analyze to compare learns where it belongs."""
+    line = one_line_error(run("compare", "--fail-on", "vanishing"))
+    assert line.endswith("no such option --fail-on (only analyze and train take it)")
+    assert one_line_error(run("analyze", "--lr", "0.1")).endswith("(only train takes it)")
+    assert "(compare, paths, train, sweep take it)" in one_line_error(run("analyze", "--variants"))
+    assert "take" not in one_line_error(run("analyze", "--frobnicate"))
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [(["analyze"], "--skip"), (["compare", "--variants", "none"], "--variants"),
+     (["train", "--variants", "none"], "--variants")],
+)  # fmt: skip
+def test_zero_init_residual_without_branches_names_the_flag_that_has_them(
+    args: list[str], flag: str
+) -> None:
+    line = one_line_error(run(*args, "--zero-init-residual"))
+    assert f"needs residual branches: {flag} post, pre or postnorm" in line
+
+
 def test_unknown_commands_suggest_only_a_close_match() -> None:
     assert "compare" in one_line_error(run("compar"))
     line = one_line_error(run("frobnicate"))

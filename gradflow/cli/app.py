@@ -100,6 +100,8 @@ class Group(OnDemandGroup):
                         raise
                     code = stdout_failed(failed)
             else:
+                if type(error).__name__ == "NoSuchOption":  # which commands have it, if any
+                    error.elsewhere = self.commands_with(getattr(error, "option_name", ""))  # type: ignore[attr-defined]
                 note(f"gradflow: error: {one_line(error)}")
                 code = ExitCode.BAD_INPUT
         except Interrupted:
@@ -117,6 +119,14 @@ class Group(OnDemandGroup):
         if not standalone_mode:
             return code
         sys.exit(int(code) if isinstance(code, int) else 0)
+
+    def commands_with(self, option: str) -> list[str]:
+        """The commands that take ``option`` (each is built: for an error's line only)."""
+        return [
+            name
+            for name in self.list_commands(None)
+            if any(option in param.opts for param in self.commands[name].params)
+        ]
 
     def invoke(self, ctx: Any) -> Any:
         try:

@@ -119,6 +119,9 @@ def one_line(error: typer.TyperException) -> str:
     if type(error).__name__ == "NoSuchOption":
         name = getattr(error, "option_name", "")
         message = _no_such_option(name, getattr(error, "possibilities", None))
+        elsewhere = getattr(error, "elsewhere", None)
+        if elsewhere and not message.endswith("?)"):  # no close match here: where it is
+            message += f" ({_commands_text(elsewhere)})"
     elif type(error).__name__ == "MissingParameter":  # click leaves its message empty
         message = "is required" + REQUIRED_EXAMPLE.get(str(hint), "")
     text = message if not hint or message.startswith(hint) else f"{hint}: {message}"
@@ -127,6 +130,15 @@ def one_line(error: typer.TyperException) -> str:
 
 # what a required flag's refusal shows, beside "is required"
 REQUIRED_EXAMPLE = {"--vary": ", e.g. --vary depth=10,20,50"}
+
+
+def _commands_text(names: list[str]) -> str:
+    """``only sweep takes it``, ``only analyze and train take it``, ``a, b, c take it``."""
+    if len(names) == 1:
+        return f"only {names[0]} takes it"
+    if len(names) == 2:
+        return f"only {names[0]} and {names[1]} take it"
+    return f"{', '.join(names)} take it"
 
 
 def _no_such_option(name: str, possibilities: object) -> str:

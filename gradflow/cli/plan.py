@@ -144,7 +144,7 @@ def make_plan(
     chosen = _variants(variants) if variants is not None else (_skip(skip or ""),)
     if paths is not None:
         _paths(paths, chosen, "--skip" if variants is None else "--variants")
-    spec = _spec(network, chosen)
+    spec = _spec(network, chosen, "--skip" if variants is None else "--variants")
     judged = _thresholds(thresholds)
     checks = _fail_on(fail_on)
     return Plan(
@@ -220,14 +220,18 @@ def _flags_in(text: str) -> str:
     return _field().sub(lambda m: flag(m.group(1)) if "_" in m.group(1) else m.group(1), text)
 
 
-def _spec(network: NetworkFlags, variants: tuple[Skip, ...]) -> NetworkSpec:
+def _spec(
+    network: NetworkFlags, variants: tuple[Skip, ...], wiring: str = "--variants"
+) -> NetworkSpec:
     """The spec to run: for compare, wired as its first residual variant (so that depth and
-    --zero-init-residual are checked against a residual network when there is one)."""
+    --zero-init-residual are checked against a residual network when there is one).
+    ``wiring``: the flag that chose the variants, named where they have no residual branch."""
     skip = next((v for v in variants if v is not Skip.NONE), Skip.NONE)
     if network.zero_init_residual and skip is Skip.NONE:
         raise BadInput(
             "--zero-init-residual",
-            "needs residual branches: --skip post, pre or postnorm (or --variants)",
+            f"needs residual branches: {wiring} post, pre or postnorm"
+            + (" (one of them at least)" if wiring == "--variants" else ""),
         )
     if network.classes is not None and network.loss != Loss.XENT:  # may be a --vary string
         raise BadInput("--classes", f"sets the head of --loss xent; --loss {network.loss} has none")

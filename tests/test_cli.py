@@ -641,6 +641,28 @@ def test_unknown_flags_suggest_only_a_close_match() -> None:
     assert flags_named(one_line_error(run("analyze", "--lr", "0.1"))) == ["--lr"]  # not --loss
 
 
+@pytest.mark.parametrize(
+    ("command", "name", "fmt"),
+    [("analyze", "r.json", "csv"), ("compare", "r.CSV", "markdown"), ("train", "r.md", "json"),
+     ("sweep", "r.jsonl", "json")],
+)  # fmt: skip
+def test_a_format_that_the_output_suffix_contradicts_is_refused(
+    command: str, name: str, fmt: str, tmp_path: Path
+) -> None:
+    extra = ["--vary", "depth=2"] if command == "sweep" else []
+    target = tmp_path / name
+    line = one_line_error(run(command, *extra, "--output", str(target), "--format", fmt))
+    assert line.startswith(f"gradflow: error: --format: {fmt} does not match --output")
+    assert not target.exists()
+
+
+def test_a_txt_or_suffixless_output_takes_any_format(tmp_path: Path) -> None:
+    for name in ("r.txt", "report"):
+        result = run("analyze", *SMALL, "--output", str(tmp_path / name), "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        assert json.loads((tmp_path / name).read_text())["command"] == "analyze"
+
+
 def test_a_flag_of_other_commands_names_them() -> None:
     """A CI script that moves --fail-on from analyze to compare learns where it belongs."""
     line = one_line_error(run("compare", "--fail-on", "vanishing"))

@@ -328,7 +328,18 @@ def _plot(output: OutputFlags, others: tuple[OutputTarget | None, ...]) -> Figur
 def format_for(
     chosen: F | None, target: OutputTarget | None, by_suffix: Mapping[str, F], default: F
 ) -> F:
-    """--format as given, else the one --output's suffix names, else ``default``."""
+    """--format as given, else the one --output's suffix names, else ``default``. A --format
+    that another suffix names is refused (r.json with --format csv); .txt and no suffix take
+    any format."""
+    if chosen is not None and target is not None:
+        suffix = target.path.suffix
+        named = by_suffix.get(suffix.lower())
+        if named is not None and named != chosen and suffix.lower() not in ("", ".txt"):
+            raise BadInput(
+                "--format",
+                f"{chosen} does not match --output {quoted(target.path.name)}, whose suffix "
+                f"is for {named}; name the file for {chosen}, or drop --format",
+            )
     if chosen is None and target is not None:
         suffix = target.path.suffix
         chosen = by_suffix.get(suffix.lower())

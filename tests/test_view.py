@@ -228,3 +228,17 @@ def test_magnitudes_helper_is_exact() -> None:
     """from_log10 round trip, so that the cells above are exactly what per_row gave."""
     m = Magnitudes.from_values([1e-3])
     assert view.magnitude_text(float(m.log10[0]), m.status()[0]) == "1.0e-03"
+
+
+@pytest.mark.parametrize(
+    ("changes", "classic"),
+    [({}, True), ({"weight_var": 4.0}, False), ({"init": "he"}, False),
+     ({"norm": "batch"}, False), ({"activation": "tanh"}, False)],
+)  # fmt: skip
+def test_the_sigmoid_xavier_lesson_is_named_only_for_xavier_s_own_scale(
+    changes: dict[str, object], classic: bool
+) -> None:
+    """σ_w² = 4 is not Xavier's scale: the line must not call the network the classic case."""
+    from gradflow.engine.spec import NetworkSpec
+
+    assert view.is_classic(NetworkSpec(**changes)) is classic  # type: ignore[arg-type]

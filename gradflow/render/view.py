@@ -542,8 +542,13 @@ def shown_line(reports: Sequence[Report]) -> str:
 
 
 def is_classic(spec: NetworkSpec) -> bool:
-    """The default picture: sigmoid + Xavier without normalization, the classic vanishing case."""
-    return (spec.activation, spec.init, spec.norm) == (Activation.SIGMOID, Init.XAVIER, Norm.NONE)
+    """The default picture: sigmoid + Xavier (its own scale: no --weight-var) without
+    normalization, the classic vanishing case."""
+    return spec.weight_var is None and (spec.activation, spec.init, spec.norm) == (
+        Activation.SIGMOID,
+        Init.XAVIER,
+        Norm.NONE,
+    )
 
 
 def _why_not_finite(report: Report) -> str:

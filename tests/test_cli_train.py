@@ -104,7 +104,7 @@ def test_a_gradient_rounded_to_zero_is_warned_about_and_not_called_never_moved()
     assert result.exit_code == 0, result.stderr
     (summary,) = [r["summary"] for r in json.loads(result.stdout)["runs"]]
     assert summary["verdict"] == "frozen"
-    assert summary["reason"] == "fc1 stopped moving: median update ratio 0 (largest 1)"
+    assert summary["reason"] == "frozen: fc1 stopped moving: median update ratio 0 (largest 1)"
     (warning,) = summary["warnings"]
     assert warning.startswith("‖∂L/∂W‖ of fc1 is 0 in float64 at step 1, though the loss is not")
     assert result.stderr == f"gradflow: warning: plain: {warning}\n"

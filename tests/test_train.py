@@ -3,6 +3,7 @@ data, the tape reused across steps, non-finite stops, the summary, and determini
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tracemalloc
 
@@ -12,9 +13,17 @@ import pytest
 import gradflow.analysis.train as train_module
 from gradflow.analysis.analyze import variant_spec
 from gradflow.analysis.teacher import constant_loss, teacher_data
-from gradflow.analysis.train import EvalRecord, Trainer, initial_parameters, summarize, train
+from gradflow.analysis.train import (
+    EvalRecord,
+    Stop,
+    Trainer,
+    initial_parameters,
+    summarize,
+    train,
+)
 from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.engine.losses import LOSSES, LossData
+from gradflow.engine.magnitudes import Magnitudes
 from gradflow.engine.network import build
 from gradflow.engine.passes import forward
 from gradflow.engine.spec import Loss, NetworkSpec, Norm
@@ -174,6 +183,34 @@ def test_summary_judges_progress_and_halving() -> None:
     evals[-1] = EvalRecord(2, 8.9)
     assert summarize(run.steps, evals, None, 1.0, run.names).verdict is not (
         TrainVerdict.NO_PROGRESS
+    )
+
+
+def test_reasons_lead_with_their_verdict_and_say_what_frozen_means() -> None:
+    """Each finding names its verdict, so a CI log can be searched for it. "never moved" only
+    where no update reached the dtype's spacing (the weights stayed as they were); a learner
+    still above the constant output's loss is told so."""
+    spec = NetworkSpec(depth=2, width=4, batch=2)
+    (run,) = train(spec, ["none"], Training(steps=2, samples=4, every=1))
+    evals = [EvalRecord(0, 10.0), EvalRecord(2, 2.0)]
+    ratios = (3e-17, 3e-17)  # each record's update ratio, both layers
+    steps = [
+        dataclasses.replace(r, update_ratio=Magnitudes(np.full(2, x), np.zeros(2, np.int64)))
+        for r, x in zip(run.steps, ratios, strict=True)
+    ]
+    frozen = summarize(steps, evals, None, 1.0, run.names)
+    assert frozen.reason == "frozen: fc1 never moved: update ratio 3e-17"
+    assert summarize(steps, evals, None, 1.0, run.names, resolution=1e-17).reason == (
+        "frozen: fc1 barely moved: update ratio 3e-17"
+    )  # one of the updates reached the (here made-up) spacing
+    learns = summarize(run.steps, evals, None, 1.0, run.names)
+    assert learns.reason.startswith("learns: loss 10 → 2, halved by step 2; still not below")
+    assert summarize(run.steps, evals, None, 3.0, run.names).reason == (
+        "learns: loss 10 → 2, halved by step 2"
+    )
+    stop = Stop(1, "fc2", "backward")
+    assert summarize(run.steps, evals, stop, 1.0, run.names).reason.startswith(
+        "nonfinite: stopped at step 1: first non-finite value in backward at fc2"
     )
 
 

@@ -255,7 +255,8 @@ class Trainer:
         if stop is None:  # the loss after the last step: a non-finite one stops the run there
             loss, stop = self.evaluate(training.steps)
             evals.append(EvalRecord(training.steps, loss))
-        summary = summarize(steps, evals, stop, floor, self.names)
+        resolution = float(np.finfo(self.spec.dtype.value).eps)
+        summary = summarize(steps, evals, stop, floor, self.names, resolution)
         zero = _rounded_to_zero(self.spec, steps, self.names[0])
         if zero is not None:
             summary = dataclasses.replace(summary, warnings=(zero,))
@@ -367,8 +368,12 @@ def summarize(
     stop: Stop | None,
     floor: float,
     names: tuple[str, ...],
+    resolution: float = float(np.finfo(np.float64).eps),
 ) -> TrainSummary:
-    """Initial and final loss, when it halved, the median update ratios, and the verdict."""
+    """Initial and final loss, when it halved, the median update ratios, and the verdict.
+    Each finding in the reason leads with its verdict (``frozen: fc1 never moved: …``), so
+    that a log line can be searched for it. ``resolution``: the dtype's relative spacing; an
+    update ratio below it leaves the weights as they were."""
     initial, final = evals[0].loss, evals[-1].loss
     halved = (  # an infinite (or nan) initial loss halves to nothing
         next((e.step for e in evals if e.loss <= initial / 2), None)
@@ -394,26 +399,29 @@ def summarize(
         findings.append(
             (
                 TrainVerdict.NO_PROGRESS,
-                f"no progress: loss {initial:.4g} → {final:.4g} ({_share(final, initial)}); "
+                f"loss {initial:.4g} → {final:.4g} ({_share(final, initial)}); "
                 f"a constant output reaches {floor:.4g}",
             )
         )
     if first_ratio < math.log10(FROZEN_BELOW):
         peak = float(ratios[:, 0].max()) if steps else math.nan
-        findings.append(
-            (
-                TrainVerdict.FROZEN,
-                f"{names[0]} never moved: update ratio {ratio_text(first_ratio)}"
-                if not peak >= math.log10(FROZEN_BELOW)
-                else f"{names[0]} stopped moving: median update ratio {ratio_text(first_ratio)} "
-                f"(largest {ratio_text(peak)})",
+        if peak >= math.log10(FROZEN_BELOW):  # one step did move it
+            text = (
+                f"{names[0]} stopped moving: median update ratio {ratio_text(first_ratio)} "
+                f"(largest {ratio_text(peak)})"
             )
-        )
+        else:  # below the dtype's spacing, an update leaves the weights as they were
+            moved = "never moved" if peak < math.log10(resolution) else "barely moved"
+            text = f"{names[0]} {moved}: update ratio {ratio_text(first_ratio)}"
+        findings.append((TrainVerdict.FROZEN, text))
     if not findings:
         when = f"halved by step {halved}" if halved is not None else "not halved"
-        findings.append((TrainVerdict.LEARNS, f"learns: loss {initial:.4g} → {final:.4g}, {when}"))
+        text = f"loss {initial:.4g} → {final:.4g}, {when}"
+        if not final < floor:  # the loss of predicting the targets' mean, without x
+            text += f"; still not below what a constant output reaches ({floor:.4g})"
+        findings.append((TrainVerdict.LEARNS, text))
     verdict = findings[0][0]
-    reason = "; ".join(text for _, text in findings)
+    reason = "; ".join(f"{v}: {text}" for v, text in findings)
     holds = tuple(v for v, _ in findings)
     return TrainSummary(
         initial, final, floor, halved, first_ratio, last_ratio, verdict, reason, stop, holds

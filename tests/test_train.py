@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tracemalloc
 
 import numpy as np
@@ -362,3 +363,15 @@ def test_the_text_charts_keep_their_points_labels_and_axes_apart() -> None:
     legend = train_view._legend(-3.0, -3.0 + 5e-5, None, 200)[0]
     starts = [part.split()[1] for part in legend.split("   ")[:-3]]
     assert len(set(starts)) == len(starts)
+
+
+@pytest.mark.parametrize("width", [60, 70, 80, 100])
+def test_the_heatmap_legend_keeps_each_shade_with_its_value(width: int) -> None:
+    """At 80 columns a line once ended in "%" and the next began with its "-1.1"."""
+    from gradflow.render import train_view
+
+    lines = train_view._legend(-12.2, 2.0, -3.0, width)
+    assert all(len(line) <= width for line in lines)
+    for glyph in train_view.SHADES:
+        assert any(re.search(rf"(^|   |: ){re.escape(glyph)} -?\d", line) for line in lines), glyph
+    assert not any(line.rstrip().endswith(tuple(train_view.SHADES)) for line in lines)

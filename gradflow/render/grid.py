@@ -145,3 +145,14 @@ def explain(grid: Grid, columns: Sequence[Column]) -> str:
     if "0" in texts:
         parts.append(grid.zero_note)
     return "; ".join(parts)
+
+
+def packed(items: Sequence[str], indent: str, width: int) -> list[str]:
+    """The items on as few lines of ``width`` as they fit, three spaces apart, each whole (a
+    legend's "% -1.1" is never split across lines); lines after the first start ``indent``."""
+    lines = [indent]
+    for item in items:
+        if lines[-1] != indent and len(lines[-1]) + 3 + len(item) > width:
+            lines.append(indent)
+        lines[-1] += item if lines[-1] == indent else "   " + item
+    return lines

@@ -34,7 +34,7 @@ from gradflow.analysis.verdict import PAIRS, Thresholds, Verdict
 from gradflow.engine.magnitudes import Status
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.render.formats import SCHEMA_VERSION, json_number, markdown_table, pretty_json
-from gradflow.render.grid import DASH, Cell, Column, Grid, Tone
+from gradflow.render.grid import DASH, Cell, Column, Grid, Tone, packed
 
 MARKS = {Skip.NONE: "o", Skip.POST: "+", Skip.PRE: "x", Skip.POSTNORM: "#"}  # one per variant
 THEORY_MARK, BAR_MARK = ".", "|"
@@ -258,18 +258,8 @@ def line_chart(axis: Axis, results: Sequence[PointResult], width: int) -> list[s
     if any(r.theory is not None for r in results):
         legend.append(f"{THEORY_MARK} theory")
     legend += [f"{BAR_MARK} min..max over seeds", f"across: {flag_name(axis.field)} ({scale})"]
-    lines += _packed(legend, " " * (label_width + 2), label_width + 2 + field)
+    lines += packed(legend, " " * (label_width + 2), label_width + 2 + field)
     return [line.rstrip() for line in lines]
-
-
-def _packed(items: Sequence[str], indent: str, width: int) -> list[str]:
-    """The items on as few lines of ``width`` as they fit, three spaces apart, each whole."""
-    lines = [indent]
-    for item in items:
-        if lines[-1] != indent and len(lines[-1]) + 3 + len(item) > width:
-            lines.append(indent)
-        lines[-1] += item if lines[-1] == indent else "   " + item
-    return lines
 
 
 def _x_labels(axis: Axis, columns: Sequence[int], field: int) -> str:

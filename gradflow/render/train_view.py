@@ -19,7 +19,6 @@ import csv
 import io
 import itertools
 import math
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ from gradflow.analysis.training import Training, TrainVerdict
 from gradflow.engine.magnitudes import Magnitudes
 from gradflow.engine.spec import NetworkSpec
 from gradflow.render import formats
-from gradflow.render.grid import DASH, Cell, Column, Grid, Tone
+from gradflow.render.grid import DASH, Cell, Column, Grid, Tone, packed
 from gradflow.render.view import groups, number_text, span_name
 
 SCHEMA_VERSION = 1
@@ -221,7 +220,7 @@ def _legend(low: float, high: float, mark: float | None, width: int) -> list[str
     parts += ["0: exactly zero", "!: nan or inf"]
     if mark is not None and not low <= mark <= high:
         parts.append("the ~1e-3 rule of thumb is off this scale")
-    return textwrap.wrap("log10 from: " + "   ".join(parts), width, break_on_hyphens=False)
+    return packed(["log10 from: " + parts[0], *parts[1:]], "", width)
 
 
 # ---- the summary ------------------------------------------------------------------------------

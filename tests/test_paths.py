@@ -467,6 +467,26 @@ def test_histogram_is_ascii_and_fits(runs: list[Decomposition]) -> None:
     assert all(line.isascii() and len(line) <= 120 for line in lines)
 
 
+def test_wirings_on_one_page_share_the_norms_scale() -> None:
+    """post's G_0 (1e-5) and pre's (4) once drew bars of one length, each on its own scale."""
+    spec = NetworkSpec(depth=16, width=8, batch=4, skip="post")  # type: ignore[arg-type]
+    post, pre = decompose(spec), decompose(spec.replace(skip="pre"))
+    both = (post, pre)
+    lines = [paths_view.histogram(d, width=100, together=both) for d in both]
+
+    def bar(page: list[str], k: str) -> int:
+        row = next(line for line in page if line.split()[0] == k)
+        return row.split("|")[1].count("#")
+
+    axes = [[line for line in page if line.lstrip().startswith("+")] for page in lines]
+    assert axes[0] == axes[1]  # one scale
+    g0 = [float(d.grad.log10[0]) for d in both]
+    assert g0[1] - g0[0] > 4  # pre's G_0 is four decades and more above post's ...
+    assert bar(lines[1], "0") > bar(lines[0], "0") + 10  # ... and its bar longer
+    alone = paths_view.histogram(post, width=100)
+    assert bar(alone, "0") > bar(lines[0], "0")  # on its own scale, post's fills the panel
+
+
 def test_summary_and_markdown(runs: list[Decomposition]) -> None:
     line = paths_view.summary_line(runs[0])
     assert "path counts peak at k = 6 of 12" in line and "B/2 = 6" in line

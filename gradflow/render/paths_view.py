@@ -169,9 +169,22 @@ GROUP_NOTE = "rows group lengths: ‖G‖ is the root of their summed energy; pa
 # ---- the histogram -----------------------------------------------------------------------------
 
 
-def histogram(d: Decomposition, *, width: int = 100, max_rows: int = HISTOGRAM_ROWS) -> list[str]:
+def drawn_grads(d: Decomposition, max_rows: int = HISTOGRAM_ROWS) -> list[float]:
+    """The log10 ‖G_k‖ that ``histogram`` draws as bars: what its scale must cover."""
+    return [r.log10_grad for r in rows(d, max_rows) if _status(r.log10_grad) in ASCII_FILL]
+
+
+def histogram(
+    d: Decomposition,
+    *,
+    width: int = 100,
+    max_rows: int = HISTOGRAM_ROWS,
+    together: Sequence[Decomposition] = (),
+) -> list[str]:
     """log10 ‖G_k‖ per length as horizontal bars, and beside it log10 of the number of paths
-    C(B, k), each on a log scale of its own; pure ASCII, at most ``width`` (≤ 160) columns."""
+    C(B, k), each on a log scale of its own; pure ASCII, at most ``width`` (≤ 160) columns.
+    ``together``: the runs shown on the same page, whose ‖G_k‖ share one scale with d's (so
+    that equal bars mean equal norms across the wirings)."""
     width = min(width, chart.MAX_WIDTH)
     shown = rows(d, max_rows)
     grads = [r.log10_grad for r in shown]
@@ -187,7 +200,8 @@ def histogram(d: Decomposition, *, width: int = 100, max_rows: int = HISTOGRAM_R
     else:  # too narrow for both at MIN_FIELD: the count panel goes below, each full width
         grad_field = max(chart.MIN_FIELD, width - label_w - 1 - (grad_w + 2))
         count_field = max(chart.MIN_FIELD, width - label_w - 1 - (count_w + 2))
-    grad_scale = chart.Scale.covering([x for x in grads if _status(x) in ASCII_FILL], grad_field)
+    covered = [x for run in (d, *together) for x in drawn_grads(run, max_rows)]
+    grad_scale = chart.Scale.covering(covered, grad_field)
     count_scale = chart.Scale.covering(counts, count_field)
 
     def panel(log10: float, text: str, scale: chart.Scale | None, text_w: int, field: int) -> str:
@@ -223,6 +237,8 @@ def histogram(d: Decomposition, *, width: int = 100, max_rows: int = HISTOGRAM_R
         lines += [k + c for k, c in zip(labels, count_rows, strict=True)]
         lines += [indent + count_axis[i] for i in range(2)]
     notes = ["bars: log10 scales, one for |G_k| and one for the number of paths"]
+    if len(together) > 1:
+        notes[0] += "; |G_k| on one scale for every wiring shown"
     if any(_status(x) is Status.UNDERFLOW for x in grads):
         notes.append(". below float64's range (length from the exact log10)")
     if any(_status(x) is Status.ZERO for x in grads):
@@ -416,6 +432,6 @@ def to_markdown(
     for d in decompositions:
         grid = paths_grid(d, max_rows).fit(width)
         lines += [*markdown_table(grid), ""]
-        lines += ["```text", *histogram(d, width=width), "```", ""]
+        lines += ["```text", *histogram(d, width=width, together=decompositions), "```", ""]
         lines += [summary_line(d), ""]
     return "\n".join(lines)

@@ -168,6 +168,6 @@ def paths_page(
     parts: list[RenderableType] = [prose(paths_view.header_line(runs), width, "bold")]
     for run in runs:
         parts += [Lines([""]), *render(paths_view.paths_grid(run, max_rows), width, False)]
-        parts += [Lines([""]), Lines(paths_view.histogram(run, width=width))]
+        parts += [Lines([""]), Lines(paths_view.histogram(run, width=width, together=runs))]
         parts.append(prose(paths_view.summary_line(run), width, "bold"))
     return parts

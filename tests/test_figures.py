@@ -226,6 +226,19 @@ def test_train_curves_and_heatmaps_are_the_given_arrays() -> None:
         assert (mesh.norm.vmin, mesh.norm.vmax) == (-11.0, 0.0)  # one scale for every panel
     heat_axes = [ax for ax in figure.axes if ax.collections and ax is not loss_axes]
     assert all(ax.yaxis_inverted() for ax in heat_axes[:2])  # layer 1 at the top
+    # zeros are left blank, as the colorbar says, and no colour of the scale is near blank
+    # (cividis' grey middle once read as the zeros' grey)
+    cmap = meshes["heatmap:pre"].get_cmap()
+    assert tuple(cmap.get_bad()) == (1.0, 1.0, 1.0, 1.0)
+    assert "blank: exactly 0 or nan" in figure.axes[-1].get_ylabel()
+    ramp = cmap(np.linspace(0, 1, 256))[:, :3]
+    assert np.abs(ramp - 1.0).sum(axis=1).min() > 0.3
+    assert (ramp.max(axis=1) - ramp.min(axis=1)).min() > 0.15  # never a grey
+    # layers and steps are ticked at whole numbers (4 layers once read 2.5)
+    figure.canvas.draw()
+    for ax in heat_axes[:2]:
+        for ticks in (ax.get_xticks(), ax.get_yticks()):
+            assert np.array_equal(ticks, np.round(ticks)), ticks
 
 
 def test_the_train_figure_shows_each_run_s_recorded_losses_and_gradients() -> None:

@@ -63,6 +63,7 @@ def gradient_figure(
         if residual:
             _blocks_panel(axes[1], residual, palette)
         axes[-1].set_xlabel(_x_label(reports[0]))
+        style.whole_numbers(axes[-1].xaxis)
     return figure
 
 

@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
@@ -111,6 +112,11 @@ def power_label(value: float, _position: object = None) -> str:
     if not math.isfinite(value) or value != round(value):
         return ""
     return "10" + str(int(value)).translate(SUPERSCRIPT)
+
+
+def whole_numbers(axis: Axis, most: int = 10) -> None:
+    """At most ``most`` ticks, at whole numbers only: layers and steps have no 2.5."""
+    axis.set_major_locator(MaxNLocator(nbins=most, integer=True, steps=[1, 2, 5, 10]))
 
 
 def log10_axis(axes: Axes) -> None:

@@ -22,8 +22,10 @@ from gradflow.render.figures import style
 if TYPE_CHECKING:
     from gradflow.analysis.train import TrainRun
 
-ZERO_COLOR = "0.85"  # a light grey for exact zeros (and nan): not on the colormap
-HEATMAP_COLORMAP = "cividis"  # perceptually uniform, readable in greyscale and by most eyes
+ZERO_COLOR = "white"  # exact zeros (and nan) left blank: viridis never comes near white
+# perceptually uniform and readable by most eyes; no grey in it (cividis' middle is grey,
+# which read as the zeros' colour)
+HEATMAP_COLORMAP = style.COLORMAP
 
 
 def train_figure(
@@ -51,6 +53,7 @@ def train_figure(
             drawn.set_gid(f"loss:{label}")
         loss_axes.set_yscale("log")
         loss_axes.set_xlabel("step")
+        style.whole_numbers(loss_axes.xaxis)
         loss_axes.set_ylabel("loss")
         loss_axes.legend(loc="upper right")
         _heatmaps(figure, grid, heatmaps, np.asarray(heat_steps, dtype=np.float64))
@@ -103,11 +106,13 @@ def _heatmaps(
         mesh.set_gid(f"heatmap:{label}")
         axes.invert_yaxis()  # layer 1 at the top, as in the table
         axes.set_xlabel("step")
+        style.whole_numbers(axes.xaxis, most=4)  # a panel a third of the figure wide
+        style.whole_numbers(axes.yaxis)
         if column == 0:
             axes.set_ylabel("layer")
         axes_list.append(axes)
     if mesh is not None:
-        bar = figure.colorbar(mesh, ax=axes_list, label="‖∂L/∂W‖ (grey: exactly 0 or nan)")
+        bar = figure.colorbar(mesh, ax=axes_list, label="‖∂L/∂W‖ (blank: exactly 0 or nan)")
         style.log10_axis(bar.ax)
 
 

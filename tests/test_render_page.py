@@ -104,10 +104,11 @@ def test_captions_explain_only_the_columns_shown(cases: dict, width: int) -> Non
             assert (note in layout.caption) == has, (width, note)
 
 
-def test_at_80_columns_cos_is_dropped_and_not_explained(cases: dict) -> None:
+def test_at_80_columns_cos_is_dropped_and_named_as_left_out(cases: dict) -> None:
     out = render(*cases["default"], 80)
     split = out[out.index("Split at the addition") : out.index("per layer, log scale")]
-    assert " cos" not in split and "cos:" not in split
+    assert "cos:" not in split and " cos " not in split.splitlines()[1]  # no column, no note
+    assert "left out to fit the width: cos (--format json has all)" in " ".join(split.split())
     wide = render(*cases["default"], 200)
     split = wide[wide.index("Split at the addition") : wide.index("per layer, log scale")]
     assert " cos" in split and "cos:" in split

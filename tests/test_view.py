@@ -215,7 +215,11 @@ def test_caption_explains_only_the_columns_shown() -> None:
     grid = _grid()
     assert grid.arrange(200).caption == "a note; extra: an optional column; wide: the first to go"
     assert grid.arrange(grid.width - 1).caption == "a note; extra: an optional column"
-    assert grid.arrange(20).caption == "a note"
+    # the last columns to go (drop 1) are named where left out; the extras (drop 3) are not
+    assert grid.arrange(20).caption == (
+        "a note; left out to fit the width: extra (--format json has all)"
+    )
+    assert grid.fit(20).caption == grid.arrange(20).caption  # fitted: it remembers what it left
 
 
 def test_caption_explains_the_marks_shown() -> None:

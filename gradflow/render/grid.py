@@ -41,7 +41,9 @@ class Column:
     header: str  # "‖∂L/∂W‖", or "post\n‖∂L/∂W‖" in a compare
     cells: list[Cell]
     numeric: bool = True  # right-aligned
-    drop: int = 0  # 0: always shown; otherwise dropped on a narrow screen, highest first
+    # 0: always shown; otherwise dropped on a narrow screen, highest first. Those at 1, the last
+    # to go (‖∂L/∂in‖, cos, min..max), are named in the caption where they are left out.
+    drop: int = 0
     note: str = ""  # explains the column in the caption, which names only the columns shown
     group: str = ""  # the variant the column belongs to ("" for row labels and shared columns)
     key: bool = False  # labels the rows: repeated in every panel of a stacked grid
@@ -59,6 +61,7 @@ class Grid:
     columns: list[Column]
     notes: tuple[str, ...] = ()  # caption sentences about the whole grid
     zero_note: str = "0: exactly zero"  # the caption's word on a ``0`` cell, when one is shown
+    dropped: tuple[str, ...] = ()  # columns ``fit`` left out, by name: the caption says so
 
     @property
     def rows(self) -> list[list[Cell]]:
@@ -132,18 +135,36 @@ def fit_together(grids: Sequence[Grid], width: int) -> list[Grid]:
     for level in levels:
         if all(g.width <= width for g in grids):
             break
-        grids = [replace(g, columns=[c for c in g.columns if c.drop != level]) for g in grids]
+        grids = [
+            replace(
+                g,
+                columns=[c for c in g.columns if c.drop != level],
+                dropped=(*g.dropped, *(_name(c) for c in g.columns if c.drop == level == 1)),
+            )
+            for g in grids
+        ]
     return grids
 
 
+def _name(column: Column) -> str:
+    """A column by its header, without the variant above it: ``‖∂L/∂in‖``, ``cos``."""
+    return " ".join(column.header.removeprefix(f"{column.group}\n").split("\n"))
+
+
 def explain(grid: Grid, columns: Sequence[Column]) -> str:
-    """A caption: the grid's notes, each shown column's note once, the marks that are shown."""
+    """A caption: the grid's notes, each shown column's note once, the marks that are shown,
+    and the columns left out to fit the width (of ``grid``'s, those not in ``columns``)."""
     texts = [c.text for column in columns if not column.key for c in column.cells]
     parts = [*grid.notes, *dict.fromkeys(c.note for c in columns if c.note)]
     if any(text.endswith(MARK) for text in texts):
         parts.append(MARK_NOTE)
     if "0" in texts:
         parts.append(grid.zero_note)
+    shown = {_name(c) for c in columns}
+    dropped = dict.fromkeys([*grid.dropped, *(_name(c) for c in grid.columns if c.drop == 1)])
+    left_out = [name for name in dropped if name not in shown]
+    if left_out:
+        parts.append(f"left out to fit the width: {', '.join(left_out)} (--format json has all)")
     return "; ".join(parts)
 
 

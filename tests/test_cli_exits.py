@@ -4,10 +4,12 @@ in a subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,44 @@ def test_help_lists_exit_code_1_only_where_the_command_has_fail_on(command: str)
     assert has_flag == (command in ("analyze", "train"))
     assert ("1 a --fail-on check failed" in result.output) == has_flag
     assert "2 bad input" in result.output and "143 in a shell" in result.output
+
+
+SLOW_GRID = ["sweep", "--vary", "depth=200,300,400", "--width", "384", "--batch", "128",
+             "--block-size", "1", "--jobs", "2", "-q"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [
+        [(signal.SIGINT, 1.0), (signal.SIGINT, 0.3)],  # Ctrl-C twice: the second ends it now
+        [(signal.SIGINT, 1.0), (signal.SIGTERM, 0.3)],
+        [(signal.SIGINT, 0.25)],  # while the pool's workers start
+        [(signal.SIGTERM, 0.25)],
+    ],
+    ids=["int-int", "int-term", "int-at-start", "term-at-start"],
+)
+def test_a_pool_sweep_interrupted_ends_with_one_line(
+    signals: list[tuple[int, float]], tmp_path: Path
+) -> None:
+    """Signals sent to the process group, as a terminal sends Ctrl-C. A second Ctrl-C while the
+    runs under way finished once hung the process for good; one at the pool's start printed a
+    traceback from a half-started worker."""
+    with subprocess.Popen(
+        gradflow(*SLOW_GRID, "--output", str(tmp_path / "s.jsonl")),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, start_new_session=True,
+    ) as child:  # fmt: skip
+        assert child.stderr is not None
+        try:
+            for number, delay in signals:
+                time.sleep(delay)
+                os.killpg(child.pid, number)
+            code = child.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+        stderr = child.stderr.read().decode()
+    terminated = signals[0][0] == signal.SIGTERM or signals[-1][0] == signal.SIGTERM
+    if terminated:
+        assert code == -signal.SIGTERM and stderr == "gradflow: terminated\n", stderr
+    else:
+        assert code == ExitCode.INTERRUPTED and stderr == "gradflow: interrupted\n", stderr

@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gradflow.analysis import analyze as engine
-from gradflow.cli import files
 from gradflow.cli.app import app
 from gradflow.cli.errors import ExitCode
 from gradflow.cli.files import Kind, OutputTarget
+from gradflow.cli.interrupts import interrupts_held
 from gradflow.engine.network import build
 from gradflow.engine.spec import NetworkSpec
 
@@ -380,7 +380,7 @@ def test_interrupts_are_held_while_other_threads_run() -> None:
     helper.start()
     steps: list[str] = []
     try:
-        with pytest.raises(KeyboardInterrupt), files._interrupts_held():
+        with pytest.raises(KeyboardInterrupt), interrupts_held():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # where the handler would run, were it not held
             steps.append("whole")

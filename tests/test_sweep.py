@@ -24,6 +24,7 @@ from gradflow.analysis.theory import predict
 from gradflow.analysis.verdict import Verdict
 from gradflow.cli import executors
 from gradflow.cli.app import app
+from gradflow.cli.errors import BadInput
 from gradflow.cli.sweep_plan import parse_axis
 from gradflow.engine.spec import NetworkSpec, Skip
 from gradflow.render import sweep_view
@@ -243,6 +244,49 @@ def test_serial_and_two_jobs_give_the_same_bytes(tmp_path: Path) -> None:
 def test_in_order_releases_each_run_once_all_before_it_are_done() -> None:
     finished = [(2, {"r": 2}), (0, {"r": 0}), (3, {"r": 3}), (1, {"r": 1})]
     assert [i for i, _ in executors.in_order(finished)] == [0, 1, 2, 3]
+
+
+def test_a_cluster_that_fails_under_a_run_is_one_line_and_a_run_s_bug_its_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cluster losing its scheduler (CommClosedError) or a worker (KilledWorker, as one out
+    of memory) is not gradflow's bug: one line, exit 2. An error of the run itself still is
+    (exit 70)."""
+    distributed = pytest.importorskip("distributed")
+    real = executors.run_summary
+
+    def failing(error: BaseException) -> Any:
+        def run(task: executors.Task) -> executors.Record:
+            if task[0].depth == 4:
+                raise error
+            return real(task)
+
+        return run
+
+    with distributed.LocalCluster(
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
+    ) as cluster:
+        address = cluster.scheduler_address
+        monkeypatch.setattr(
+            executors,
+            "run_summary",
+            failing(distributed.comm.core.CommClosedError("scheduler lost")),
+        )
+        lost = sweep(*GRID, "--scheduler", address, "-q")
+        monkeypatch.setattr(executors, "run_summary", failing(ZeroDivisionError("a bug")))
+        bug = sweep(*GRID, "--scheduler", address, "-q")
+    refused(lost, "--scheduler: the Dask cluster failed during the sweep: CommClosedError")
+    assert bug.exit_code == 70 and "ZeroDivisionError: a bug" in bug.stderr
+
+
+def test_a_pool_worker_that_died_is_one_line() -> None:
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    died: Future[executors.Record] = Future()
+    died.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+    with pytest.raises(BadInput, match="a worker process died"):
+        executors._result(died)
 
 
 def test_a_dask_local_cluster_gives_the_same_bytes() -> None:

@@ -60,11 +60,14 @@ def main() -> None:
         return
     gc.disable()  # until start_collecting, or the exit (for --help and bad flags)
     try:
-        from gradflow.engine.threads import start_on_one_thread
+        try:
+            from gradflow.engine.threads import start_on_one_thread
 
-        start_on_one_thread()  # before NumPy loads: passes then need no per-pass thread limit
-        from gradflow.cli.app import main as run
-
+            start_on_one_thread()  # before NumPy loads: passes then need no per-pass thread limit
+            from gradflow.cli.app import main as run
+        except KeyboardInterrupt:  # Ctrl-C while typer loads: one line, as later on
+            sys.stderr.write("gradflow: interrupted\n")
+            sys.exit(130)
         run()
     finally:
         gc.freeze()  # the interpreter's finalization need not walk what is about to be freed

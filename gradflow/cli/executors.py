@@ -16,11 +16,13 @@ import multiprocessing
 import signal
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
 from gradflow.analysis.analyze import analyze
 from gradflow.analysis.verdict import Thresholds
 from gradflow.cli.errors import BadInput
+from gradflow.cli.interrupts import interrupts_held
 from gradflow.cli.sweep_plan import INSTALL_DASK
 from gradflow.engine.heap import keep_freed_memory
 from gradflow.engine.spec import NetworkSpec
@@ -87,7 +89,13 @@ def _context() -> Any:
 
 
 class Pool:
-    """A local process pool of ``jobs`` workers, each running one pass at a time."""
+    """A local process pool of ``jobs`` workers, each running one pass at a time.
+
+    The workers start with Ctrl-C and SIGTERM held back (``interrupts_held``): one that came
+    while a worker was being started left it half made, unknown to the pool and printing a
+    traceback once this process had gone. The fork server and the workers keep them blocked;
+    this process ends them. A second Ctrl-C (or SIGTERM) while the runs under way finish ends
+    the workers at once."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
@@ -101,16 +109,35 @@ class Pool:
             for index, task in itertools.islice(queue, count):
                 pending[self.pool.submit(run_summary, task)] = index
 
-        hand_out(self.jobs * WINDOW)
+        with interrupts_held(children_too=True):  # the first submissions start the workers
+            hand_out(self.jobs * WINDOW)
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=pending.__getitem__):
-                yield pending.pop(future), future.result()
+                yield pending.pop(future), _result(future)
                 hand_out(1)
 
     def close(self) -> None:
-        """Drop the runs not started, let those under way finish, end the workers."""
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """Drop the runs not started, let those under way finish, end the workers; at another
+        Ctrl-C or SIGTERM meanwhile, end them now (the pool then winds down as it does for a
+        worker that died), and raise it once the pool is shut."""
+        with interrupts_held(meanwhile=self._end_workers):
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _end_workers(self) -> None:
+        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+            process.kill()
+
+
+def _result(future: Future[Record]) -> Record:
+    """A pool run's record; a worker that died (killed, or out of memory) as one line, as a
+    run out of memory here is (exit 2; the finished runs are kept)."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise BadInput(
+            "--jobs", "a worker process died (killed, or out of memory); try fewer --jobs"
+        ) from None
 
 
 class Dask:
@@ -125,24 +152,41 @@ class Dask:
             self.client = self.distributed.Client(
                 address, timeout=CONNECT_TIMEOUT, set_as_default=False
             )
-        except (OSError, TimeoutError, ValueError) as error:
-            reason = " ".join(str(error).split()) or type(error).__name__
+        except Exception as error:  # OSError, TimeoutError; TypeError for tls:// without TLS
+            reason = _reason(error)
             raise BadInput(
                 "--scheduler", f"cannot reach a Dask scheduler at {address!r}: {reason}"
             ) from None
         self.futures: list[Any] = []
+        # the cluster failing under a run, as opposed to the run failing (a bug: its traceback)
+        self.lost = (
+            self.distributed.client.FutureCancelledError,
+            self.distributed.KilledWorker,
+            self.distributed.comm.core.CommClosedError,
+        )
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
         self.futures = self.client.map(run_summary, list(tasks), pure=False)
         index = {future.key: i for i, future in enumerate(self.futures)}
-        for future in self.distributed.as_completed(self.futures, loop=self.client.loop):
-            yield index[future.key], future.result()
+        try:
+            for future in self.distributed.as_completed(self.futures, loop=self.client.loop):
+                yield index[future.key], future.result()
+        except self.lost as error:  # one line and exit 2, as a run out of memory here
+            raise BadInput(
+                "--scheduler", f"the Dask cluster failed during the sweep: {_reason(error)}"
+            ) from None
 
     def close(self) -> None:
         unfinished = [f for f in self.futures if not f.done()]
         if unfinished:  # after Ctrl-C: the runs not yet done are dropped
             self.client.cancel(unfinished)
         self.client.close()
+
+
+def _reason(error: BaseException) -> str:
+    """An error's message on one line (its type where it has none)."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def run_threads(jobs: int, scheduler: str | None, runs: int, threads: int) -> int:

@@ -23,18 +23,17 @@ import contextlib
 import errno
 import io
 import os
-import signal
 import stat
 import sys
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import IO, BinaryIO
 
 from gradflow.cli.errors import BadInput, WriteFailed, quoted
+from gradflow.cli.interrupts import interrupts_held
 
 Writer = Callable[[IO[bytes]], object]  # writes the whole output into a binary file
 TEMP_PREFIX, TEMP_SUFFIX = ".gf-", ".tmp"  # with mkstemp's 8 random characters: 16 in all
@@ -232,7 +231,7 @@ def _rewrite(final: Path, write: Writer) -> None:
     try:
         if data.nbytes:
             _reserve(handle, data.nbytes)
-        with _interrupts_held():
+        with interrupts_held():
             written = 0
             while written < data.nbytes:
                 written += os.pwrite(handle, data[written:], written)
@@ -250,31 +249,6 @@ def _reserve(handle: int, size: int) -> None:
     except OSError as error:
         if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             raise  # ENOSPC, EFBIG, EDQUOT: the file is as it was
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back; one that arrived is raised afterwards. Python runs signal
-    handlers in the main thread whichever thread the kernel gave the signal to, so a thread's
-    signal mask would not hold them where other threads are alive (a pass's helpers): the
-    handlers themselves are swapped for ones that only note the signal."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # handlers run in the main thread: nothing interrupts this one
-        return
-    arrived: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {number: signal.getsignal(number) for number in held}
-    for number in held:
-        if previous[number] not in (signal.SIG_IGN, None):
-            signal.signal(number, lambda got, frame: arrived.append(got))
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            if handler is not None:
-                signal.signal(number, handler)
-        for got in dict.fromkeys(arrived):
-            signal.raise_signal(got)
 
 
 def _to_stream(fd: int, write: Writer) -> None:

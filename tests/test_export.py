@@ -258,3 +258,12 @@ def test_a_table_refuses_what_json_cannot_hold() -> None:
         table = export.Table(["x"], [[1.0, bad]])
         with pytest.raises(ValueError, match="JSON compliant"):
             export.pretty_json({"rows": table}, 0, 2)
+
+
+def test_summary_keys_name_every_field_of_a_summary_record_in_order() -> None:
+    from gradflow.analysis.analyze import analyze
+    from gradflow.engine.spec import NetworkSpec
+    from gradflow.render.formats import SUMMARY_KEYS, summary_record
+
+    record = summary_record(analyze(NetworkSpec(depth=2, width=4, batch=2)))
+    assert tuple(record) == SUMMARY_KEYS

@@ -400,6 +400,33 @@ def test_resume_drops_a_record_cut_short_and_completes_the_file(tmp_path: Path) 
         assert part.read_bytes() == whole.read_bytes()
 
 
+@pytest.mark.parametrize("change", ["summary field dropped", "crlf", "compact", "field added"])
+def test_resume_refuses_records_gradflow_did_not_write_and_leaves_them(
+    tmp_path: Path, change: str
+) -> None:
+    """A record without its summary's warnings was taken, the rest of the runs appended, and
+    the sweep then crashed (exit 70); CRLF or reformatted lines left a file whose bytes
+    differ from the sweep's own. Each is refused before anything is written."""
+    whole = tmp_path / "whole.jsonl"
+    sweep(*GRID, "--jobs", "1", "--output", str(whole))
+    lines = whole.read_text().splitlines()[:3]
+    record = json.loads(lines[1])
+    if change == "summary field dropped":
+        del record["summary"]["warnings"]
+        lines[1] = json.dumps(record)
+    elif change == "field added":
+        record["note"] = "mine"
+        lines[1] = json.dumps(record)
+    elif change == "compact":
+        lines[1] = json.dumps(record, separators=(",", ":"))
+    content = ("\r\n" if change == "crlf" else "\n").join(lines).encode() + b"\n"
+    part = tmp_path / "part.jsonl"
+    part.write_bytes(content)
+    result = sweep(*GRID, "--jobs", "1", "--output", str(part), "--resume")
+    refused(result, "--resume", "did not write (line ")
+    assert part.read_bytes() == content
+
+
 def test_resume_refuses_runs_judged_with_other_thresholds(tmp_path: Path) -> None:
     """A record holds its ratios and verdict, not the thresholds: its verdict is judged again
     with the thresholds given now, and a file whose verdicts they would change is refused."""

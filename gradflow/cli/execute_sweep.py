@@ -34,6 +34,7 @@ from gradflow.cli.sweep_plan import SweepPlan
 from gradflow.engine import memory
 from gradflow.engine.heap import keep_freed_memory
 from gradflow.render import sweep_view
+from gradflow.render.formats import SUMMARY_KEYS
 from gradflow.render.table import LaidOutTable, Lines, prose
 
 if TYPE_CHECKING:
@@ -130,6 +131,12 @@ def read_resumed(plan: SweepPlan) -> list[Record]:
             record = json.loads(line)
         except ValueError:
             raise BadInput("--resume", f"{name} is not a sweep's jsonl (line {number})") from None
+        # the bytes gradflow writes, with every field (a line rewritten, or a record cut down,
+        # would leave a file other than the sweep's own, or fail once the runs are done)
+        if not _as_written(record, line):
+            raise BadInput(
+                "--resume", f"{name} holds a line gradflow sweep did not write (line {number})"
+            )
         if len(kept) == len(plan.runs):
             raise BadInput("--resume", f"{name} holds more runs than the grid")
         if not _same_run(record, plan.runs[len(kept)], plan):
@@ -142,6 +149,16 @@ def read_resumed(plan: SweepPlan) -> list[Record]:
             )
         kept.append(record)
     return kept
+
+
+def _as_written(record: Any, line: bytes) -> bool:
+    """Whether ``line`` is exactly what ``sweep_view.jsonl_line`` writes for a whole record."""
+    try:
+        whole = tuple(record) == RECORD_KEYS and tuple(record["summary"]) == SUMMARY_KEYS
+        sweep_view.outcome(record["summary"])  # its ratios and verdict read back
+        return whole and (line + b"\n") == sweep_view.jsonl_line(record).encode()
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
 
 
 def _same_verdict(record: Record, thresholds: Thresholds) -> bool:
@@ -162,6 +179,7 @@ def _same_verdict(record: Record, thresholds: Thresholds) -> bool:
 
 
 RECORD_START = b'{"values": '  # how every record's line begins (``sweep_view.jsonl_line``)
+RECORD_KEYS = ("values", "variant", "seed", "spec", "summary")  # ``sweep_view.run_record``
 
 
 def _same_run(record: Any, run: Run, plan: SweepPlan) -> bool:

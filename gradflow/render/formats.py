@@ -143,6 +143,26 @@ def _status(log10: float) -> Status:
     return from_log10(np.array([log10])).status()[0]
 
 
+# the fields of ``summary_record``, in order (a resumed sweep's records are held to them)
+SUMMARY_KEYS = (
+    "loss",
+    "log10_grad_output",
+    "grad_output_status",
+    "log10_weight_ratio",
+    "weight_ratio_status",
+    "log10_gain",
+    "gain_status",
+    "log10_signal",
+    "signal_status",
+    "verdict",
+    "judged",
+    "findings",
+    "nonfinite_from",
+    "zero_from",
+    "warnings",
+)
+
+
 def summary_record(report: Report) -> dict[str, Any]:
     s = report.summary
     return {

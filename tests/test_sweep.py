@@ -122,6 +122,11 @@ def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
         # a range too long to list is refused before it is listed
         (["--vary", "depth=2:4:100000000000000000000"], ["count", "at most 1,000,000"]),
         (["--vary", "residual-scale=1:2:100000000", "--yes"], ["count", "at most"]),
+        # a grid too large to list, --yes or not (it took minutes and gigabytes to refuse)
+        (
+            ["--vary", "bias-var=0:1:1000", "--vary", "skip-scale=0:1:1000", "--yes"],
+            ["3,000,000 runs", "split it"],
+        ),
         (["--vary", "depth=2:4:" + "9" * 5000], ["count", "at most"]),  # past int()'s limit
         (["--vary", "depth=2:4:²"], ["count", "at least 2"]),  # a digit int() does not take
         (["--vary", "depth=2", "--jobs", "0"], ["--jobs"]),

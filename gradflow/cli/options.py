@@ -448,7 +448,11 @@ Resume = Annotated[
 ]
 Yes = Annotated[
     bool,
-    typer.Option("--yes", help="Run a grid of more than 100,000 runs.", rich_help_panel=SWEEP),
+    typer.Option(
+        "--yes",
+        help="Run a grid of more than 100,000 runs (up to 1,000,000).",
+        rich_help_panel=SWEEP,
+    ),
 ]
 SweepFormatOpt = Annotated[
     SweepFormat | None,

@@ -119,6 +119,7 @@ class Tape:
         depth, batch, n = spec.depth, spec.batch, spec.width
         dtype = x.dtype
         self.spec, self.order = spec, order
+        self.norm_out = norm_out  # a Post-LN site's layer; None: a site is its layer
         self.weights, self.biases = weights, biases
         # Wᵀ for backward: views made once, or as read where the weights are redrawn
         self.weights_t: Sequence[np.ndarray] = (
@@ -287,25 +288,14 @@ class CheckedTape(Tape):
     finite, so a layer's output alone need not show where the trouble began. For locating a
     failure after the fact: a check a step costs a pass over every value."""
 
-    def __init__(
-        self,
-        spec: NetworkSpec,
-        order: Order,
-        weights: Sequence[np.ndarray],
-        biases: Sequence[np.ndarray] | None,
-        x: np.ndarray,
-        norm_out: Sequence[int] | None = None,
-    ) -> None:
-        super().__init__(spec, order, weights, biases, x, norm_out)
-        self._site_layer = norm_out  # a Post-LN site's layer; else a site is its layer
-        self._last = 0  # the layer of the last product: an add ends its block
+    _last = 0  # the layer of the last product: an add ends its block
 
     def linear(self, i: int, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         self._last = i
         return _finite(super().linear(i, a, out), i)
 
     def norm(self, site: int, z: np.ndarray) -> np.ndarray:
-        layer = site if self._site_layer is None else self._site_layer[site]
+        layer = site if self.norm_out is None else self.norm_out[site]
         return _finite(super().norm(site, z), layer)
 
     def phi(self, i: int, z: np.ndarray) -> np.ndarray:

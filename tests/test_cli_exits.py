@@ -218,42 +218,94 @@ def test_help_lists_exit_code_1_only_where_the_command_has_fail_on(command: str)
     assert "2 bad input" in result.output and "143 in a shell" in result.output
 
 
-SLOW_GRID = ["sweep", "--vary", "depth=200,300,400", "--width", "384", "--batch", "128",
-             "--block-size", "1", "--jobs", "2", "-q"]  # fmt: skip
+# two runs of some 5 s each, side by side: longer than any of the waits below
+SLOW_GRID = ["sweep", "--vary", "depth=4000,4002", "--width", "256", "--batch", "64",
+             "--variants", "none", "--jobs", "2", "-q"]  # fmt: skip
+
+
+# runs of a fraction of a second: an interrupt's graceful end is quick
+QUICK_GRID = ["sweep", "--vary", "depth=200,300,400", "--width", "384", "--batch", "128",
+              "--block-size", "1", "--jobs", "2", "-q"]  # fmt: skip
+
+
+def _pool_sweep(tmp_path: Path, grid: list[str] = SLOW_GRID) -> subprocess.Popen[bytes]:
+    """A sweep in a session of its own, so that signals can go to its process group, as a
+    terminal sends Ctrl-C."""
+    return subprocess.Popen(
+        gradflow(*grid, "--output", str(tmp_path / "s.jsonl")),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, start_new_session=True,
+    )  # fmt: skip
+
+
+def _ended(child: subprocess.Popen[bytes]) -> tuple[int, str, float]:
+    """Its exit code, stderr, and the seconds it took to end from now (killed if over 30)."""
+    assert child.stderr is not None
+    start = time.perf_counter()
+    try:
+        code = child.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+    return code, child.stderr.read().decode(), time.perf_counter() - start
 
 
 @pytest.mark.parametrize(
-    "signals",
-    [
-        [(signal.SIGINT, 1.0), (signal.SIGINT, 0.3)],  # Ctrl-C twice: the second ends it now
-        [(signal.SIGINT, 1.0), (signal.SIGTERM, 0.3)],
-        [(signal.SIGINT, 0.25)],  # while the pool's workers start
-        [(signal.SIGTERM, 0.25)],
-    ],
-    ids=["int-int", "int-term", "int-at-start", "term-at-start"],
-)
-def test_a_pool_sweep_interrupted_ends_with_one_line(
-    signals: list[tuple[int, float]], tmp_path: Path
-) -> None:
-    """Signals sent to the process group, as a terminal sends Ctrl-C. A second Ctrl-C while the
-    runs under way finished once hung the process for good; one at the pool's start printed a
-    traceback from a half-started worker."""
-    with subprocess.Popen(
-        gradflow(*SLOW_GRID, "--output", str(tmp_path / "s.jsonl")),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, start_new_session=True,
-    ) as child:  # fmt: skip
-        assert child.stderr is not None
-        try:
-            for number, delay in signals:
-                time.sleep(delay)
-                os.killpg(child.pid, number)
-            code = child.wait(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-        stderr = child.stderr.read().decode()
-    terminated = signals[0][0] == signal.SIGTERM or signals[-1][0] == signal.SIGTERM
-    if terminated:
+    ("first", "second"),
+    [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGTERM),
+     (signal.SIGINT, signal.SIGTERM), (signal.SIGTERM, signal.SIGINT)],
+    ids=["int-int", "term-term", "int-term", "term-int"],
+)  # fmt: skip
+def test_a_second_signal_ends_a_pool_sweep_at_once(first: int, second: int, tmp_path: Path) -> None:
+    """The first lets the runs under way finish; a second ends the workers now. Two Ctrl-Cs
+    once hung the process for good, and a second SIGTERM waited for the runs."""
+    with _pool_sweep(tmp_path) as child:
+        time.sleep(1.5)  # both workers busy with a run
+        os.killpg(child.pid, first)
+        time.sleep(0.3)
+        os.killpg(child.pid, second)
+        code, stderr, took = _ended(child)
+    assert took < 2.5, took  # not the seconds the runs under way still had
+    if signal.SIGTERM in (first, second):
         assert code == -signal.SIGTERM and stderr == "gradflow: terminated\n", stderr
     else:
         assert code == ExitCode.INTERRUPTED and stderr == "gradflow: interrupted\n", stderr
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["int", "term"])
+def test_a_signal_as_a_pool_sweep_starts_ends_it_with_one_line(number: int, tmp_path: Path) -> None:
+    """One at the pool's start printed a traceback from a half-started worker."""
+    with _pool_sweep(tmp_path, QUICK_GRID) as child:
+        time.sleep(0.25)
+        os.killpg(child.pid, number)
+        code, stderr, _ = _ended(child)
+    if number == signal.SIGTERM:
+        assert code == -signal.SIGTERM and stderr == "gradflow: terminated\n", stderr
+    else:
+        assert code == ExitCode.INTERRUPTED and stderr == "gradflow: interrupted\n", stderr
+
+
+def _workers(session: int) -> list[int]:
+    """The pool's worker processes: in the session, children of its fork server."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+                stats[int(entry.name)] = (int(fields[1]), int(fields[3]))  # ppid, session
+    mine = {pid for pid, (_, sid) in stats.items() if sid == session}
+    return [pid for pid in mine if stats[pid][0] in mine and stats[pid][0] != session]
+
+
+def test_a_pool_worker_that_dies_ends_the_sweep_with_one_line(tmp_path: Path) -> None:
+    """Killed (as the OOM killer does): one line, exit 2, and the other worker ended too rather
+    than waited for (it ignored the pool's SIGTERM while starting with signals blocked)."""
+    with _pool_sweep(tmp_path) as child:
+        time.sleep(1.5)
+        workers = _workers(child.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        code, stderr, took = _ended(child)
+    assert took < 2.5, took
+    assert code == ExitCode.BAD_INPUT
+    died = "a worker process died (killed, or out of memory); try fewer --jobs"
+    assert stderr == f"gradflow: error: --jobs: {died}\n"

@@ -540,9 +540,15 @@ def test_chart_puts_marks_at_their_values_on_a_log_x_axis() -> None:
     assert plot[0][0] == "|" and plot[2][0] == "|"  # the first point's min..max bar
 
 
-def test_chart_spans_values_whose_difference_is_beyond_the_float_range() -> None:
-    """-1e308 to 1e308 (valid --residual-scale values) once crashed the chart: hi - lo = inf."""
-    axis = Axis("residual_scale", (-1e308, 0.0, 1e308), geometric=False)
+@pytest.mark.parametrize(
+    "values", [(-1e308, 0.0, 1e308), (0.0, 5e-324, 1e-323)], ids=["huge", "subnormal"]
+)
+def test_chart_spans_values_whose_difference_is_beyond_the_float_range(
+    values: tuple[float, ...],
+) -> None:
+    """-1e308 to 1e308 (valid --residual-scale values) once crashed the chart: hi - lo = inf;
+    halving every span to avoid it made 5e-324 / 2 = 0, and 0 and 5e-324 crashed it."""
+    axis = Axis("residual_scale", values, geometric=False)
     spread, counts = Spread(-1.0, -1.0, -1.0), dict.fromkeys(Verdict, 0)
     results = [
         PointResult(0, (("residual_scale", x),), Skip.PRE, Spread(0, 0, 0), spread, counts, None)

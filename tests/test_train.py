@@ -188,8 +188,8 @@ def test_summary_judges_progress_and_halving() -> None:
 
 
 def test_reasons_lead_with_their_verdict_and_say_what_frozen_means() -> None:
-    """Each finding names its verdict, so a CI log can be searched for it. "never moved" only
-    where no update reached the dtype's spacing (the weights stayed as they were); a learner
+    """Each finding names its verdict, so a CI log can be searched for it. "stuck below the
+    resolution" where no update reached the dtype's spacing, else "barely moved"; a learner
     still above the constant output's loss is told so."""
     spec = NetworkSpec(depth=2, width=4, batch=2)
     (run,) = train(spec, ["none"], Training(steps=2, samples=4, every=1))
@@ -200,10 +200,17 @@ def test_reasons_lead_with_their_verdict_and_say_what_frozen_means() -> None:
         for r, x in zip(run.steps, ratios, strict=True)
     ]
     frozen = summarize(steps, evals, None, 1.0, run.names)
-    assert frozen.reason == "frozen: fc1 never moved: update ratio 3e-17"
-    assert summarize(steps, evals, None, 1.0, run.names, resolution=1e-17).reason == (
-        "frozen: fc1 barely moved: update ratio 3e-17"
-    )  # one of the updates reached the (here made-up) spacing
+    assert frozen.reason == "frozen: fc1 is stuck below float64's resolution: update ratio 3e-17"
+    assert summarize(steps, evals, None, 1.0, run.names, "float32").reason == (
+        "frozen: fc1 is stuck below float32's resolution: update ratio 3e-17"
+    )
+    barely = [
+        dataclasses.replace(r, update_ratio=Magnitudes(np.full(2, 3e-16), np.zeros(2, np.int64)))
+        for r in run.steps
+    ]  # above float64's spacing (2.2e-16): some weights do change
+    assert summarize(barely, evals, None, 1.0, run.names).reason == (
+        "frozen: fc1 barely moved: update ratio 3e-16"
+    )
     learns = summarize(run.steps, evals, None, 1.0, run.names)
     assert learns.reason.startswith("learns: loss 10 → 2, halved by step 2; still not below")
     assert summarize(run.steps, evals, None, 3.0, run.names).reason == (

@@ -246,3 +246,20 @@ def test_the_sigmoid_xavier_lesson_is_named_only_for_xavier_s_own_scale(
     from gradflow.engine.spec import NetworkSpec
 
     assert view.is_classic(NetworkSpec(**changes)) is classic  # type: ignore[arg-type]
+
+
+def test_caption_names_every_column_left_out_but_the_extras_and_row_labels() -> None:
+    """A sweep page at 90 columns left out first/last min..max (drop 2) and said nothing."""
+    rows = 2
+    grid = Grid("t", [
+        Column("#", [Cell("1")] * rows, key=True),
+        Column("name", [Cell("layer1")] * rows, drop=2, key=True),  # a row label
+        Column("gain", [Cell("-1.00")] * rows),
+        Column("gain\nmin..max", [Cell("-1.00..-1.00")] * rows, drop=1),
+        Column("first/last\nmin..max", [Cell("-1.00..-1.00")] * rows, drop=2),
+        Column("act std", [Cell("1.0e+00")] * rows, drop=3),  # an extra
+    ])  # fmt: skip
+    assert grid.fit(12).caption == (
+        "left out to fit the width: first/last min..max, gain min..max (--format json has all)"
+    )
+    assert grid.fit(1000).caption == ""

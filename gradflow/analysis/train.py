@@ -255,8 +255,7 @@ class Trainer:
         if stop is None:  # the loss after the last step: a non-finite one stops the run there
             loss, stop = self.evaluate(training.steps)
             evals.append(EvalRecord(training.steps, loss))
-        resolution = float(np.finfo(self.spec.dtype.value).eps)
-        summary = summarize(steps, evals, stop, floor, self.names, resolution)
+        summary = summarize(steps, evals, stop, floor, self.names, self.spec.dtype.value)
         zero = _rounded_to_zero(self.spec, steps, self.names[0])
         if zero is not None:
             summary = dataclasses.replace(summary, warnings=(zero,))
@@ -368,12 +367,12 @@ def summarize(
     stop: Stop | None,
     floor: float,
     names: tuple[str, ...],
-    resolution: float = float(np.finfo(np.float64).eps),
+    dtype: str = "float64",
 ) -> TrainSummary:
     """Initial and final loss, when it halved, the median update ratios, and the verdict.
-    Each finding in the reason leads with its verdict (``frozen: fc1 never moved: …``), so
-    that a log line can be searched for it. ``resolution``: the dtype's relative spacing; an
-    update ratio below it leaves the weights as they were."""
+    Each finding in the reason leads with its verdict (``frozen: fc1 is stuck …``), so
+    that a log line can be searched for it. ``dtype``: the run's; an update ratio below its
+    relative spacing (2.2e-16 in float64) rounds away in all but the smallest weights."""
     initial, final = evals[0].loss, evals[-1].loss
     halved = (  # an infinite (or nan) initial loss halves to nothing
         next((e.step for e in evals if e.loss <= initial / 2), None)
@@ -410,9 +409,13 @@ def summarize(
                 f"{names[0]} stopped moving: median update ratio {ratio_text(first_ratio)} "
                 f"(largest {ratio_text(peak)})"
             )
-        else:  # below the dtype's spacing, an update leaves the weights as they were
-            moved = "never moved" if peak < math.log10(resolution) else "barely moved"
-            text = f"{names[0]} {moved}: update ratio {ratio_text(first_ratio)}"
+        elif peak < math.log10(np.finfo(dtype).eps):  # no update reached the dtype's spacing
+            text = (
+                f"{names[0]} is stuck below {dtype}'s resolution: "
+                f"update ratio {ratio_text(first_ratio)}"
+            )
+        else:
+            text = f"{names[0]} barely moved: update ratio {ratio_text(first_ratio)}"
         findings.append((TrainVerdict.FROZEN, text))
     if not findings:
         when = f"halved by step {halved}" if halved is not None else "not halved"

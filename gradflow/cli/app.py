@@ -63,8 +63,14 @@ _SIGTERM = {"received": False, "said": False}  # once ``main`` handles SIGTERM
 
 def _terminate(signum: int, frame: object) -> None:
     _SIGTERM["received"] = True
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
+    # a second one must not cut the clean-up short; a handler, not SIG_IGN, so that a stretch
+    # that ends early on purpose (a sweep's pool, ending its workers) can still take it over
+    signal.signal(signal.SIGTERM, _terminate_again)
     raise Terminated
+
+
+def _terminate_again(signum: int, frame: object) -> None:
+    pass
 
 
 def _interrupted_line() -> str:

@@ -21,9 +21,10 @@ def interrupts_held(
     signal mask would not hold them where other threads are alive (a pass's helpers): the
     handlers themselves are swapped for ones that only note the signal.
 
-    ``children_too``: the main thread also blocks them, so that a process started meanwhile
-    (a process pool's fork server, and the workers it forks) starts with them blocked and
-    never sees a Ctrl-C meant for this process: it would print a traceback mid-import.
+    ``children_too``: the main thread also blocks SIGINT, so that a process started meanwhile
+    (a process pool's fork server, and the workers it forks) starts with it blocked and never
+    sees a Ctrl-C meant for this process: it would print a traceback mid-import. SIGTERM stays
+    open to them: it is how a pool ends a worker.
     ``meanwhile``: called at once when one arrives (to cut the stretch short)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # handlers run in the main thread: nothing interrupts this one
@@ -39,7 +40,7 @@ def interrupts_held(
     for number in HELD:
         if previous[number] not in (signal.SIG_IGN, None):
             signal.signal(number, note)
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HELD) if children_too else None
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if children_too else None
     try:
         yield
     finally:

@@ -41,8 +41,9 @@ class Column:
     header: str  # "‖∂L/∂W‖", or "post\n‖∂L/∂W‖" in a compare
     cells: list[Cell]
     numeric: bool = True  # right-aligned
-    # 0: always shown; otherwise dropped on a narrow screen, highest first. Those at 1, the last
-    # to go (‖∂L/∂in‖, cos, min..max), are named in the caption where they are left out.
+    # 0: always shown; otherwise dropped on a narrow screen, highest first. Where left out, the
+    # caption names those up to NAMED_DROP (‖∂L/∂in‖, cos, min..max), not the extras above it
+    # (grad:weight, act std) nor row labels (layer names).
     drop: int = 0
     note: str = ""  # explains the column in the caption, which names only the columns shown
     group: str = ""  # the variant the column belongs to ("" for row labels and shared columns)
@@ -139,11 +140,22 @@ def fit_together(grids: Sequence[Grid], width: int) -> list[Grid]:
             replace(
                 g,
                 columns=[c for c in g.columns if c.drop != level],
-                dropped=(*g.dropped, *(_name(c) for c in g.columns if c.drop == level == 1)),
+                dropped=(
+                    *g.dropped,
+                    *(_name(c) for c in g.columns if c.drop == level and _named(c)),
+                ),
             )
             for g in grids
         ]
     return grids
+
+
+NAMED_DROP = 2  # see Column.drop
+
+
+def _named(column: Column) -> bool:
+    """Whether the caption names the column where it was left out."""
+    return 0 < column.drop <= NAMED_DROP and not column.key
 
 
 def _name(column: Column) -> str:
@@ -161,7 +173,7 @@ def explain(grid: Grid, columns: Sequence[Column]) -> str:
     if "0" in texts:
         parts.append(grid.zero_note)
     shown = {_name(c) for c in columns}
-    dropped = dict.fromkeys([*grid.dropped, *(_name(c) for c in grid.columns if c.drop == 1)])
+    dropped = dict.fromkeys([*grid.dropped, *(_name(c) for c in grid.columns if _named(c))])
     left_out = [name for name in dropped if name not in shown]
     if left_out:
         parts.append(f"left out to fit the width: {', '.join(left_out)} (--format json has all)")

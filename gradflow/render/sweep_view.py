@@ -200,9 +200,10 @@ def _x_positions(axis: Axis, field: int) -> list[int]:
         return [round(i * (field - 1) / max(n - 1, 1)) for i in range(n)]
     xs = [float(v) for v in axis.values]
     xs = [math.log10(x) for x in xs] if axis.geometric else xs
-    # halved: the span of values near the float limits (-1e308, 1e308) is beyond them
-    lo, hi = min(xs) / 2, max(xs) / 2
-    return [round((x / 2 - lo) / (hi - lo) * (field - 1)) for x in xs]
+    lo, hi = min(xs), max(xs)
+    if math.isinf(hi - lo):  # values near the float limits (-1e308, 1e308): halved, it is not
+        xs, lo, hi = [x / 2 for x in xs], lo / 2, hi / 2
+    return [round((x - lo) / (hi - lo) * (field - 1)) for x in xs]
 
 
 def line_chart(axis: Axis, results: Sequence[PointResult], width: int) -> list[str]:

@@ -547,6 +547,10 @@ BAD = [
     (["compare", "--depth", "7"], "--depth"),
     (["compare", "--skip", "post"], "--skip"),
     (["compare", "--fail-on", "vanishing"], "--fail-on"),
+    # a variant's own rule, whatever its place in the list (a later one was a traceback)
+    (["compare", "--variants", "pre,postnorm"], "--norm"),
+    (["paths", "--variants", "post,postnorm"], "--norm"),
+    (["train", "--variants", "pre,postnorm"], "--norm"),
     (["frobnicate"], "frobnicate"),
 ]
 

@@ -239,7 +239,11 @@ def _spec(
     if network.classes is None:
         del given["classes"]
     try:
-        return NetworkSpec(skip=skip, **given)
+        spec = NetworkSpec(skip=skip, **given)
+        for other in dict.fromkeys(variants):  # each variant's own rules (postnorm needs a norm)
+            if other is not skip:
+                spec.replace(skip=other)
+        return spec
     except ValueError as error:
         raise _from_value_error(error) from None
 

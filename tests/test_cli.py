@@ -551,6 +551,11 @@ BAD = [
     (["compare", "--variants", "pre,postnorm"], "--norm"),
     (["paths", "--variants", "post,postnorm"], "--norm"),
     (["train", "--variants", "pre,postnorm"], "--norm"),
+    # the sampled paths' own arrays count too (a billion was a MemoryError traceback)
+    (
+        ["paths", "--depth", "8", "--width", "4", "--batch", "2", "--samples", "1000000000"],
+        "memory",
+    ),
     (["frobnicate"], "frobnicate"),
 ]
 

@@ -349,6 +349,8 @@ def test_memory_declaration_bounds_the_peak() -> None:
             None,
             8,
         ),
+        # many sampled paths on a small network: their draws and norms are most of the peak
+        ({"depth": 8, "width": 4, "skip": "pre"}, None, 20_000),
     ]
     decompose(NetworkSpec(depth=4, width=8, batch=4, skip="post", norm="batch"), samples=2)  # type: ignore[arg-type]
     for fields, max_length, samples in cases:

@@ -251,8 +251,17 @@ def paths_bytes(
     after = split * DP_STACKS + SMALL_SLABS * slab
     if samples:
         chunk = min(samples * (k + 1), _sample_chunk(spec))
-        masks = samples * (k + 1) * spec.blocks  # which branches each path takes (bool)
-        after = max(after, split + chunk * slab * SAMPLE_STACKS + SMALL_SLABS * slab + masks)
+        paths = samples * (k + 1)
+        masks = paths * spec.blocks  # which branches each path takes (bool)
+        # one after another: drawing a length's paths (M × B random numbers, their argsort, the
+        # chosen indices); the chunks going back, beside each path's norm (mantissa, exponent);
+        # the norms' log10 at the end
+        phases = (
+            3 * samples * spec.blocks * 8,
+            chunk * slab * SAMPLE_STACKS + 16 * paths,
+            24 * paths,
+        )
+        after = max(after, split + SMALL_SLABS * slab + masks + max(phases))
     network = network_bytes(spec)
     each_pass = memory.estimate_bytes(spec) - network
     each = max(each_pass, tape_bytes(spec, order(spec), norm_after_add(spec)) + after)

@@ -97,10 +97,7 @@ def estimate_bytes(
 
 
 def variant_spec(spec: NetworkSpec, variant: Skip | str) -> NetworkSpec:
-    skip = Skip.parse(variant, "variants")
-    return spec.replace(
-        skip=skip, zero_init_residual=spec.zero_init_residual and skip is not Skip.NONE
-    )
+    return spec.wired(Skip.parse(variant, "variants"))
 
 
 def _run(

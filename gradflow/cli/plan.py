@@ -242,7 +242,7 @@ def _spec(
         spec = NetworkSpec(skip=skip, **given)
         for other in dict.fromkeys(variants):  # each variant's own rules (postnorm needs a norm)
             if other is not skip:
-                spec.replace(skip=other)
+                spec.wired(other)
         return spec
     except ValueError as error:
         raise _from_value_error(error) from None

@@ -249,6 +249,13 @@ class NetworkSpec:
         """A new validated spec with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+    def wired(self, skip: Skip) -> NetworkSpec:
+        """This network wired as ``skip`` (a variant of compare, paths, train or sweep): its
+        branch ends zero-initialised only where it has branches."""
+        return self.replace(
+            skip=skip, zero_init_residual=self.zero_init_residual and skip is not Skip.NONE
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, in field order."""
         return {

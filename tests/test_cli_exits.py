@@ -276,7 +276,9 @@ def test_a_second_signal_ends_a_pool_sweep_at_once(first: int, second: int, tmp_
 def test_a_signal_as_a_pool_sweep_starts_ends_it_with_one_line(number: int, tmp_path: Path) -> None:
     """One at the pool's start printed a traceback from a half-started worker."""
     with _pool_sweep(tmp_path, QUICK_GRID) as child:
-        time.sleep(0.25)
+        deadline = time.perf_counter() + 20  # the pool's first process (its fork server) is up
+        while not _processes(child.pid, parent=child.pid) and time.perf_counter() < deadline:
+            time.sleep(0.01)
         os.killpg(child.pid, number)
         code, stderr, _ = _ended(child)
     if number == signal.SIGTERM:
@@ -285,25 +287,33 @@ def test_a_signal_as_a_pool_sweep_starts_ends_it_with_one_line(number: int, tmp_
         assert code == ExitCode.INTERRUPTED and stderr == "gradflow: interrupted\n", stderr
 
 
-def _workers(session: int) -> list[int]:
-    """The pool's worker processes: in the session, children of its fork server."""
-    stats = {}
+def _processes(session: int, parent: int | None = None) -> dict[int, int]:
+    """The processes of a session (pid: parent pid), or those of one parent in it."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, IndexError, ValueError):
                 fields = entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()
-                stats[int(entry.name)] = (int(fields[1]), int(fields[3]))  # ppid, session
-    mine = {pid for pid, (_, sid) in stats.items() if sid == session}
-    return [pid for pid in mine if stats[pid][0] in mine and stats[pid][0] != session]
+                if int(fields[3]) == session and parent in (None, int(fields[1])):
+                    found[int(entry.name)] = int(fields[1])
+    return found
+
+
+def _workers(session: int) -> list[int]:
+    """The pool's worker processes: in the session, children of its fork server."""
+    mine = _processes(session)
+    return [pid for pid, up in mine.items() if up in mine and up != session]
 
 
 def test_a_pool_worker_that_dies_ends_the_sweep_with_one_line(tmp_path: Path) -> None:
     """Killed (as the OOM killer does): one line, exit 2, and the other worker ended too rather
     than waited for (it ignored the pool's SIGTERM while starting with signals blocked)."""
     with _pool_sweep(tmp_path) as child:
-        time.sleep(1.5)
-        workers = _workers(child.pid)
+        deadline = time.perf_counter() + 20  # both workers up (slower on a busy machine)
+        while len(workers := _workers(child.pid)) < 2 and time.perf_counter() < deadline:
+            time.sleep(0.1)
         assert len(workers) == 2, workers
+        time.sleep(0.5)  # into their runs
         os.kill(workers[0], signal.SIGKILL)
         code, stderr, took = _ended(child)
     assert took < 4, took

@@ -263,3 +263,12 @@ def test_caption_names_every_column_left_out_but_the_extras_and_row_labels() -> 
         "left out to fit the width: first/last min..max, gain min..max (--format json has all)"
     )
     assert grid.fit(1000).caption == ""
+
+
+def test_packed_items_stay_whole_unless_wider_than_a_line() -> None:
+    from gradflow.render.grid import packed
+
+    items = ["a 1", "b 2", "the ~1e-3 rule of thumb is off this scale"]
+    lines = packed(items, "", 20)
+    assert lines == ["a 1   b 2", "the ~1e-3 rule of", "thumb is off this", "scale"]
+    assert all(len(line) <= 20 for line in lines)  # at 40 columns train's line was cut short

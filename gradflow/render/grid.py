@@ -6,6 +6,7 @@ What the rich table and the markdown export both draw; no rendering here.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -182,9 +183,18 @@ def explain(grid: Grid, columns: Sequence[Column]) -> str:
 
 def packed(items: Sequence[str], indent: str, width: int) -> list[str]:
     """The items on as few lines of ``width`` as they fit, three spaces apart, each whole (a
-    legend's "% -1.1" is never split across lines); lines after the first start ``indent``."""
+    legend's "% -1.1" is never split across lines) unless it is wider than a line on its own;
+    lines after the first start ``indent``."""
+    room = max(1, width - len(indent))
+    pieces = [
+        piece
+        for item in items
+        for piece in (
+            textwrap.wrap(item, room, break_on_hyphens=False) if len(item) > room else [item]
+        )
+    ]
     lines = [indent]
-    for item in items:
+    for item in pieces:
         if lines[-1] != indent and len(lines[-1]) + 3 + len(item) > width:
             lines.append(indent)
         lines[-1] += item if lines[-1] == indent else "   " + item

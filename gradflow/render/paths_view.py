@@ -66,7 +66,8 @@ def rows(d: Decomposition, max_rows: int | None = None) -> list[Row]:
                 high=hi,
                 paths=sum(d.paths[lo : hi + 1]),
                 log10_grad=_root_energy(log10_grad[lo : hi + 1]),
-                share=float(d.share[lo : hi + 1].sum()),
+                # a group from length 0 holds its cumulative share: one value, one rendering
+                share=float(d.cumulative[hi] if lo == 0 else d.share[lo : hi + 1].sum()),
                 cumulative=float(d.cumulative[hi]),
                 sample_log10=sampled,
             )

@@ -469,6 +469,18 @@ def test_histogram_is_ascii_and_fits(runs: list[Decomposition]) -> None:
     assert all(line.isascii() and len(line) <= 120 for line in lines)
 
 
+def test_a_share_below_float_range_of_a_nonzero_length_reads_below_0_01_percent() -> None:
+    """‖G_200‖ = 5e-174 beside ‖G_0‖ ≈ 10: its share, 10^-350, is 0.0 in float64; the table
+    read 0%, as for an exact zero."""
+    spec = NetworkSpec(depth=600, width=2, batch=1, block_size=1, skip="pre")  # type: ignore[arg-type]
+    d = decompose(spec, max_length=220)
+    tiny = [k for k in range(221) if d.share[k] == 0.0 and d.grad.status()[k] is not Status.ZERO]
+    assert tiny  # lengths whose share leaves float64's range
+    cells = paths_view.paths_grid(d, max_rows=None).columns[3].cells
+    assert paths_view.paths_grid(d, max_rows=None).columns[3].header == "share"
+    assert all(cells[k].text == "<0.01%" for k in tiny)
+
+
 def test_wirings_on_one_page_share_the_norms_scale() -> None:
     """post's G_0 (1e-5) and pre's (4) once drew bars of one length, each on its own scale."""
     spec = NetworkSpec(depth=16, width=8, batch=4, skip="post")  # type: ignore[arg-type]

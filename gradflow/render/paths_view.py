@@ -123,8 +123,14 @@ def paths_text(paths: int) -> str:
     return view.magnitude_text(math.log10(paths), Status.OK)
 
 
-def _share_text(share: float) -> str:
-    return DASH if math.isnan(share) else view.percent_text(min(share, 1.0))
+def _share_text(share: float, log10_grad: float = math.nan) -> str:
+    """A share as a percentage; a length whose ‖G_k‖ is not 0 reads ``<0.01%`` also where its
+    share is below float64's range (0.0: ‖G_k‖² 10^-350 of the energy)."""
+    if math.isnan(share):
+        return DASH
+    if share == 0.0 and _status(log10_grad) is not Status.ZERO and not math.isnan(log10_grad):
+        return "<0.01%"
+    return view.percent_text(min(share, 1.0))
 
 
 # ---- the table ---------------------------------------------------------------------------------
@@ -140,7 +146,7 @@ def paths_grid(d: Decomposition, max_rows: int | None = None) -> Grid:
                note=f"paths: how many of the 2^{d.blocks} paths have this length, C(B, k)"),
         Column("‖G_k‖", [magnitude_cell(r.log10_grad) for r in shown],
                note="G_k: the part of ∂L/∂x that comes along paths through exactly k branches"),
-        Column("share", [Cell(_share_text(r.share)) for r in shown],
+        Column("share", [Cell(_share_text(r.share, r.log10_grad)) for r in shown],
                note="share: ‖G_k‖² over the energy Σ_k ‖G_k‖²"),
         Column("cumulative", [Cell(_share_text(r.cumulative)) for r in shown], drop=2),
     ]  # fmt: skip

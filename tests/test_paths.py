@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import tracemalloc
 from typing import Any
 
@@ -479,6 +480,20 @@ def test_a_share_below_float_range_of_a_nonzero_length_reads_below_0_01_percent(
     cells = paths_view.paths_grid(d, max_rows=None).columns[3].cells
     assert paths_view.paths_grid(d, max_rows=None).columns[3].header == "share"
     assert all(cells[k].text == "<0.01%" for k in tiny)
+
+
+def test_the_page_s_histogram_is_grouped_as_its_table() -> None:
+    """--max-rows 6 gave a table of 6 rows beside a histogram of 31; --all-rows one row a
+    length in the table only."""
+    from gradflow.render import table
+
+    spec = NetworkSpec(depth=60, width=4, batch=2, block_size=1, skip="pre")  # type: ignore[arg-type]
+    d = decompose(spec)
+    for max_rows, rows in ((6, 6), (None, 61)):
+        page = table.paths_page([d], max_rows=max_rows, width=80)
+        chart = next(p for p in page if isinstance(p, table.Lines) and "|G_k|" in str(p.lines))
+        bars = [line for line in chart.lines if re.match(r"\s*[0-9>][0-9-]* \|", line)]
+        assert len(bars) == rows == len(paths_view.rows(d, max_rows))
 
 
 def test_wirings_on_one_page_share_the_norms_scale() -> None:

@@ -26,7 +26,7 @@ from gradflow.render.formats import json_number, magnitude_records, markdown_tab
 from gradflow.render.grid import DASH, Cell, Column, Grid
 
 SCHEMA_VERSION = 1  # of the paths JSON document
-HISTOGRAM_ROWS = 40  # the histogram groups lengths into at most this many rows
+HISTOGRAM_ROWS = 40  # without --max-rows, the histogram groups lengths into at most this many
 EXACT_BELOW = 10**15  # path counts are written out in full below this, as 1.2e+30 above
 JSON_EXACT = 2**53  # JSON path counts above this are null (a double cannot hold them exactly)
 
@@ -176,7 +176,7 @@ GROUP_NOTE = "rows group lengths: ‖G‖ is the root of their summed energy; pa
 # ---- the histogram -----------------------------------------------------------------------------
 
 
-def drawn_grads(d: Decomposition, max_rows: int = HISTOGRAM_ROWS) -> list[float]:
+def drawn_grads(d: Decomposition, max_rows: int | None = HISTOGRAM_ROWS) -> list[float]:
     """The log10 ‖G_k‖ that ``histogram`` draws as bars: what its scale must cover."""
     return [r.log10_grad for r in rows(d, max_rows) if _status(r.log10_grad) in ASCII_FILL]
 
@@ -185,7 +185,7 @@ def histogram(
     d: Decomposition,
     *,
     width: int = 100,
-    max_rows: int = HISTOGRAM_ROWS,
+    max_rows: int | None = HISTOGRAM_ROWS,
     together: Sequence[Decomposition] = (),
 ) -> list[str]:
     """log10 ‖G_k‖ per length as horizontal bars, and beside it log10 of the number of paths
@@ -439,6 +439,7 @@ def to_markdown(
     for d in decompositions:
         grid = paths_grid(d, max_rows).fit(width)
         lines += [*markdown_table(grid), ""]
-        lines += ["```text", *histogram(d, width=width, together=decompositions), "```", ""]
+        drawn = histogram(d, width=width, max_rows=max_rows, together=decompositions)
+        lines += ["```text", *drawn, "```", ""]
         lines += [summary_line(d), ""]
     return "\n".join(lines)

@@ -168,6 +168,7 @@ def paths_page(
     parts: list[RenderableType] = [prose(paths_view.header_line(runs), width, "bold")]
     for run in runs:
         parts += [Lines([""]), *render(paths_view.paths_grid(run, max_rows), width, False)]
-        parts += [Lines([""]), Lines(paths_view.histogram(run, width=width, together=runs))]
+        drawn = paths_view.histogram(run, width=width, max_rows=max_rows, together=runs)
+        parts += [Lines([""]), Lines(drawn)]  # grouped as the table is
         parts.append(prose(paths_view.summary_line(run), width, "bold"))
     return parts

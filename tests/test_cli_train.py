@@ -113,6 +113,27 @@ def test_a_gradient_rounded_to_zero_is_warned_about_and_not_called_never_moved()
     assert all(not r["summary"]["warnings"] for r in json.loads(relu.stdout)["runs"])
 
 
+def test_a_median_update_ratio_of_exactly_0_has_a_zero_status_in_json() -> None:
+    """SGD at lr 1e6 saturates every sigmoid at once: after step 0 nothing moves, and layer 1's
+    median update ratio is exactly 0. JSON's null alone could not tell 0 from no record."""
+    result = run("--optimizer", "sgd", "--lr", "1e6", "--steps", "6", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    for r in json.loads(result.stdout)["runs"]:
+        summary, first = r["summary"], [s["layers"][0] for s in r["steps"]]
+        ratios = sorted(-math.inf if x["update_ratio_status"] == "zero" else x["log10_update_ratio"]
+                        for x in first)  # fmt: skip
+        median = ratios[len(ratios) // 2] if len(ratios) % 2 else None
+        if median == -math.inf:
+            assert summary["log10_update_ratio_first"] is None
+            assert summary["update_ratio_first_status"] == "zero"
+        else:
+            assert summary["update_ratio_first_status"] in ("ok", "zero")
+    statuses = {
+        r["summary"]["update_ratio_first_status"] for r in json.loads(result.stdout)["runs"]
+    }
+    assert "zero" in statuses
+
+
 def test_json_schema_and_its_numbers(tmp_path: Path) -> None:
     result = run("--format", "json", "--every", "2", "--eval-every", "3", "--loss", "xent")
     assert result.exit_code == 0, result.stderr

@@ -132,7 +132,7 @@ def block_records(report: Report) -> list[dict[str, Any]]:
     return records
 
 
-def _log10(name: str, log10: float) -> dict[str, Any]:
+def log10_fields(name: str, log10: float) -> dict[str, Any]:
     """``log10_name`` (null unless finite) and ``name_status``: ``zero`` for -inf (an exact zero
     at the top of a ratio), ``inf`` for +inf (at the bottom), ``nan``, ``ok``, or ``underflow`` /
     ``overflow`` beyond float64's range, as for every magnitude."""
@@ -167,10 +167,10 @@ def summary_record(report: Report) -> dict[str, Any]:
     s = report.summary
     return {
         "loss": json_number(s.loss),
-        **_log10("grad_output", s.log10_grad_output),
-        **_log10("weight_ratio", s.log10_weight_ratio),
-        **_log10("gain", s.log10_gain),
-        **_log10("signal", s.log10_signal),
+        **log10_fields("grad_output", s.log10_grad_output),
+        **log10_fields("weight_ratio", s.log10_weight_ratio),
+        **log10_fields("gain", s.log10_gain),
+        **log10_fields("signal", s.log10_signal),
         "verdict": str(s.verdict),
         "judged": [str(q) for q in s.judged],  # the ratios the verdict looked at
         "findings": [

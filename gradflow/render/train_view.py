@@ -325,8 +325,9 @@ def summary_record(run: TrainRun) -> dict[str, Any]:
         "final_loss": formats.json_number(s.final_loss),
         "constant_loss": formats.json_number(s.constant_loss),
         "halved_at": s.halved_at,
-        "log10_update_ratio_first": formats.json_number(s.log10_ratio_first),
-        "log10_update_ratio_last": formats.json_number(s.log10_ratio_last),
+        # with a status each: an exact 0 (no update at all) is -inf, which JSON holds as null
+        **formats.log10_fields("update_ratio_first", s.log10_ratio_first),
+        **formats.log10_fields("update_ratio_last", s.log10_ratio_last),
         "stopped": None
         if stop is None
         else {"step": stop.step, "layer": stop.layer, "stage": stop.stage},

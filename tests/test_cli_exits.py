@@ -250,6 +250,15 @@ def _ended(child: subprocess.Popen[bytes]) -> tuple[int, str, float]:
     return code, child.stderr.read().decode(), time.perf_counter() - start
 
 
+def _send(child: subprocess.Popen[bytes], number: int) -> None:
+    """As it comes: Ctrl-C from a terminal, to the process group; SIGTERM from ``kill PID`` or
+    ``timeout``, to the process alone (to the group it would end the workers itself)."""
+    if number == signal.SIGINT:
+        os.killpg(child.pid, number)
+    else:
+        os.kill(child.pid, number)
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
     [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGTERM),
@@ -261,9 +270,9 @@ def test_a_second_signal_ends_a_pool_sweep_at_once(first: int, second: int, tmp_
     once hung the process for good, and a second SIGTERM waited for the runs."""
     with _pool_sweep(tmp_path) as child:
         time.sleep(1.5)  # both workers busy with a run
-        os.killpg(child.pid, first)
+        _send(child, first)
         time.sleep(0.3)
-        os.killpg(child.pid, second)
+        _send(child, second)
         code, stderr, took = _ended(child)
     assert took < 4, took  # not the seconds the runs under way still had
     if signal.SIGTERM in (first, second):
@@ -279,7 +288,7 @@ def test_a_signal_as_a_pool_sweep_starts_ends_it_with_one_line(number: int, tmp_
         deadline = time.perf_counter() + 20  # the pool's first process (its fork server) is up
         while not _processes(child.pid, parent=child.pid) and time.perf_counter() < deadline:
             time.sleep(0.01)
-        os.killpg(child.pid, number)
+        _send(child, number)
         code, stderr, _ = _ended(child)
     if number == signal.SIGTERM:
         assert code == -signal.SIGTERM and stderr == "gradflow: terminated\n", stderr

@@ -241,6 +241,20 @@ def test_train_curves_and_heatmaps_are_the_given_arrays() -> None:
             assert np.array_equal(ticks, np.round(ticks)), ticks
 
 
+def test_layers_and_steps_are_ticked_at_whole_numbers_on_short_ranges() -> None:
+    """Four layers, or steps 0 to 3, read 0.5, 1.5, 2.5 on matplotlib's own ticks."""
+    steps = np.arange(4, dtype=float)
+    figure = train_figure({"plain": (steps, 1 / (1 + steps))}, {"plain": -np.ones((3, 4))},
+                          steps, "t")  # fmt: skip
+    figure.canvas.draw()
+    reports = [analyze(NetworkSpec(depth=4, width=4, batch=2))]
+    compared = gradient_figure(reports)
+    compared.canvas.draw()
+    for ax in [*figure.axes[:2], compared.axes[0]]:
+        ticks = ax.get_xticks()
+        assert np.array_equal(ticks, np.round(ticks)), (ax.get_title(), ticks)
+
+
 def test_the_train_figure_shows_each_run_s_recorded_losses_and_gradients() -> None:
     from gradflow.analysis.train import train
     from gradflow.analysis.training import Training

@@ -514,6 +514,14 @@ def test_wirings_on_one_page_share_the_norms_scale() -> None:
     assert bar(lines[1], "0") > bar(lines[0], "0") + 10  # ... and its bar longer
     alone = paths_view.histogram(post, width=100)
     assert bar(alone, "0") > bar(lines[0], "0")  # on its own scale, post's fills the panel
+    # and so the page draws them, in the terminal and in markdown
+    from gradflow.render import table
+
+    page = [p.lines for p in table.paths_page(both, max_rows=None, width=100)
+            if isinstance(p, table.Lines) and "|G_k|" in str(p.lines)]  # fmt: skip
+    assert [[x for x in chart if x.lstrip().startswith("+")] for chart in page] == axes
+    markdown = paths_view.to_markdown(both, width=100)
+    assert sum(markdown.count(axis) for axis in axes[0]) == 2 * len(axes[0])
 
 
 def test_summary_and_markdown(runs: list[Decomposition]) -> None:

@@ -8,8 +8,10 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import os
 import re
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -122,11 +124,6 @@ def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
         # a range too long to list is refused before it is listed
         (["--vary", "depth=2:4:100000000000000000000"], ["count", "at most 1,000,000"]),
         (["--vary", "residual-scale=1:2:100000000", "--yes"], ["count", "at most"]),
-        # a grid too large to list, --yes or not (it took minutes and gigabytes to refuse)
-        (
-            ["--vary", "bias-var=0:1:1000", "--vary", "skip-scale=0:1:1000", "--yes"],
-            ["3,000,000 runs", "split it"],
-        ),
         (["--vary", "depth=2:4:" + "9" * 5000], ["count", "at most"]),  # past int()'s limit
         (["--vary", "depth=2:4:²"], ["count", "at least 2"]),  # a digit int() does not take
         (["--vary", "depth=2", "--jobs", "0"], ["--jobs"]),
@@ -143,6 +140,21 @@ def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], words: list[str]) -> None:
     refused(sweep(*args, *TINY), *words)
+
+
+def test_a_grid_too_large_to_list_is_refused_with_yes_too() -> None:
+    """3,000,000 runs with --yes took minutes and gigabytes to plan; in a process of its own
+    with a deadline, so that a regression fails here rather than holding up the suite."""
+    args = ["sweep", "--vary", "bias-var=0:1:1000", "--vary", "skip-scale=0:1:1000", "--yes",
+            *TINY]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "gradflow", *args], capture_output=True, text=True, timeout=20,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        "gradflow: error: --vary: the grid holds 3,000,000 runs, over 1,000,000; split it\n"
+    )
 
 
 def test_a_missing_vary_says_what_to_give() -> None:

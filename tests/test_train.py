@@ -201,8 +201,15 @@ def test_reasons_lead_with_their_verdict_and_say_what_frozen_means() -> None:
     ]
     frozen = summarize(steps, evals, None, 1.0, run.names)
     assert frozen.reason == "frozen: fc1 is stuck below float64's resolution: update ratio 3e-17"
-    assert summarize(steps, evals, None, 1.0, run.names, "float32").reason == (
-        "frozen: fc1 is stuck below float32's resolution: update ratio 3e-17"
+    small = [
+        dataclasses.replace(r, update_ratio=Magnitudes(np.full(2, 1e-10), np.zeros(2, np.int64)))
+        for r in run.steps
+    ]  # below float32's spacing (1.2e-7), above float64's
+    assert summarize(small, evals, None, 1.0, run.names, "float32").reason == (
+        "frozen: fc1 is stuck below float32's resolution: update ratio 1e-10"
+    )
+    assert summarize(small, evals, None, 1.0, run.names).reason == (
+        "frozen: fc1 barely moved: update ratio 1e-10"
     )
     barely = [
         dataclasses.replace(r, update_ratio=Magnitudes(np.full(2, 3e-16), np.zeros(2, np.int64)))
@@ -326,6 +333,38 @@ def test_an_update_that_leaves_an_inf_weight_is_the_stop_however_it_shows(
     assert [r.step for r in run.steps] == ([0, 3] if layer == 0 else [0])
 
 
+def test_a_float32_run_says_float32_s_resolution() -> None:
+    """The trainer passes its dtype on: plain sigmoid at depth 20 under SGD moves layer 1 by
+    about 1e-15 a step, far below float32's spacing (1.2e-7) and above float64's."""
+    spec = NetworkSpec(depth=20, width=16, batch=8, dtype="float32")
+    (run,) = train(spec, ["none"], Training(optimizer="sgd", lr=0.01, steps=6, samples=16))
+    assert TrainVerdict.FROZEN in run.summary.holds
+    assert "frozen: fc1 is stuck below float32's resolution" in run.summary.reason
+
+
+def test_an_update_that_breaks_a_weight_between_records_is_named_at_that_update(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Step 1 (not recorded: records every 3) leaves a weight nan; step 2's forward pass meets
+    it. The stop is step 1's update, not step 2's forward pass."""
+    real = train_module.update
+    calls = 0
+
+    def breaking(optimizer: object, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        nonlocal calls
+        real(optimizer, params, grads)
+        if calls == 1:
+            params[0][1][0, 0] = np.nan
+        calls += 1
+
+    monkeypatch.setattr(train_module, "update", breaking)
+    spec = NetworkSpec(depth=3, width=4, batch=2)
+    (run,) = train(spec, ["none"], Training(steps=6, samples=4, every=3, eval_every=6))
+    stop = run.summary.stopped
+    assert stop is not None and (stop.step, stop.layer, stop.stage) == (1, "fc2", "update")
+    assert [r.step for r in run.steps] == [0]
+
+
 def test_a_pre_activation_that_overflows_behind_a_bounded_phi_is_named_at_its_layer() -> None:
     """SGD at lr 1e308 with tanh, pre: after step 0, block 1's first product is -inf in places,
     and tanh turns that into -1 before block 1's second layer, whose sum is then named unless
@@ -372,12 +411,19 @@ def test_the_text_charts_keep_their_points_labels_and_axes_apart() -> None:
     assert len(set(starts)) == len(starts)
 
 
-@pytest.mark.parametrize("width", [60, 70, 80, 100])
-def test_the_heatmap_legend_keeps_each_shade_with_its_value(width: int) -> None:
-    """At 80 columns a line once ended in "%" and the next began with its "-1.1"."""
+@pytest.mark.parametrize(
+    ("low", "high", "mark", "width"),
+    [(-12.2, 2.0, None, 80), (-8.1, -1.9, -3.0, 80), (-12.2, 2.0, -3.0, 60),
+     (-12.2, 2.0, -3.0, 70), (-12.2, 2.0, -3.0, 100)],
+)  # fmt: skip
+def test_the_heatmap_legend_keeps_each_shade_with_its_value(
+    low: float, high: float, mark: float | None, width: int
+) -> None:
+    """At 80 columns a line once ended in "%" and the next began with its "-1.1" (the
+    ‖∂L/∂W‖ legend of train --depth 20 --steps 20)."""
     from gradflow.render import train_view
 
-    lines = train_view._legend(-12.2, 2.0, -3.0, width)
+    lines = train_view._legend(low, high, mark, width)
     assert all(len(line) <= width for line in lines)
     for glyph in train_view.SHADES:
         assert any(re.search(rf"(^|   |: ){re.escape(glyph)} -?\d", line) for line in lines), glyph

@@ -93,9 +93,10 @@ class Pool:
 
     The workers start with Ctrl-C and SIGTERM held back (``interrupts_held``): one that came
     while a worker was being started left it half made, unknown to the pool and printing a
-    traceback once this process had gone. The fork server and the workers keep them blocked;
-    this process ends them. A second Ctrl-C (or SIGTERM) while the runs under way finish ends
-    the workers at once."""
+    traceback once this process had gone. The fork server and the workers keep SIGINT blocked
+    (a Ctrl-C to the process group is this process's to handle); SIGTERM stays open to them,
+    as the pool ends its workers with it. A second Ctrl-C (or SIGTERM) while the runs under
+    way finish ends the workers at once."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs

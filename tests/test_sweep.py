@@ -10,9 +10,11 @@ import math
 import multiprocessing
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -296,6 +298,33 @@ def test_a_cluster_that_fails_under_a_run_is_one_line_and_a_run_s_bug_its_traceb
     assert bug.exit_code == 70 and "ZeroDivisionError: a bug" in bug.stderr
 
 
+def test_a_scheduler_address_that_never_answers_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that accepts and says nothing (the dashboard's port for the scheduler's) held
+    the sweep for good: Dask's own timeout covers connecting only. Tried on a thread with a
+    deadline of its own, so that a regression fails here rather than holding up the suite."""
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(executors, "CONNECT_TIMEOUT", 1)
+    outcome: list[object] = []
+
+    def attempt(address: str) -> None:
+        try:
+            outcome.append(executors.Dask(address))
+        except BadInput as refusal:
+            outcome.append(refusal)
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        trying = threading.Thread(target=attempt, args=(address,), daemon=True)
+        trying.start()
+        trying.join(timeout=10)
+        assert not trying.is_alive(), "no answer held the client"
+    (refusal,) = outcome
+    assert isinstance(refusal, BadInput)
+    assert refusal.message.endswith("TimeoutError: no answer within 1 s")
+
+
 def test_a_pool_worker_that_died_is_one_line() -> None:
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
@@ -309,9 +338,10 @@ def test_a_pool_worker_that_died_is_one_line() -> None:
 def test_a_dask_local_cluster_gives_the_same_bytes() -> None:
     distributed = pytest.importorskip("distributed")
     serial = sweep(*GRID, "--jobs", "1", "--format", "json")
-    with distributed.LocalCluster(
-        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
-    ) as cluster:
+    with distributed.LocalCluster(  # over TCP, as a scheduler elsewhere is reached
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0",
+        protocol="tcp",
+    ) as cluster:  # fmt: skip
         remote = sweep(*GRID, "--scheduler", cluster.scheduler_address, "--format", "json")
     assert remote.exit_code == 0, remote.output
     assert remote.stdout_bytes == serial.stdout_bytes

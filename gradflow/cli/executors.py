@@ -150,6 +150,8 @@ class Dask:
         except ImportError:
             raise BadInput("--scheduler", f"needs Dask distributed: {INSTALL_DASK}") from None
         try:
+            if not address.startswith("inproc://"):  # another process's: it must answer
+                self._answers(address)
             self.client = self.distributed.Client(
                 address, timeout=CONNECT_TIMEOUT, set_as_default=False
             )
@@ -165,6 +167,24 @@ class Dask:
             self.distributed.KilledWorker,
             self.distributed.comm.core.CommClosedError,
         )
+
+    def _answers(self, address: str) -> None:
+        """Connect and shake hands with a deadline: the client's own timeout covers connecting,
+        and a server that accepts and never answers (a dashboard's port, 8787, for the
+        scheduler's, 8786) held it for good."""
+        import asyncio
+
+        async def shake() -> None:
+            comm = await self.distributed.comm.connect(address, timeout=CONNECT_TIMEOUT)
+            await comm.close()
+
+        async def within() -> None:
+            try:
+                await asyncio.wait_for(shake(), CONNECT_TIMEOUT + 1)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no answer within {CONNECT_TIMEOUT} s") from None
+
+        asyncio.run(within())
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
         self.futures = self.client.map(run_summary, list(tasks), pure=False)

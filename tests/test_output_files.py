@@ -167,6 +167,27 @@ def test_directory_and_missing_directory_are_refused(tmp_path: Path, no_run: Non
     refused(run(*SMALL, "--save-arrays", str(tmp_path / "missing" / "a.npz")), "--save-arrays")
 
 
+@pytest.mark.parametrize("suffix", ["/", "/.", "/.."])
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (SMALL, "--output"),
+        (SMALL, "--save-arrays"),
+        (SMALL, "--plot"),
+        (["train", "--depth", "2", "--width", "4", "--batch", "2"], "--save-arrays"),
+        (["sweep", "--vary", "depth=2,3", "--width", "4", "--batch", "2"], "--output"),
+    ],
+)
+def test_a_name_that_ends_as_a_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], flag: str, suffix: str
+) -> None:
+    """'r.json/' names a directory, though Path('r.json/') is 'r.json': no file r.json."""
+    monkeypatch.chdir(tmp_path)
+    line = refused(run(*command, flag, "r.json" + suffix), flag)
+    assert "names a directory" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("how", ["same name", "symlink", "hard link"])
 def test_output_and_save_arrays_must_be_different_files(
     tmp_path: Path, no_run: None, how: str

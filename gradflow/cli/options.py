@@ -1,11 +1,14 @@
 """Every command-line option, declared once and shared by ``analyze`` and ``compare``.
 
 Defaults live in the command signatures and come from ``NetworkSpec()``, so each default has one
-source. This module imports only typer and the spec (no NumPy): ``gradflow --help`` stays fast.
+source. This module imports only typer, the spec and the error types (no NumPy): ``gradflow
+--help`` stays fast.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +16,7 @@ import typer
 
 from gradflow.analysis.thresholds import Thresholds
 from gradflow.analysis.training import DEFAULT_LR, EVALS, RECORDS
+from gradflow.cli.errors import BadInput, quoted
 from gradflow.engine.optim_spec import Optimizer
 from gradflow.engine.spec import Activation, Choice, DType, Init, Loss, NetworkSpec, Norm, Skip
 
@@ -203,6 +207,20 @@ FailOn = Annotated[
 ]
 
 # Output.
+
+
+def file_name(flag: str) -> Callable[[str], Path]:
+    """An output flag's value as a Path, refusing a name that ends in a separator, '.' or '..':
+    that names a directory, which Path would hide ('x.json/' becomes 'x.json')."""
+
+    def parse(value: str) -> Path:
+        if value != "-" and os.path.basename(value) in ("", ".", ".."):
+            raise BadInput(flag, f"{quoted(value)} names a directory; give a file name")
+        return Path(value)
+
+    return parse
+
+
 FormatOpt = Annotated[
     Format | None,
     typer.Option(
@@ -216,6 +234,7 @@ FormatOpt = Annotated[
 Output = Annotated[
     Path | None,
     typer.Option(
+        parser=file_name("--output"),
         metavar="FILE",
         help="Write the report here and only the summary to stdout (- is stdout). A file is "
         "replaced whole or not at all; a symlink's target is written; devices and pipes are "
@@ -226,6 +245,7 @@ Output = Annotated[
 SaveArrays = Annotated[
     Path | None,
     typer.Option(
+        parser=file_name("--save-arrays"),
         metavar="FILE.npz",
         help="Save the run's arrays (x, target, W1…WL, b1…bL; with --loss xent labels, W_head "
         "and b_head instead of target) for use in another framework.",
@@ -236,6 +256,7 @@ TrainSaveArrays = Annotated[
     Path | None,
     typer.Option(
         "--save-arrays",
+        parser=file_name("--save-arrays"),
         metavar="FILE.npz",
         help="Save what a replay elsewhere needs: x, target (labels, W_head and b_head with "
         "--loss xent), order (each step's sample rows) and the initial W1…WL, b1…bL.",
@@ -245,6 +266,7 @@ TrainSaveArrays = Annotated[
 Plot = Annotated[
     Path | None,
     typer.Option(
+        parser=file_name("--plot"),
         metavar="FILE",
         help="Also draw the figure to FILE; its suffix chooses the format, in any case: .png, "
         ".svg or .pdf (needs matplotlib: pip install 'gradflow-cli[plot]'). Written like "

@@ -6,15 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradflow.analysis.analyze import analyze
 from gradflow.analysis.statistics import StatsCollector
-from gradflow.engine import tape as tape_module
 from gradflow.engine.activations import ACTIVATIONS
 from gradflow.engine.losses import LOSSES
 from gradflow.engine.network import build
 from gradflow.engine.passes import backward, forward
 from gradflow.engine.spec import Activation, NetworkSpec
-from gradflow.engine.tape import derives_slope
 
 
 @pytest.mark.parametrize("skip", ["none", "post", "pre"])
@@ -83,58 +80,3 @@ def test_sigmoid_in_float32_adds_in_float32() -> None:
     assert np.array_equal(out, one / (one + np.exp(-z)))  # every step in float32
     exact = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
     np.testing.assert_allclose(out, exact, rtol=4 * np.finfo(np.float32).eps)
-
-
-def _report_arrays(spec: NetworkSpec) -> list[np.ndarray]:
-    report = analyze(spec, network=build(spec))
-    layers = report.layers
-    return [
-        layers.grad_weight.mantissa, layers.grad_weight.exponent, layers.grad_bias.mantissa,
-        layers.grad_input.mantissa, layers.grad_input.exponent, layers.act_mean, layers.act_std,
-        layers.saturated_fraction,
-    ]  # fmt: skip
-
-
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_phi_prime_from_phi_gives_the_saved_results(
-    activation: str, dtype: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A large tape computes φ' from φ instead of saving it: the same numbers, bit for bit."""
-    spec = NetworkSpec(
-        depth=60,
-        width=8,
-        batch=4,
-        activation=activation,
-        dtype=dtype,
-        weight_var=9.0,  # type: ignore[arg-type]
-    )  # large weights: units saturate
-    assert not derives_slope(spec)
-    saved = _report_arrays(spec)
-    monkeypatch.setattr(tape_module, "MMAP_FROM", 0)  # every tape counts as large
-    assert derives_slope(spec)
-    derived = _report_arrays(spec)
-    for a, b in zip(saved, derived, strict=True):
-        assert a.tobytes() == b.tobytes()
-    assert np.nanmax(saved[-1]) > 0  # saturation was counted on φ'
-
-
-def test_the_observer_gets_phi_prime_of_a_chunk_larger_than_backwards(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(tape_module, "MMAP_FROM", 0)
-    spec = NetworkSpec(depth=1100, width=16, batch=16)  # 1,100 layers: backward's chunk is 1,024
-    network = build(spec)
-    got: list[np.ndarray] = []
-
-    def observe(start: int, stop: int, out: np.ndarray, deriv: np.ndarray | None) -> None:
-        assert deriv is not None and (start, stop) == (0, 1100)
-        np.testing.assert_allclose(deriv, out * (1.0 - out), rtol=1e-15, atol=0)
-        got.append(deriv)
-
-    weights = network.weights_for(spec)
-    tape, _ = forward(spec, weights, network.pass_biases(spec), network.x, observe)
-    assert tape.deriv is None and len(got) == 1
-    for i in (1099, 500, 0):  # in backward's order, its φ' agrees with the observer's
-        d = tape.phi_prime(i)
-        assert d is not None and np.array_equal(d, got[0][i])

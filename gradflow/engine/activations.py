@@ -1,10 +1,12 @@
 """Activation functions: each forward writes φ(z) and, beside it, the local derivative φ'(z).
 
-Backward is then one multiply, ``dz = dh * d``; it never recomputes the forward. Where φ' is a
-function of φ(z) alone (sigmoid, tanh, the ReLUs), value and slope are also given apart: φ' is
-then computed for a chunk of layers in one call, and for the ReLUs, whose φ' the forward pass
-does not otherwise need, not saved at all but computed by backward from the saved φ. Functions
-write into caller-owned buffers (``out=``) so the hot loop allocates nothing.
+Backward is then one multiply, ``dz = dh * d``; it never recomputes the forward. The ReLUs give
+value and slope apart: their φ' follows exactly from φ(z), so it is not saved at all but computed
+by backward from the saved φ. Sigmoid's and tanh's φ' are functions of φ(z) too, σ(1 − σ) and
+1 − tanh², but not accurate ones: once σ(z) or |tanh z| is within rounding of 1, the difference
+has lost its digits (σ' = 0 from z ≈ 37 in float64, where it is 1e-16; tanh' off by 10% at
+|z| ≈ 18). They are computed from z, to a few ULP for every z. Functions write into
+caller-owned buffers (``out=``) so the hot loop allocates nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ LEAKY_SLOPE = 0.01  # PyTorch's default negative slope
 ELU_ALPHA = 1.0
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # 1 as a 0-d array of each float dtype: NumPy 2 converts a Python float operand on every call
 # (~0.6 µs, a cost at width 16). Of the operand's own dtype, or float32 would add in float64.
@@ -62,18 +63,44 @@ def _leaky_relu_slope(h: np.ndarray, d: np.ndarray) -> None:
     d += LEAKY_SLOPE
 
 
-def _tanh_value(z: np.ndarray, h: np.ndarray) -> None:
+def _sigmoid(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    """h ← σ(z) (the bits of ``_sigmoid_into``), d ← σ'(z) = σ(z)·σ(−z) with σ(−z) = e^{−z}·σ(z):
+    a few ULP for every z, where σ(1 − σ) is 0 once σ(z) rounds to 1."""
+    one = _ONE.get(d.dtype, 1.0)
+    np.negative(z, out=d)
+    np.exp(d, out=d)  # e^{−z}
+    np.add(d, one, out=h)
+    np.reciprocal(h, out=h)  # σ(z); e^{−z} = inf gives 0
+    d *= h  # σ(−z), nan where inf·0 ...
+    np.fmin(d, one, out=d)  # ... there σ(−z) is 1 (fmin passes over nan); nan from z stays in h
+    d *= h
+
+
+# 1 − tanh² from the rounded tanh is off by up to ~2 ULP(1)/(1 − tanh²) relative: where it is
+# below these values (float64: 2^-12, error ≤ 2^-40; float32: 2^-6, ≤ 2^-17), the layer's φ' is
+# taken from z instead.
+_TANH_SLOPE_FROM_Z = {np.dtype(np.float64): 2.0**-12, np.dtype(np.float32): 2.0**-6}
+
+
+def _tanh(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    """h ← tanh z, d ← 1 − tanh² z, or sech² z from z where a unit saturates (one min to see)."""
     np.tanh(z, out=h)
-
-
-def _tanh_slope(h: np.ndarray, d: np.ndarray) -> None:
     np.multiply(h, h, out=d)
-    np.subtract(1.0, d, out=d)  # 1 − tanh²
+    np.subtract(_ONE.get(d.dtype, 1.0), d, out=d)
+    if d.size and not d.min() >= _TANH_SLOPE_FROM_Z.get(d.dtype, 2.0**-12):  # (or a nan)
+        _sech_squared(z, d)
 
 
-def _sigmoid_slope(h: np.ndarray, d: np.ndarray) -> None:
-    np.subtract(1.0, h, out=d)
-    d *= h  # σ(1 − σ)
+def _sech_squared(z: np.ndarray, d: np.ndarray) -> None:
+    """d ← sech² z = 4e/(1 + e)² with e = e^{−2|z|}: a few ULP for every z, nothing cancels.
+    (Masking the saturated units instead costs more once more than a few are.)"""
+    e = np.abs(z)
+    e *= -2.0
+    np.exp(e, out=e)
+    np.add(e, _ONE.get(d.dtype, 1.0), out=d)
+    np.multiply(d, d, out=d)
+    np.divide(e, d, out=d)
+    d *= 4.0
 
 
 def _composed(value: Value, slope: Slope) -> Forward:
@@ -159,12 +186,10 @@ def _gelu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
     if z.dtype == np.float32:
         _gelu_float32(z, h, d)
         return
-    from scipy.special import erf  # exact GELU needs erf; NumPy has none
+    from scipy.special import ndtr  # exact GELU needs Φ; NumPy has none
 
-    np.multiply(z, _INV_SQRT2, out=d)
-    erf(d, out=d)
-    d += 1.0
-    d *= 0.5  # d = Φ(z)
+    # Φ(z) itself, accurate in the tail: ½(1 + erf(z/√2)) is 0 below z ≈ −8.3, where Φ is 1e-16
+    ndtr(z, out=d)
     np.multiply(z, d, out=h)  # h = z·Φ(z)
     pdf = np.multiply(z, z)
     pdf *= -0.5
@@ -237,18 +262,18 @@ class ActivationOps:
     gain: float  # He/orthogonal init gain
     identity: bool = False  # φ' ≡ 1: backward skips the multiply, no derivative is stored
     relu_like: bool = False  # report the share of dead units
-    saturated_below: float | None = None  # φ' below this counts as saturated
-    split: tuple[Value, Slope] | None = None  # φ and φ'(from φ) apart, where φ' allows it
+    saturated_below: float | None = None  # φ' (saved by forward) below this is saturated
+    split: tuple[Value, Slope] | None = None  # φ and φ' (from φ) apart, where exact
 
     def __post_init__(self) -> None:
-        if self.saturated_below is not None and self.split is None:
-            raise ValueError("saturation is measured on φ' computed from φ: give a split")
+        if self.saturated_below is not None and self.split is not None:
+            raise ValueError("saturation is counted on the φ' forward saves: give no split")
 
     @property
     def slope_in_backward(self) -> bool:
-        """φ' follows from φ and the forward pass has no use for it (no saturation to count):
-        backward computes it from the saved φ, and φ' is never saved."""
-        return self.split is not None and self.saturated_below is None
+        """φ' follows from φ and the forward pass has no use for it: backward computes it from
+        the saved φ, and φ' is never saved."""
+        return self.split is not None
 
     @classmethod
     def of_output(cls, value: Value, slope: Slope, gain: float, **flags: Any) -> ActivationOps:
@@ -267,13 +292,9 @@ ACTIVATIONS: dict[Activation, ActivationOps] = {
         relu_like=True,
     ),
     # saturated: |tanh z| > 0.99 ⇔ 1 − tanh² < 1 − 0.99²
-    Activation.TANH: ActivationOps.of_output(
-        _tanh_value, _tanh_slope, 5.0 / 3.0, saturated_below=1 - 0.99**2
-    ),
+    Activation.TANH: ActivationOps(_tanh, 5.0 / 3.0, saturated_below=1 - 0.99**2),
     # saturated: σ(z) < 0.01 or > 0.99 ⇔ σ(1 − σ) < 0.99·0.01
-    Activation.SIGMOID: ActivationOps.of_output(
-        _sigmoid_into, _sigmoid_slope, 1.0, saturated_below=0.99 * 0.01
-    ),
+    Activation.SIGMOID: ActivationOps(_sigmoid, 1.0, saturated_below=0.99 * 0.01),
     Activation.GELU: ActivationOps(_gelu, _MOMENT_GAINS["gelu"]),
     Activation.SILU: ActivationOps(_silu, _MOMENT_GAINS["silu"]),
     Activation.SELU: ActivationOps(_selu, 0.75),  # PyTorch's choice for SELU

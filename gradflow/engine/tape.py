@@ -4,19 +4,19 @@ The tape holds what backward needs and nothing else, in arrays allocated once pe
 
     acts      (L+1, B, n) post order: acts[i] is the input of layer i's matmul, acts[i+1] its
               output; (L, B, n) pre order, where acts[i] = φ(N(u)) is both
-    deriv     (L, B, n) φ' where it is saved (see ``phi_prime`` and ``derives_slope``)
+    deriv     (L, B, n) φ' where it is saved (all but the ReLUs and linear φ; ``phi_prime``)
     xhat      (S, B, n) normalised values at each of S normalisation sites, and ``inv_std``
               1/sqrt(var + eps) beside them; a Post-LN block's output *is* its x̂, so there
               they are views of ``acts``, not arrays of their own
 
 The forward steps (``linear``, ``norm``, ``phi``, ``add``) write into the tape or into a few
 (B, n) scratch buffers with ``out=``, so the hot loop allocates nothing. Finished layers are
-handed on in chunks while their values are still in cache (``finish``): φ' of a chunk in one
-call where it follows from φ alone, then the observer (statistics, progress).
+handed on in chunks while their values are still in cache (``finish``) to the observer
+(statistics, progress).
 
-``phi_prime(i)`` hides where φ' lives: saved by forward (GELU, SiLU, ...; sigmoid and tanh in
-a small tape), computed from the saved φ a chunk at a time (the ReLUs, whose φ' forward has no
-other use for; sigmoid and tanh where saving it would take a large array), or None (linear φ).
+``phi_prime(i)`` hides where φ' lives: saved by forward (sigmoid, tanh, GELU, ...), computed
+from the saved φ a chunk at a time (the ReLUs, whose φ' follows exactly from φ and which
+forward has no other use for), or None (linear φ).
 """
 
 from __future__ import annotations
@@ -27,15 +27,14 @@ from enum import Enum
 import numpy as np
 
 from gradflow.engine.activations import ACTIVATIONS, Slope, Value
-from gradflow.engine.heap import MMAP_FROM
 from gradflow.engine.normalization import NORM_AXIS, inv_std_shape, normalize
 from gradflow.engine.products import product
 from gradflow.engine.redrawn import RedrawnWeights, Transposed
 from gradflow.engine.spec import NetworkSpec
 
 # observe(start, stop, act_out, deriv): layers [start, stop) are done; their (K, B, n) activation
-# outputs and φ' are handed over while they are still in cache. φ' is None where it is neither
-# saved nor counted for saturation, and may be a buffer that the next chunk reuses.
+# outputs and φ' are handed over while they are still in cache. φ' is None where it is not
+# saved (the ReLUs, linear φ).
 Observer = Callable[[int, int, np.ndarray, np.ndarray | None], None]
 
 
@@ -74,17 +73,10 @@ def tape_bytes(spec: NetworkSpec, order: Order, norm_after_add: bool) -> int:
 
 
 def derives_slope(spec: NetworkSpec) -> bool:
-    """Whether φ' is computed from the saved φ a chunk at a time instead of saved for every
-    layer: where φ' follows from φ and forward has no use for it (the ReLUs), and where saving
-    it (sigmoid, tanh) takes an array at or above glibc's mmap threshold. Such an array is
-    mapped afresh by every pass and its pages faulted in one by one, which costs more than
-    computing φ' twice (at depth 100,000, width and batch 16: ~1 µs a layer of ~24); a smaller
-    one is reused from the heap (``heap.keep_freed_memory``)."""
-    act = ACTIVATIONS[spec.activation]
-    if act.split is None:
-        return False
-    size = spec.depth * spec.batch * spec.width * np.dtype(spec.dtype.value).itemsize
-    return act.slope_in_backward or size >= MMAP_FROM
+    """Whether φ' is computed by backward from the saved φ a chunk at a time instead of saved
+    for every layer: where it follows exactly from φ and forward has no use for it (the
+    ReLUs)."""
+    return ACTIVATIONS[spec.activation].slope_in_backward
 
 
 VIEW_BYTES = 136  # an ndarray view and its list slot, as tracemalloc counts them
@@ -148,11 +140,9 @@ class Tape:
         self._deriv: list[np.ndarray] = [] if self.deriv is None else list(self.deriv)
         self._value: Value | None = act.split[0] if act.split else None
         self._slope: Slope | None = act.split[1] if act.split else None
-        # φ' computed from φ (in backward; in forward where saturation is counted on it): one
-        # chunk of layers at a time
+        # φ' computed from φ in backward, one chunk of layers at a time
         self._slope_chunk = _slope_chunk(spec)
         self._slopes = np.empty((self._slope_chunk, batch, n), dtype=dtype) if derive else None
-        self._observe_slope = derive and act.saturated_below is not None
         self._slope_rows: list[np.ndarray] = [] if self._slopes is None else list(self._slopes)
         self._slopes_from = depth  # first layer whose φ' is in _slopes (none yet)
 
@@ -192,8 +182,7 @@ class Tape:
         return self.xhat[site]
 
     def phi(self, i: int, z: np.ndarray) -> np.ndarray:
-        """φ(z) into layer i's kept output; φ' beside it where it is saved and not derived
-        from φ afterwards (``finish`` derives those a chunk at a time)."""
+        """φ(z) into layer i's kept output, and φ' beside it where it is saved."""
         out = self._act_out[i]
         if self._value is not None:
             self._value(z, out)
@@ -219,33 +208,19 @@ class Tape:
 
     def finish(self, stop: int) -> None:
         """Layers below ``stop`` are done: hand on every whole chunk (and, at the last layer,
-        the rest) with φ' derived where it follows from φ."""
+        the rest)."""
         depth = self.spec.depth
         while self.finished < stop and (self.finished + self.chunk <= stop or stop == depth):
             start, end = self.finished, min(self.finished + self.chunk, depth)
-            out = self.act_out[start:end]
-            deriv = None if self.deriv is None else self.deriv[start:end]
-            if self._slope is not None and deriv is not None:
-                self._slope(out, deriv)
-            elif self._observe_slope and self.observe is not None:
-                deriv = self._chunk_slope(out)
             if self.observe is not None:
-                self.observe(start, end, out, deriv)
+                deriv = None if self.deriv is None else self.deriv[start:end]
+                self.observe(start, end, self.act_out[start:end], deriv)
             self.finished = end
         self.due = self._due()
 
     def _due(self) -> int:
         """The layer whose end completes the next chunk to hand on (the last layer at most)."""
         return min(self.finished + self.chunk, self.spec.depth) - 1
-
-    def _chunk_slope(self, out: np.ndarray) -> np.ndarray:
-        """φ' of a chunk from its outputs (K, B, n), for the observer: in backward's buffer
-        where it fits (valid until the next chunk), else in an array of its own."""
-        assert self._slope is not None and self._slopes is not None
-        self._slopes_from = self.spec.depth  # the buffer no longer holds backward's chunk
-        deriv = self._slopes[: len(out)] if len(out) <= len(self._slopes) else np.empty_like(out)
-        self._slope(out, deriv)
-        return deriv
 
     def rewind(self, x: np.ndarray) -> None:
         """Ready the tape for another pass of the same network on a new input x (B, n): every

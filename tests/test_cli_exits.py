@@ -97,6 +97,28 @@ def test_a_closed_stdout_is_a_write_failure(args: list[str]) -> None:
     assert done.stderr == "gradflow: error: could not write stdout: Bad file descriptor\n"
 
 
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["analyze", "--depth", "4", "-q"], ExitCode.OK),
+        (["analyze", "--depth", "20", "-q", "--fail-on", "vanishing"], ExitCode.CHECK_FAILED),
+        (["analyze", "--depth", "0"], ExitCode.BAD_INPUT),
+        (["analyze", "--depht", "4"], ExitCode.BAD_INPUT),
+    ],
+)
+def test_a_closed_stderr_changes_no_exit_code(args: list[str], code: int) -> None:
+    """Started with stderr closed (``2>&-``): the lines meant for it go nowhere; the exit code
+    and stdout are as ever (not 70 or 1 with a traceback on stdout)."""
+    done = subprocess.run(
+        gradflow(*args), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=ENV, text=True,
+        preexec_fn=lambda: os.close(2),
+    )  # fmt: skip
+    assert done.returncode == code
+    assert "Traceback" not in done.stdout
+    if code != ExitCode.BAD_INPUT:
+        assert done.stdout.startswith("plain")
+
+
 def test_dev_stdout_is_the_stdout_file_not_replaced(tmp_path: Path) -> None:
     """/dev/stdout, redirected to a file, is that file. (A link of our own to /proc/self/fd/1,
     as /dev/stdout is: a broken version of this rule would replace the machine's /dev/stdout.)"""

@@ -41,10 +41,23 @@ class _ClosedStdout(io.TextIOBase):
         raise OSError(errno.EBADF, os.strerror(errno.EBADF))
 
 
+def _stderr_to_devnull() -> None:
+    """A process started with stderr closed (``2>&-``, as some daemons run): its lines go to
+    /dev/null, as a shell's would, instead of a traceback on stdout from the first one. The exit
+    code still tells how the run ended."""
+    fd = os.open(os.devnull, os.O_WRONLY)
+    if fd != 2:
+        os.dup2(fd, 2)
+        os.close(fd)
+    sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115
+
+
 def main() -> None:
     """Entry point of the ``gradflow`` command (and ``python -m gradflow``)."""
     if sys.stdout is None:
         sys.stdout = _ClosedStdout()
+    if sys.stderr is None:
+        _stderr_to_devnull()
     if sys.argv[1:] == ["--version"]:
         try:
             sys.stdout.write(VERSION_LINE + "\n")

@@ -517,6 +517,10 @@ BAD = [
     (["analyze", "--fail-on", "vanishing", "--fail-on", "vanishing"], "listed twice"),
     (["analyze", "--fail-on", "vanishing,,exploding"], "empty value"),
     (["train", "--fail-on", ",frozen"], "empty value"),
+    # an empty list ("$CHECKS" unset) was taken as no check at all
+    (["analyze", "--fail-on", ""], "give a comma-separated list"),
+    (["analyze", "--fail-on", " "], "give a comma-separated list"),
+    (["train", "--fail-on", ""], "give a comma-separated list"),
     (["analyze", "--format", "xml"], "--format"),
     (["analyze", "--output", "/nonexistent-dir/r.json"], "--output"),
     (["analyze", "--output", "."], "--output"),
@@ -734,3 +738,27 @@ def test_page_width_is_kept_within_bounds(columns: str, widest: int) -> None:
     bars = [line for line in lines if re.match(r"\s*\d+ \|", line)]  # one chart row per layer
     assert len(bars) == SMALL_SPEC.depth
     assert max(len(line) for line in lines) <= widest
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compare", *SMALL],
+        ["train", "--steps", "2", *SMALL],
+        ["paths", *SMALL],
+        ["sweep", "--vary", "depth=6,8", "--width", "6", "--batch", "4"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_repeated_variants_flag_adds_up(command: list[str]) -> None:
+    """--variants pre --variants post is pre,post, as --fail-on and --vary add up; it kept only
+    the last."""
+    result = run(*command, "--variants", "pre", "--variants", "post", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    labels = (
+        document["config"]["variants"]
+        if command[0] == "sweep"
+        else [r["label"] for r in document["runs"]]
+    )
+    assert labels == ["pre", "post"]

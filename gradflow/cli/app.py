@@ -16,7 +16,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, overload
 
 import typer
 
@@ -243,7 +243,7 @@ def compare(
     depth: o.Depth = SPEC.depth,
     width: o.Width = SPEC.width,
     batch: o.Batch = SPEC.batch,
-    variants: o.Variants = "none,post,pre",
+    variants: o.Variants = None,
     block_size: o.BlockSize = SPEC.block_size,
     residual_scale: o.ResidualScale = SPEC.residual_scale,
     skip_scale: o.SkipScale = SPEC.skip_scale,
@@ -282,8 +282,8 @@ def compare(
     plan = make_plan(
         "compare",
         skip=None,
-        variants=variants,
-        fail_on="",
+        variants=joined(variants, o.ALL_VARIANTS),
+        fail_on=None,
         network=pick(NetworkFlags, locals()),
         thresholds=pick(ThresholdFlags, locals()),
         output=pick(OutputFlags, locals()),
@@ -343,8 +343,8 @@ def paths(
     plan = make_plan(
         "paths",
         skip=skip,
-        variants=variants,
-        fail_on="",
+        variants=joined(variants),
+        fail_on=None,
         network=pick(NetworkFlags, locals()),
         thresholds=ThresholdFlags(),
         output=pick(OutputFlags, locals()),
@@ -360,7 +360,7 @@ def train(
     depth: o.Depth = SPEC.depth,
     width: o.Width = SPEC.width,
     batch: o.MiniBatch = SPEC.batch,
-    variants: o.Variants = "none,post,pre",
+    variants: o.Variants = None,
     steps: o.Steps = 200,
     optimizer: o.OptimizerOpt = Optimizer.ADAM,
     lr: o.LearningRate = None,
@@ -398,7 +398,7 @@ def train(
     from gradflow.cli.train_plan import TrainFlags, make_train_plan
 
     plan = make_train_plan(
-        variants=variants,
+        variants=joined(variants, o.ALL_VARIANTS),
         fail_on=joined(fail_on),
         network=pick(NetworkFlags, locals()),
         train=pick(TrainFlags, locals()),
@@ -413,7 +413,7 @@ def train(
 def sweep(
     ctx: typer.Context,
     vary: o.Vary,
-    variants: o.SweepVariants = "none,post,pre",
+    variants: o.SweepVariants = None,
     seeds: o.Seeds = 1,
     theory: o.SweepTheory = False,
     jobs: o.Jobs = None,
@@ -456,7 +456,16 @@ def sweep(
     from gradflow.cli.sweep_plan import SweepFlags, make_sweep_plan
 
     plan = make_sweep_plan(
-        sweep_flags=SweepFlags(tuple(vary), variants, seeds, theory, jobs, scheduler, resume, yes),
+        sweep_flags=SweepFlags(
+            tuple(vary),
+            joined(variants, o.ALL_VARIANTS),
+            seeds,
+            theory,
+            jobs,
+            scheduler,
+            resume,
+            yes,
+        ),
         network=pick(NetworkFlags, locals()),
         given=given_flags(ctx),
         thresholds=pick(ThresholdFlags, locals()),
@@ -515,6 +524,11 @@ def given_flags(ctx: typer.Context) -> frozenset[str]:
     )
 
 
-def joined(lists: list[str] | None) -> str:
-    """A repeated list flag as one comma-separated list: --fail-on a --fail-on b is a,b."""
-    return ",".join(lists or ())
+@overload
+def joined(lists: list[str] | None) -> str | None: ...
+@overload
+def joined(lists: list[str] | None, default: str) -> str: ...
+def joined(lists: list[str] | None, default: str | None = None) -> str | None:
+    """A repeated list flag as one comma-separated list: --fail-on a --fail-on b is a,b;
+    ``default`` where the flag is not given (given empty, it is refused as empty)."""
+    return default if lists is None else ",".join(lists)

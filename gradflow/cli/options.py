@@ -56,22 +56,24 @@ SkipOpt = Annotated[
         rich_help_panel=NETWORK,
     ),
 ]
+ALL_VARIANTS = "none,post,pre"
 Variants = Annotated[
-    str,
+    list[str] | None,
     typer.Option(
         metavar="LIST",
-        help="Comma-separated skip variants to run on the same weights "
-        "(none = plain, post, pre, postnorm); the first is the baseline.",
+        help="Skip variants to run on the same weights (comma-separated, or the flag repeated: "
+        f"none = plain, post, pre, postnorm); the first is the baseline. Default: {ALL_VARIANTS}.",
+        show_default=False,
         rich_help_panel=NETWORK,
     ),
 ]
 PathVariants = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         "--variants",
         metavar="LIST",
-        help="Comma-separated residual wirings to split side by side on the same weights "
-        "(post, pre, postnorm); default: --skip.",
+        help="Residual wirings to split side by side on the same weights (comma-separated, or "
+        "the flag repeated: post, pre, postnorm); default: --skip.",
         show_default=False,
         rich_help_panel=NETWORK,
     ),
@@ -426,12 +428,13 @@ Vary = Annotated[
     ),
 ]
 SweepVariants = Annotated[
-    str,
+    list[str] | None,
     typer.Option(
         "--variants",
         metavar="LIST",
-        help="Comma-separated skip variants run at every grid point (none = plain, post, pre, "
-        "postnorm).",
+        help="Skip variants run at every grid point (comma-separated, or the flag repeated: "
+        f"none = plain, post, pre, postnorm). Default: {ALL_VARIANTS}.",
+        show_default=False,
         rich_help_panel=SWEEP,
     ),
 ]

@@ -131,7 +131,7 @@ def make_plan(
     *,
     skip: str | None,
     variants: str | None,
-    fail_on: str,
+    fail_on: str | None,
     network: NetworkFlags,
     thresholds: ThresholdFlags,
     output: OutputFlags,
@@ -280,8 +280,8 @@ def _variants(text: str) -> tuple[Skip, ...]:
 # ---- the verdict ------------------------------------------------------------------------------
 
 
-def _fail_on(text: str) -> frozenset[Verdict]:
-    if not text.strip():
+def _fail_on(text: str | None) -> frozenset[Verdict]:
+    if text is None:
         return frozenset()
     accepted = {v.value: v for v in Verdict if v is not Verdict.HEALTHY}
     return frozenset(_choices(text, "--fail-on", accepted))

@@ -50,7 +50,7 @@ TRAIN_FAIL_ON = {
 def make_train_plan(
     *,
     variants: str,
-    fail_on: str,
+    fail_on: str | None,
     network: NetworkFlags,
     train: TrainFlags,
     output: OutputFlags,
@@ -88,7 +88,7 @@ def make_train_plan(
             "the targets by; use --samples 2 or more",
         )
     checks = (
-        frozenset(_choices(fail_on, "--fail-on", TRAIN_FAIL_ON)) if fail_on.strip() else frozenset()
+        frozenset() if fail_on is None else frozenset(_choices(fail_on, "--fail-on", TRAIN_FAIL_ON))
     )
     return Plan(
         command="train",

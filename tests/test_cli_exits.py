@@ -5,6 +5,7 @@ in a subprocess."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -119,24 +120,39 @@ def test_a_closed_stderr_changes_no_exit_code(args: list[str], code: int) -> Non
         assert done.stdout.startswith("plain")
 
 
-def test_dev_stdout_is_the_stdout_file_not_replaced(tmp_path: Path) -> None:
-    """/dev/stdout, redirected to a file, is that file. (A link of our own to /proc/self/fd/1,
-    as /dev/stdout is: a broken version of this rule would replace the machine's /dev/stdout.)"""
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["analyze", "--depth", "4", "--format", "json"],
+        ["train", "--depth", "2", "--steps", "2", "--format", "json"],
+        ["paths", "--depth", "4", "--format", "json"],
+        ["sweep", "--vary", "depth=2,4", "--format", "jsonl"],
+    ],
+    ids=lambda args: args[0],
+)
+def test_dev_stdout_is_the_stdout_file_not_replaced(tmp_path: Path, args: list[str]) -> None:
+    """/dev/stdout, redirected to a file, is that file, and holds the report alone, as with
+    ``--output -`` (the summary lines after it made its JSON invalid). (A link of our own to
+    /proc/self/fd/1, as /dev/stdout is: a broken version of this rule would replace the
+    machine's /dev/stdout.)"""
     stdout = tmp_path / "stdout"
     stdout.symlink_to("/proc/self/fd/1")
     target = tmp_path / "out.txt"
     with open(target, "wb") as out:
         inode = os.fstat(out.fileno()).st_ino
         done = subprocess.run(
-            gradflow("analyze", "--depth", "4", "--width", "4", "--batch", "2", "--format",
-                     "json", "--output", str(stdout)),
+            gradflow(*args, "--width", "4", "--batch", "2", "--output", str(stdout)),
             stdout=out, stderr=subprocess.PIPE, env=ENV, text=True,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert target.stat().st_ino == inode  # the same file, written through, not replaced
     assert stdout.is_symlink()
     text = target.read_text()
-    assert text.startswith("{") and '"schema_version"' in text  # the report, then the summary
+    if args[0] == "sweep":  # a record a line
+        assert all("variant" in json.loads(line) for line in text.splitlines())
+    else:
+        assert "schema_version" in json.loads(text)
+    assert "wrote" not in done.stderr
 
 
 HELD_UP = """

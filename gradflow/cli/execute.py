@@ -239,7 +239,13 @@ def _show(plan: Plan, reports: list[Report], theory: Theory = None) -> list[Writ
         text = _text(plan, reports, width=FILE_WIDTH, theory=theory)
         return to_stdout(lambda: sys.stdout.write(text))
     failures = write_text(plan.report, _text(plan, reports, width=FILE_WIDTH, theory=theory))
-    return failures + to_stdout(lambda: _print_summary(console, reports, theory))
+    return failures + summary_after(plan.report, lambda: _print_summary(console, reports, theory))
+
+
+def summary_after(target: OutputTarget, show: Callable[[], object]) -> list[WriteFailed]:
+    """The summary lines on stdout once the report is in --output's file; none where that file
+    is stdout itself (``/dev/stdout``): they would end its JSON or CSV, as ``-`` never does."""
+    return [] if target.fd == 1 else to_stdout(show)
 
 
 def write_text(target: OutputTarget, text: str) -> list[WriteFailed]:
@@ -251,7 +257,8 @@ def write_text(target: OutputTarget, text: str) -> list[WriteFailed]:
     except BrokenPipeError:  # --output is stdout or stderr, and its reader has gone
         silence(sys.stdout if target.fd == 1 else sys.stderr)
     else:
-        note(f"gradflow: wrote {target.path}")
+        if target.fd != 1:  # (stdout itself: as with -, the report is all it says)
+            note(f"gradflow: wrote {target.path}")
     return []
 
 

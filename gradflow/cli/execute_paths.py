@@ -16,6 +16,7 @@ from gradflow.cli.execute import (
     need_bytes,
     page_console,
     runs_at_once,
+    summary_after,
     to_stdout,
     write_text,
 )
@@ -52,7 +53,7 @@ def execute_paths(plan: Plan) -> ExitCode:
             return _exit(figure + to_stdout(lambda: _print_page(console, plan, runs)))
         return _exit(figure + to_stdout(lambda: sys.stdout.write(_text(plan, runs, FILE_WIDTH))))
     failures = figure + write_text(plan.report, _text(plan, runs, FILE_WIDTH))
-    return _exit(failures + to_stdout(lambda: _print_summary(console, runs)))
+    return _exit(failures + summary_after(plan.report, lambda: _print_summary(console, runs)))
 
 
 def _exit(failures: list[WriteFailed]) -> ExitCode:

@@ -26,7 +26,14 @@ from gradflow.analysis.sweep import PointResult, Run, aggregate, flag_name, poin
 from gradflow.analysis.theory import predict
 from gradflow.analysis.verdict import Quantity, Thresholds, Verdict, judge
 from gradflow.cli.errors import BadInput, ExitCode, WriteFailed, note, quoted, silence
-from gradflow.cli.execute import FILE_WIDTH, bytes_text, page_console, to_stdout, write_text
+from gradflow.cli.execute import (
+    FILE_WIDTH,
+    bytes_text,
+    page_console,
+    summary_after,
+    to_stdout,
+    write_text,
+)
 from gradflow.cli.executors import Task, in_order, make_executor, run_threads
 from gradflow.cli.figure_files import write_figure
 from gradflow.cli.options import SweepFormat
@@ -219,7 +226,8 @@ class _JsonlSink:
         self.file: TextIO | None = None
         self.failures: list[WriteFailed] = []
         if plan.format is SweepFormat.JSONL:
-            self.file = sys.stdout if streamed else _open_jsonl(plan, kept)
+            stream = sys.stderr if target is not None and target.fd == 2 else sys.stdout
+            self.file = stream if streamed else _open_jsonl(plan, kept)
 
     def __enter__(self) -> Callable[[Record], None]:
         return self.write
@@ -308,14 +316,18 @@ def _show(plan: SweepPlan, results: list[PointResult], records: list[Record]) ->
     if plan.quiet and plan.output is None:
         return to_stdout(lambda: _print_lines(console, read))
     if plan.format is SweepFormat.JSONL:  # already written, run by run
-        return [] if plan.output is None else to_stdout(lambda: _print_lines(console, read))
+        return (
+            []
+            if plan.output is None
+            else summary_after(plan.output, lambda: _print_lines(console, read))
+        )
     if plan.output is None:
         if plan.format is SweepFormat.TABLE:
             return to_stdout(lambda: console.print(Stack(*_page(plan, results, console.width))))
         text = _text(plan, results, records, FILE_WIDTH)
         return to_stdout(lambda: sys.stdout.write(text))
     failures = write_text(plan.output, _text(plan, results, records, FILE_WIDTH))
-    return failures + to_stdout(lambda: _print_lines(console, read))
+    return failures + summary_after(plan.output, lambda: _print_lines(console, read))
 
 
 def _figure(plan: SweepPlan, results: list[PointResult]) -> list[WriteFailed]:

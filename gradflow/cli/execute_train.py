@@ -21,6 +21,7 @@ from gradflow.cli.execute import (
     page_console,
     runs_at_once,
     save_arrays,
+    summary_after,
     to_stdout,
     write_text,
 )
@@ -110,7 +111,7 @@ def _show(plan: Plan, runs: list[TrainRun]) -> list[WriteFailed]:
             return to_stdout(lambda: _print_page(console, plan, runs))
         return to_stdout(lambda: sys.stdout.write(_text(plan, runs, FILE_WIDTH)))
     failures = write_text(plan.report, _text(plan, runs, FILE_WIDTH))
-    return failures + to_stdout(lambda: _print_summary(console, runs))
+    return failures + summary_after(plan.report, lambda: _print_summary(console, runs))
 
 
 def _print_summary(console: Console, runs: list[TrainRun]) -> None:

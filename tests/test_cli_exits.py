@@ -319,6 +319,29 @@ def test_a_second_signal_ends_a_pool_sweep_at_once(first: int, second: int, tmp_
         assert code == ExitCode.INTERRUPTED and stderr == "gradflow: interrupted\n", stderr
 
 
+# two runs of some 2 s each, side by side
+MEDIUM_GRID = ["sweep", "--vary", "depth=300,302", "--width", "512", "--batch", "16",
+               "--variants", "none", "--jobs", "2", "-q"]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["int", "term"])
+def test_a_pool_sweep_stopped_keeps_the_runs_under_way(number: int, tmp_path: Path) -> None:
+    """One Ctrl-C (or SIGTERM) lets the runs under way finish, and they are in the file: it
+    waited for them, then dropped them."""
+    with _pool_sweep(tmp_path, MEDIUM_GRID) as child:
+        deadline = time.perf_counter() + 20  # both workers up (slower on a busy machine)
+        while len(_workers(child.pid)) < 2 and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # into their runs
+        _send(child, number)
+        code, stderr, _ = _ended(child)
+    name = "terminated" if number == signal.SIGTERM else "interrupted"
+    assert stderr == f"gradflow: {name}\n"
+    assert code == (-signal.SIGTERM if number == signal.SIGTERM else ExitCode.INTERRUPTED)
+    lines = (tmp_path / "s.jsonl").read_text().splitlines()
+    assert [json.loads(line)["values"]["depth"] for line in lines] == [300, 302]
+
+
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["int", "term"])
 def test_a_signal_as_a_pool_sweep_starts_ends_it_with_one_line(number: int, tmp_path: Path) -> None:
     """One at the pool's start printed a traceback from a half-started worker."""

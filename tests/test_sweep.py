@@ -261,8 +261,17 @@ def test_serial_and_two_jobs_give_the_same_bytes(tmp_path: Path) -> None:
 
 
 def test_in_order_releases_each_run_once_all_before_it_are_done() -> None:
-    finished = [(2, {"r": 2}), (0, {"r": 0}), (3, {"r": 3}), (1, {"r": 1})]
-    assert [i for i, _ in executors.in_order(finished)] == [0, 1, 2, 3]
+    order = executors.InOrder()
+    released = []
+    for index in (2, 0, 3, 1):
+        order.add(index, {"r": index})
+        while (ready := order.ready()) is not None:
+            assert ready[1] == {"r": ready[0]}
+            released.append(ready[0])
+            if len(released) == 1:
+                assert order.ready() == ready  # next until taken
+            order.taken()
+        assert released == {2: [], 0: [0], 3: [0], 1: [0, 1, 2, 3]}[index]
 
 
 def test_a_cluster_that_fails_under_a_run_is_one_line_and_a_run_s_bug_its_traceback(
@@ -691,8 +700,11 @@ def test_one_chart_per_value_of_the_second_flag_and_no_negative_zero() -> None:
 def test_ctrl_c_under_a_pool_ends_the_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C while the main process takes in results from two workers: exit 130, the runs
-    written so far kept, the workers gone."""
+    """Ctrl-C while the main process takes in results from two workers: exit 130, the workers
+    gone, and the file the sweep's first runs: those written, the one being written when it
+    came, and those under way then, as far as they follow on."""
+    whole = tmp_path / "whole.jsonl"
+    assert sweep(*GRID, "--jobs", "1", "--output", str(whole)).exit_code == 0
     real = sweep_view.run_record
     calls: list[int] = []
 
@@ -706,7 +718,9 @@ def test_ctrl_c_under_a_pool_ends_the_workers(
     part = tmp_path / "part.jsonl"
     result = sweep(*GRID, "--jobs", "2", "--output", str(part))
     assert result.exit_code == 130 and result.stderr.strip() == "gradflow: interrupted"
-    assert len(part.read_text().splitlines()) == 2
+    written = part.read_bytes().splitlines(keepends=True)
+    assert len(written) >= 3
+    assert written == whole.read_bytes().splitlines(keepends=True)[: len(written)]
     assert multiprocessing.active_children() == []
 
 

@@ -14,7 +14,7 @@ import io
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -34,8 +34,9 @@ from gradflow.cli.execute import (
     to_stdout,
     write_text,
 )
-from gradflow.cli.executors import Task, in_order, make_executor, run_threads
+from gradflow.cli.executors import InOrder, Task, make_executor, run_threads
 from gradflow.cli.figure_files import write_figure
+from gradflow.cli.interrupts import interrupts_held
 from gradflow.cli.options import SweepFormat
 from gradflow.cli.sweep_plan import SweepPlan
 from gradflow.engine import memory
@@ -63,17 +64,33 @@ def execute_sweep(plan: SweepPlan) -> ExitCode:
     tasks: list[Task] = [(run_spec(plan.base, plan.runs[i]), plan.thresholds, each) for i in todo]
     executor = make_executor(plan.jobs, plan.scheduler, len(tasks))  # Dask connects here
     sink = _JsonlSink(plan, len(kept))
+    order = InOrder()
     with sink as write, _Progress(len(plan.runs), len(kept)) as advance:
+
+        def take(finished: Iterable[tuple[int, Record]]) -> None:
+            """Each run as the runs before it are in: recorded, written and counted whole, a
+            Ctrl-C held until it is (the jsonl stays the sweep's first runs, for --resume)."""
+            for index, summary in finished:
+                order.add(index, summary)
+                while (ready := order.ready()) is not None:
+                    with interrupts_held():
+                        local, summary = ready
+                        i = todo[local]
+                        record = sweep_view.run_record(plan.runs[i], tasks[local][0], summary)
+                        write(record)
+                        records[i] = record
+                        order.taken()
+                        advance()
+
         try:
-            for local, summary in in_order(executor.run(tasks)):
-                i = todo[local]
-                run = plan.runs[i]
-                record = records[i] = sweep_view.run_record(run, tasks[local][0], summary)
-                write(record)
-                advance()
+            try:
+                take(executor.run(tasks))
+            except KeyboardInterrupt:  # (SIGTERM too) the runs under way finish and are kept
+                take(executor.under_way())
+                raise
         except MemoryError:  # the estimate is an estimate: one line, the finished runs kept
             raise BadInput("memory", "a run ran out of memory; try fewer --jobs") from None
-        finally:  # Ctrl-C too: runs not started are dropped, the workers end
+        finally:  # runs not started are dropped, the workers end
             executor.close()
     if plan.format is SweepFormat.JSONL and sink.path and not sink.failures:  # named, as others are
         note(f"gradflow: wrote {sink.path}")

@@ -5,7 +5,8 @@ them back in grid order, so that what is written does not depend on the executor
 A run is ``analyze`` on one spec with one BLAS thread (``engine/threads.py``); a worker sends
 back only the summary record (a small dict), never the per-layer arrays. Pool workers start from
 a fork server that has imported this module once, and ignore Ctrl-C: the main process stops
-handing out runs, the runs under way finish, and the workers end.
+handing out runs, takes in the runs under way as they finish (``under_way``), and the workers
+end.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import importlib
 import itertools
 import multiprocessing
 import signal
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
@@ -45,20 +46,33 @@ class Executor(Protocol):
         """(index into tasks, record) for every task, in the order the runs finish."""
         ...
 
+    def under_way(self) -> Iterator[tuple[int, Record]]:
+        """After Ctrl-C or SIGTERM stopped ``run``: the runs not started are dropped, those
+        under way finish and come back as ``run``'s pairs do. Another signal meanwhile drops
+        them too, and is raised."""
+        ...
+
     def close(self) -> None: ...
 
 
-def in_order(
-    finished: Iterable[tuple[int, Record]], first: int = 0
-) -> Iterator[tuple[int, Record]]:
-    """The pairs in index order from ``first``, each released as soon as all before it are."""
-    waiting: dict[int, Record] = {}
-    following = first
-    for index, record in finished:
-        waiting[index] = record
-        while following in waiting:
-            yield following, waiting.pop(following)
-            following += 1
+class InOrder:
+    """Runs that finish in any order, handed on in index order from ``first``: the next one
+    ``ready`` is the one after all handed on; it stays next until ``taken``."""
+
+    def __init__(self, first: int = 0) -> None:
+        self.waiting: dict[int, Record] = {}
+        self.following = first
+
+    def add(self, index: int, record: Record) -> None:
+        self.waiting[index] = record
+
+    def ready(self) -> tuple[int, Record] | None:
+        record = self.waiting.get(self.following)
+        return None if record is None else (self.following, record)
+
+    def taken(self) -> None:
+        del self.waiting[self.following]
+        self.following += 1
 
 
 class Serial:
@@ -67,6 +81,9 @@ class Serial:
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
         for index, task in enumerate(tasks):
             yield index, run_summary(task)
+
+    def under_way(self) -> Iterator[tuple[int, Record]]:
+        return iter(())  # the run under way was this process's, and the signal ended it
 
     def close(self) -> None:
         pass
@@ -101,10 +118,11 @@ class Pool:
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
         self.pool = ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_start_worker)
+        self.pending: dict[Future[Record], int] = {}  # handed out, not yet handed back
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
         queue = iter(enumerate(tasks))
-        pending: dict[Future[Record], int] = {}
+        pending = self.pending
 
         def hand_out(count: int) -> None:
             for index, task in itertools.islice(queue, count):
@@ -115,8 +133,20 @@ class Pool:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=pending.__getitem__):
-                yield pending.pop(future), _result(future)
+                index = pending[future]
+                yield index, _result(future)
+                del pending[future]
                 hand_out(1)
+
+    def under_way(self) -> Iterator[tuple[int, Record]]:
+        for future in self.pending:
+            future.cancel()  # those not started; a run under way cannot be
+        with interrupts_held(meanwhile=self._end_workers):
+            wait(self.pending)
+        for future, index in sorted(self.pending.items(), key=lambda item: item[1]):
+            if not future.cancelled() and future.exception() is None:
+                yield index, future.result()
+        self.pending.clear()
 
     def close(self) -> None:
         """Drop the runs not started, let those under way finish, end the workers; at another
@@ -185,6 +215,9 @@ class Dask:
                 raise TimeoutError(f"no answer within {CONNECT_TIMEOUT} s") from None
 
         asyncio.run(within())
+
+    def under_way(self) -> Iterator[tuple[int, Record]]:
+        return iter(())  # cancelled with the rest (``close``): a cluster's are not ours to await
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Record]]:
         self.futures = self.client.map(run_summary, list(tasks), pure=False)

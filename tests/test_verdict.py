@@ -63,6 +63,35 @@ def test_a_signal_that_never_arrives_is_said_so_and_not_read_as_a_weight_ratio()
     assert starts == sorted(starts) and len(starts) == 2
 
 
+def test_a_dead_branch_does_not_stop_a_pre_network_s_signal() -> None:
+    """Every ReLU of layers 6 and 8 is dead, inside their branches: the skip carries the
+    signal on to a finite output. It read "forward signal is exactly zero from layer 6"."""
+    spec = NetworkSpec(depth=8, width=2, batch=1, activation="relu", init="he", skip="pre",
+                       seed=0)  # type: ignore[arg-type]  # fmt: skip
+    report = analyze(spec)
+    dead = (report.layers.act_mean == 0) & (report.layers.act_std == 0)
+    assert dead[5] and dead[7]
+    assert math.isfinite(report.summary.log10_signal)
+    assert report.summary.zero_from is None
+    assert not any("exactly zero" in w for w in report.summary.warnings)
+
+
+@pytest.mark.parametrize("skip", ["pre", "post"])
+def test_skip_and_branch_closed_by_their_scales_is_no_rounding(skip: str) -> None:
+    """s = α = 0 closes both paths of every add: the gradient below is exactly 0, truly. It
+    was said to be φ′ rounding to 0 at saturated units (none was), and pre's zero output had
+    no zero_from."""
+    spec = NetworkSpec(depth=6, skip=skip, skip_scale=0.0, residual_scale=0.0)
+    report = analyze(spec)
+    assert not any("rounds to 0" in w for w in report.summary.warnings)
+    assert (report.layers.grad_input.mantissa == 0).all()
+    if skip == "pre":  # the output is 0: s·h + α·u
+        assert report.summary.log10_signal == -math.inf
+        assert report.summary.zero_from == spec.depth and report.zero_at_output
+        (warning,) = report.summary.warnings
+        assert warning.startswith("forward signal is exactly zero at the output")
+
+
 def test_zero_init_residual_is_judged_by_gain_and_signal() -> None:
     # A zero-initialised branch end makes the first layer's weight gradient exactly zero by
     # construction: that says nothing about the flow, which is the identity here.

@@ -20,7 +20,7 @@ from gradflow.engine.gradient import Records
 from gradflow.engine.losses import LossResult
 from gradflow.engine.magnitudes import SUM_SQ_LOW, Magnitudes, exact_norm, sum_sq
 from gradflow.engine.network import Network
-from gradflow.engine.spec import Activation, NetworkSpec
+from gradflow.engine.spec import Activation, NetworkSpec, Skip
 
 # Bytes per layer and per block of the records a pass ends with and the report built from them
 # while the tape is still held: a name (~65 bytes as tracemalloc counts a short str), the
@@ -73,13 +73,30 @@ def _ratio(log10: np.ndarray, first: int, last: int) -> float:
         return float(log10[first] - log10[last])
 
 
+def _zero_from(spec: NetworkSpec, stats: ActivationStats, log10_signal: float) -> int | None:
+    """The first layer (1-based) whose output, the forward signal, is exactly zero. In a
+    residual network a branch's own zero (dead ReLUs) does not stop the stream: only a block's
+    output counts (post and Post-LN: its last layer's; pre: the network's output, the only
+    point of its stream the report holds)."""
+    zero = (stats.mean == 0) & (stats.std == 0)
+    if not spec.residual:
+        return _first(zero)
+    if spec.skip is Skip.PRE:
+        return spec.depth if log10_signal == -math.inf else None
+    return _first(zero & (np.arange(1, spec.depth + 1) % spec.block_size == 0))
+
+
 def _lost_to_rounding(spec: NetworkSpec, records: Records, dy_norm: float) -> int | None:
     """The layer (1-based) below which, itself included, every ∂L/∂W, ∂L/∂b and ∂L/∂(input) is
     exactly 0 though a nonzero gradient arrives from above: φ′ is 0 at every unit there. Except
-    for ReLU (inactive units: a true zero, and a zero forward signal, reported as such), no φ′
-    is 0 on more than a point, so that is φ′ rounding to 0 where the units saturate. (A skip
-    path carries the gradient past a branch; after the add, φ′ stops it too.)"""
+    for ReLU (inactive units: a true zero, and a zero forward signal, reported as such) and a
+    residual network whose skip and branch are both closed by construction (s = 0, and α = 0,
+    β = 0 or zeroed branch ends), no φ′ is 0 on more than a point, so that is φ′ rounding to 0
+    where the units saturate. (A skip path carries the gradient past a branch; after the add,
+    φ′ stops it too.)"""
     if spec.activation is Activation.RELU or not (0 < dy_norm < math.inf):
+        return None
+    if spec.residual and spec.skip_scale == 0 and branch_zeros_may_be_true(spec):
         return None
     zero = (
         (records.grad_weight.mantissa == 0)
@@ -165,7 +182,7 @@ def build_report(
     last = spec.depth - 1
     log_w, log_in = records.grad_weight.log10, records.grad_input.log10
     nonfinite_from = _first(~stats.finite)
-    zero_from = _first((stats.mean == 0) & (stats.std == 0))
+    zero_from = _zero_from(spec, stats, log10_signal)
     # numerical trouble, one sentence each, in the order of the layers where it starts
     trouble: list[tuple[int, str]] = []
     if nonfinite_from is not None:
@@ -180,11 +197,19 @@ def build_report(
             (spec.depth, "forward pass overflows: the output is inf/NaN, though no layer's "
              "activations are (the residual stream overflows at an add)")
         )  # fmt: skip
-    if zero_from is not None:
+    if zero_from is not None and spec.skip is Skip.PRE:  # the output: its stream's only point
         trouble.append(
-            (zero_from, f"forward signal is exactly zero from layer {zero_from} (underflow or "
-             "dead units): the layers after it get no gradient, and the first/last weight "
-             "ratio is not judged")
+            (zero_from, "forward signal is exactly zero at the output (the residual stream is 0 "
+             "after an add: a scale of 0, or it cancelled or underflowed): the first/last "
+             "weight ratio is not judged")
+        )  # fmt: skip
+    elif zero_from is not None:
+        why = (
+            "underflow, dead units or a scale of 0" if spec.residual else "underflow or dead units"
+        )
+        trouble.append(
+            (zero_from, f"forward signal is exactly zero from layer {zero_from} ({why}): the "
+             "layers after it get no gradient, and the first/last weight ratio is not judged")
         )  # fmt: skip
     # activations below the smallest normal number are subnormal: they carry fewer
     # significant digits (and slow the arithmetic down)

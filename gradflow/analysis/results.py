@@ -14,7 +14,7 @@ import numpy as np
 
 from gradflow.analysis.verdict import Finding, Quantity, Thresholds, Verdict
 from gradflow.engine.magnitudes import Magnitudes
-from gradflow.engine.spec import NetworkSpec
+from gradflow.engine.spec import NetworkSpec, Skip
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -116,6 +116,12 @@ class Report(NamedTuple):
     @property
     def label(self) -> str:
         return self.spec.label
+
+    @property
+    def zero_at_output(self) -> bool:
+        """``summary.zero_from`` is the output itself: in a pre network the report holds the
+        residual stream there only (its layers' outputs are the branches')."""
+        return self.summary.zero_from is not None and self.spec.skip is Skip.PRE
 
     def plot(self) -> Figure:
         """This report as a matplotlib Figure (needs the ``plot`` extra); for several variants,

@@ -481,7 +481,9 @@ def verdict_reason(report: Report) -> str:
         reasons.append(f"the pass produced non-finite values{where}")
     reasons += [finding_text(f) for f in s.findings]
     weight_ratio = QUANTITY_TEXT[Quantity.WEIGHT_RATIO]
-    if s.zero_from is not None:
+    if report.zero_at_output:
+        reasons.append(f"{weight_ratio} is n/a: the forward signal is exactly 0 at the output")
+    elif s.zero_from is not None:
         reasons.append(
             f"{weight_ratio} is n/a: the forward signal is exactly 0 from layer {s.zero_from}, "
             f"so it never reached layer {report.spec.depth}"

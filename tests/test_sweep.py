@@ -109,6 +109,8 @@ def test_grid_order_first_flag_slowest_then_variant_then_seed() -> None:
         (["--vary", "weight-var=-1,1"], ["weight-var=-1", "positive"]),
         (["--vary", "depth=3,4"], ["depth=3", "multiple"]),  # post/pre need blocks of 2
         (["--vary", "depth=2,2"], ["listed twice"]),
+        (["--vary", "depth=2:2:3"], ["one value only"]),  # ran a one-point sweep
+        (["--vary", "depth=4:4.4:3"], ["one value only"]),  # rounded to 4, 4, 4
         (["--vary", "depth=2", "--vary", "depth=4"], ["varied twice"]),
         (["--vary", "depth=2", "--seeds", "0"], ["--seeds"]),
         (

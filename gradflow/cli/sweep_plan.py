@@ -291,6 +291,10 @@ def _range(field: str, text: str) -> Axis:
         values = list(dict.fromkeys(round(x) for x in raw))  # distinct, in order
     else:
         values = list(dict.fromkeys(float(f"{x:.12g}") for x in raw))  # 0.1 + 0.2 shown as 0.3
+    if len(values) < 2:  # as a list that names one value twice is refused
+        raise BadInput(
+            "--vary", f"{flag_name(field)}: {quoted(text)} gives one value only, {values[0]}"
+        )
     return Axis(field, tuple(values), geometric)
 
 

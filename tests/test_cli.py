@@ -763,3 +763,14 @@ def test_a_repeated_variants_flag_adds_up(command: list[str]) -> None:
         else [r["label"] for r in document["runs"]]
     )
     assert labels == ["pre", "post"]
+
+
+def test_choices_take_any_case_as_vary_and_skip_do() -> None:
+    """--activation ReLU was refused where --vary activation=ReLU and --skip PRE were taken;
+    the report is the same bytes as with the lower-case names."""
+    lower = run("analyze", *SMALL, "--activation", "relu", "--dtype", "float32", "--init", "he",
+                "--format", "json")  # fmt: skip
+    mixed = run("analyze", *SMALL, "--activation", "ReLU", "--dtype", "Float32", "--init", "HE",
+                "--format", "JSON")  # fmt: skip
+    assert lower.exit_code == mixed.exit_code == 0, mixed.stderr
+    assert mixed.stdout == lower.stdout

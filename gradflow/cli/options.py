@@ -118,13 +118,17 @@ BranchWeightScale = Annotated[
     ),
 ]
 ActivationOpt = Annotated[
-    Activation, typer.Option("--activation", help="Activation φ.", rich_help_panel=NETWORK)
+    Activation,
+    typer.Option(
+        "--activation", help="Activation φ.", case_sensitive=False, rich_help_panel=NETWORK
+    ),
 ]
 InitOpt = Annotated[
     Init,
     typer.Option(
         "--init",
         help="Weight initialisation (he gain follows the activation).",
+        case_sensitive=False,
         rich_help_panel=NETWORK,
     ),
 ]
@@ -148,6 +152,7 @@ NormOpt = Annotated[
     typer.Option(
         "--norm",
         help="Normalisation: before each activation; with --skip postnorm, after each add.",
+        case_sensitive=False,
         rich_help_panel=NETWORK,
     ),
 ]
@@ -156,6 +161,7 @@ LossOpt = Annotated[
     typer.Option(
         "--loss",
         help="mse; xent (linear head + softmax cross-entropy); linear (fixed upstream gradient).",
+        case_sensitive=False,
         rich_help_panel=NETWORK,
     ),
 ]
@@ -168,7 +174,13 @@ Classes = Annotated[
     ),
 ]
 DTypeOpt = Annotated[
-    DType, typer.Option("--dtype", help="Floating-point type of the pass.", rich_help_panel=NETWORK)
+    DType,
+    typer.Option(
+        "--dtype",
+        help="Floating-point type of the pass.",
+        case_sensitive=False,
+        rich_help_panel=NETWORK,
+    ),
 ]
 Seed = Annotated[
     int,
@@ -229,6 +241,7 @@ FormatOpt = Annotated[
         "--format",
         help="What to write (default: from the --output suffix, any case: .json, .csv, "
         ".md or .markdown, .txt or none for the table; another suffix needs --format).",
+        case_sensitive=False,
         show_default=False,
         rich_help_panel=OUTPUT,
     ),
@@ -342,6 +355,7 @@ OptimizerOpt = Annotated[
     typer.Option(
         "--optimizer",
         help="sgd (w -= lr·g), momentum (0.9, PyTorch's), adam (β 0.9/0.999, ε 1e-8).",
+        case_sensitive=False,
         rich_help_panel=TRAIN,
     ),
 ]
@@ -485,6 +499,7 @@ SweepFormatOpt = Annotated[
         "--format",
         help="What to write (default: from the --output suffix: .json, .jsonl, .csv, .md, "
         ".txt or none for the table).",
+        case_sensitive=False,
         show_default=False,
         rich_help_panel=OUTPUT,
     ),

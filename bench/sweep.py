@@ -22,7 +22,7 @@ from typing import Any
 
 from gradflow.analysis.analyze import analyze
 from gradflow.analysis.verdict import Thresholds
-from gradflow.cli.executors import Pool, Serial, Task, in_order
+from gradflow.cli.executors import InOrder, Pool, Serial, Task
 from gradflow.engine.spec import NetworkSpec
 
 OVERHEAD_TARGET_MS = 20.0
@@ -43,8 +43,12 @@ def wall(run: Callable[[], object]) -> float:
 
 
 def drain(executor: Serial | Pool, work: list[Task]) -> None:
-    for _ in in_order(executor.run(work)):
-        pass
+    """Every run through the executor, put back in grid order as the sweep does."""
+    order = InOrder()
+    for index, record in executor.run(work):
+        order.add(index, record)
+        while order.ready() is not None:
+            order.taken()
 
 
 def overhead(count: int = 40) -> dict[str, Any]:

@@ -218,6 +218,13 @@ def test_reasons_lead_with_their_verdict_and_say_what_frozen_means() -> None:
     assert summarize(barely, evals, None, 1.0, run.names).reason == (
         "frozen: fc1 barely moved: update ratio 3e-16"
     )
+    still = [
+        dataclasses.replace(r, update_ratio=Magnitudes(np.zeros(2), np.zeros(2, np.int64)))
+        for r in run.steps
+    ]  # exactly 0 at every record: a gradient that is 0 (s = α = 0), not one below the spacing
+    assert summarize(still, evals, None, 1.0, run.names).reason == (
+        "frozen: fc1 never moved: every update was exactly 0"
+    )
     learns = summarize(run.steps, evals, None, 1.0, run.names)
     assert learns.reason.startswith("learns: loss 10 → 2, halved by step 2; still not below")
     assert summarize(run.steps, evals, None, 3.0, run.names).reason == (

@@ -409,6 +409,8 @@ def summarize(
                 f"{names[0]} stopped moving: median update ratio {ratio_text(first_ratio)} "
                 f"(largest {ratio_text(peak)})"
             )
+        elif peak == -math.inf:  # every update exactly 0: its gradient is 0 (α = 0, say)
+            text = f"{names[0]} never moved: every update was exactly 0"
         elif peak < math.log10(np.finfo(dtype).eps):  # no update reached the dtype's spacing
             text = (
                 f"{names[0]} is stuck below {dtype}'s resolution: "

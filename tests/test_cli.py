@@ -529,7 +529,7 @@ BAD = [
     (["analyze", "--output", "x.json", "--save-arrays", "x.json"], "--save-arrays"),
     (["analyze", "--max-rows", "0"], "--max-rows"),
     (["analyze", "--max-memory", "lots"], "--max-memory"),
-    (["analyze", "--max-memory", "1.5"], "--max-memory"),  # bytes are whole: it read 1 B
+    (["analyze", "--max-memory", "1.5"], "--max-memory: expected a size"),  # it read 1 B
     (["analyze", "--max-memory", "1K"], "memory"),
     (["train", "--steps", "99999999999999999999"], "smaller --depth, --width, --batch, --steps"),
     (["paths", "--skip", "pre", "--samples", "99999999999999999999"], "--batch or --samples"),

@@ -102,6 +102,7 @@ def test_a_closed_stdout_is_a_write_failure(args: list[str]) -> None:
     ("args", "code"),
     [
         (["analyze", "--depth", "4", "-q"], ExitCode.OK),
+        (["analyze", "--depth", "4", "-q", "--output", os.devnull], ExitCode.OK),  # "wrote"
         (["analyze", "--depth", "20", "-q", "--fail-on", "vanishing"], ExitCode.CHECK_FAILED),
         (["analyze", "--depth", "0"], ExitCode.BAD_INPUT),
         (["analyze", "--depht", "4"], ExitCode.BAD_INPUT),
@@ -153,6 +154,22 @@ def test_dev_stdout_is_the_stdout_file_not_replaced(tmp_path: Path, args: list[s
     else:
         assert "schema_version" in json.loads(text)
     assert "wrote" not in done.stderr
+
+
+def test_a_jsonl_sweep_to_dev_stderr_leaves_stderr_open() -> None:
+    """Its records go to stderr, and the lines after them too: closing it as a file of our own
+    made the first of them exit 1 with "lost sys.stderr"."""
+    done = subprocess.run(
+        gradflow("sweep", "--vary", "weight-var=1e30,1e60", "--depth", "40", "--width", "4",
+                 "--batch", "2", "--activation", "linear", "--variants", "none", "--format",
+                 "jsonl", "--output", "/dev/stderr"),
+        capture_output=True, env=ENV, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    *records, warning = done.stderr.splitlines()
+    assert [json.loads(line)["values"]["weight_var"] for line in records] == [1e30, 1e60]
+    assert warning.startswith("gradflow: warning: 2 of 2 runs met numerical trouble")
+    assert done.stdout.startswith("plain")
 
 
 HELD_UP = """
@@ -332,8 +349,7 @@ def test_a_pool_sweep_stopped_keeps_the_runs_under_way(number: int, tmp_path: Pa
         deadline = time.perf_counter() + 20  # both workers up (slower on a busy machine)
         while len(_workers(child.pid)) < 2 and time.perf_counter() < deadline:
             time.sleep(0.05)
-        time.sleep(0.5)  # into their runs
-        _send(child, number)
+        _send(child, number)  # both runs handed to the workers: under way, whatever the speed
         code, stderr, _ = _ended(child)
     name = "terminated" if number == signal.SIGTERM else "interrupted"
     assert stderr == f"gradflow: {name}\n"

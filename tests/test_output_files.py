@@ -185,6 +185,7 @@ def test_a_name_that_ends_as_a_directory_is_refused(
     monkeypatch.chdir(tmp_path)
     line = refused(run(*command, flag, "r.json" + suffix), flag)
     assert "names a directory" in line
+    assert "empty; give a file name" in refused(run(*command, flag, ""), flag)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -111,7 +111,9 @@ def _exact_gradients(spec: NetworkSpec) -> list[tuple[mpmath.mpf, mpmath.mpf]]:
         {"activation": "tanh", "width": 1, "batch": 1, "bias_var": 300.0, "seed": 1},
         # z ≈ −10: ½(1 + erf) gave φ = 0, so fc2's ‖∂L/∂W‖ was 0 where it is 2.5e-22
         {"activation": "gelu", "width": 2, "batch": 2, "bias_var": 120.0, "seed": 7},
-        {"activation": "tanh", "width": 5, "batch": 3, "weight_var": 400.0, "depth": 4},
+        # no unit saturated: 1 − tanh² and σ(z)·σ(−z) in every layer, as most networks take them
+        {"activation": "tanh", "width": 5, "batch": 3, "weight_var": 1.0, "depth": 4},
+        {"activation": "sigmoid", "width": 5, "batch": 3, "weight_var": 1.0, "depth": 4},
     ],
 )
 def test_saturated_networks_match_fifty_digit_backprop(case: dict[str, object]) -> None:
@@ -122,3 +124,14 @@ def test_saturated_networks_match_fifty_digit_backprop(case: dict[str, object]) 
         assert weight > 0 and bias > 0
         assert layers.grad_weight.log10[i] == pytest.approx(float(mpmath.log10(weight)), abs=1e-12)
         assert layers.grad_bias.log10[i] == pytest.approx(float(mpmath.log10(bias)), abs=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gelu_at_infinity_is_its_limits_in_both_dtypes(dtype: type[np.floating]) -> None:
+    """φ(∞) = ∞, φ(−∞) = 0, φ'(±∞) = 1, 0; nan stays nan (float64 gave nan at ±∞: ∞·0)."""
+    z = np.array([np.inf, -np.inf, np.nan, 1.0], dtype=dtype)
+    h, d = np.empty_like(z), np.empty_like(z)
+    with np.errstate(all="ignore"):
+        ACTIVATIONS[Activation.GELU].forward(z, h, d)
+    assert h[:2].tolist() == [np.inf, 0.0] and d[:2].tolist() == [1.0, 0.0]
+    assert np.isnan(h[2]) and np.isnan(d[2]) and np.isfinite(h[3]) and np.isfinite(d[3])

@@ -238,13 +238,16 @@ class _JsonlSink:
     def __init__(self, plan: SweepPlan, kept: int) -> None:
         target = plan.output
         streamed = target is None or target.is_stream
-        self.flag = "stdout" if streamed else "--output"
+        stderr = target is not None and target.fd == 2
+        self.flag = ("stderr" if stderr else "stdout") if streamed else "--output"
         self.path: Path | None = None if target is None or streamed else target.path
         self.file: TextIO | None = None
+        self.opened = False  # a file of our own, to close; never stdout or stderr
         self.failures: list[WriteFailed] = []
         if plan.format is SweepFormat.JSONL:
-            stream = sys.stderr if target is not None and target.fd == 2 else sys.stdout
-            self.file = stream if streamed else _open_jsonl(plan, kept)
+            self.file = (sys.stderr if stderr else sys.stdout) if streamed else None
+            if self.file is None:
+                self.file, self.opened = _open_jsonl(plan, kept), True
 
     def __enter__(self) -> Callable[[Record], None]:
         return self.write
@@ -257,22 +260,22 @@ class _JsonlSink:
             self.file.flush()
         except BrokenPipeError as error:  # the reader has gone: | head is no error, but a
             silence(self.file)  # FIFO --output whose reader left is not whole
-            if self.file is not sys.stdout:
+            if self.opened:
                 self.failures.append(WriteFailed(self.flag, self.path, error))
                 with contextlib.suppress(OSError):
                     self.file.close()  # what is still buffered goes to /dev/null
             self.file = None
         except OSError as error:
             self.failures.append(WriteFailed(self.flag, self.path, error))
-            if self.file is sys.stdout:
-                silence(sys.stdout)  # what is still buffered cannot go either
+            if not self.opened:
+                silence(self.file)  # what is still buffered cannot go either
             else:
                 with contextlib.suppress(OSError):
                     self.file.close()
             self.file = None
 
     def __exit__(self, *exc: object) -> None:
-        if self.file is not None and self.file is not sys.stdout:
+        if self.file is not None and self.opened:
             self.file.close()
 
 

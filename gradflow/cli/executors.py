@@ -1,5 +1,5 @@
 """Where a sweep's runs run: here one after another, in a local process pool, or on a Dask
-cluster. Each gives back ``(index, summary record)`` pairs as runs finish; ``in_order`` puts
+cluster. Each gives back ``(index, summary record)`` pairs as runs finish; ``InOrder`` puts
 them back in grid order, so that what is written does not depend on the executor.
 
 A run is ``analyze`` on one spec with one BLAS thread (``engine/threads.py``); a worker sends

@@ -228,6 +228,9 @@ def file_name(flag: str) -> Callable[[str], Path]:
     that names a directory, which Path would hide ('x.json/' becomes 'x.json')."""
 
     def parse(value: str) -> Path:
+        if not value:
+            dash = ", or - for stdout" if flag == "--output" else ""
+            raise BadInput(flag, f"empty; give a file name{dash}")
         if value != "-" and os.path.basename(value) in ("", ".", ".."):
             raise BadInput(flag, f"{quoted(value)} names a directory; give a file name")
         return Path(value)

@@ -373,5 +373,7 @@ def _size(text: str, flag_name: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
     size = float(match.group(1)) * SIZE_UNITS[match.group(2).lower()] if match else 0.0
     if not match or not math.isfinite(size) or size < 1 or (size != int(size) and not match[2]):
-        raise BadInput(flag_name, f"expected a size such as 512M, 2G or 1.5GiB, got {text!r}")
+        raise BadInput(
+            flag_name, f"expected a size such as 512M, 2G, 1.5GiB or whole bytes, got {text!r}"
+        )
     return int(size)

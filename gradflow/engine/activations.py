@@ -5,8 +5,9 @@ value and slope apart: their φ' follows exactly from φ(z), so it is not saved 
 by backward from the saved φ. Sigmoid's and tanh's φ' are functions of φ(z) too, σ(1 − σ) and
 1 − tanh², but not accurate ones: once σ(z) or |tanh z| is within rounding of 1, the difference
 has lost its digits (σ' = 0 from z ≈ 37 in float64, where it is 1e-16; tanh' off by 10% at
-|z| ≈ 18). They are computed from z, to a few ULP for every z. Functions write into
-caller-owned buffers (``out=``) so the hot loop allocates nothing.
+|z| ≈ 18). They are computed from z instead: σ' to a few ULP for every z, tanh' to 2^-40
+relative (float32: 2^-17). Functions write into caller-owned buffers (``out=``) so the hot loop
+allocates nothing.
 """
 
 from __future__ import annotations
@@ -146,8 +147,7 @@ def _gelu_float32(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
         return
     with np.errstate(invalid="ignore"):  # ∞·0 where e^{−z²/2} = 0: set right below
         _gelu_float32_finite(z, h, d)
-    np.copyto(h, np.maximum(z, 0.0), where=infinite)  # φ(∞) = ∞, φ(−∞) = 0
-    np.copyto(d, np.greater(z, 0), where=infinite)  # φ'(∞) = 1, φ'(−∞) = 0
+    _at_infinity(z, h, d)
 
 
 def normal_cdf_float32(z: np.ndarray, phi: np.ndarray, e: np.ndarray) -> None:
@@ -197,6 +197,15 @@ def _gelu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
     pdf *= _INV_SQRT_2PI
     pdf *= z
     d += pdf  # φ' = Φ(z) + z·pdf(z)
+    if not np.isfinite(pdf).all():  # z = ±∞ (∞·0), or nan
+        _at_infinity(z, h, d)
+
+
+def _at_infinity(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    """GELU's limits where z = ±∞ (the formulas give ∞·0): φ(∞) = ∞, φ(−∞) = 0, φ' = 1, 0."""
+    infinite = np.isinf(z)
+    np.copyto(h, np.maximum(z, 0.0), where=infinite)
+    np.copyto(d, np.greater(z, 0), where=infinite)
 
 
 def _silu(z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:

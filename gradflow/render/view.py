@@ -557,6 +557,8 @@ def _why_not_finite(report: Report) -> str:
     """Why a report's first/last weight ratio is not a finite number, without its subject
     (``first-layer weight gradient is exactly 0``): the caller says whose."""
     s, log10_w = report.summary, report.layers.grad_weight.log10
+    if report.zero_at_output:
+        return "forward signal is exactly 0 at the output"
     if s.zero_from is not None:
         return f"forward signal is exactly 0 from layer {s.zero_from}"
     first, last = float(log10_w[0]), float(log10_w[report.spec.depth - 1])

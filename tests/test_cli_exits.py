@@ -347,9 +347,12 @@ def test_a_pool_sweep_stopped_keeps_the_runs_under_way(number: int, tmp_path: Pa
     waited for them, then dropped them."""
     with _pool_sweep(tmp_path, MEDIUM_GRID) as child:
         deadline = time.perf_counter() + 20  # both workers up (slower on a busy machine)
-        while len(_workers(child.pid)) < 2 and time.perf_counter() < deadline:
-            time.sleep(0.05)
-        _send(child, number)  # both runs handed to the workers: under way, whatever the speed
+        busy: list[int] = []
+        while len(busy) < 2 and time.perf_counter() < deadline:  # both runs under way
+            busy = [pid for pid in _workers(child.pid) if _cpu_seconds(pid) >= 0.2]
+            time.sleep(0.02)
+        assert len(busy) == 2, busy
+        _send(child, number)
         code, stderr, _ = _ended(child)
     name = "terminated" if number == signal.SIGTERM else "interrupted"
     assert stderr == f"gradflow: {name}\n"
@@ -383,6 +386,15 @@ def _processes(session: int, parent: int | None = None) -> dict[int, int]:
                 if int(fields[3]) == session and parent in (None, int(fields[1])):
                     found[int(entry.name)] = int(fields[1])
     return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used (0 if it has gone): a pool worker's shows it at a run."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _workers(session: int) -> list[int]:
